@@ -1,0 +1,48 @@
+"""The cost REST service: reads costs from ClickHouse, controls collection through Dagster."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import uvicorn
+from fastapi import FastAPI
+
+from cost_api.auth import KeyRing
+from cost_api.errors import install_error_handlers
+from cost_api.settings import get_settings
+from cost_pipelines.warehouse.connection import WarehouseSettings
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings = get_settings()
+    app.state.warehouse_settings = WarehouseSettings()
+    app.state.keyring = KeyRing.load(settings.api_keys_file)
+    yield
+
+
+def create_app() -> FastAPI:
+    app = FastAPI(
+        title="Cloud cost API",
+        version="2.0.0",
+        description="Costs per customer and provider from ClickHouse; collection runs in Dagster.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    # Routers are included here as they are built (costs, legacy, collection, health).
+    return app
+
+
+app = create_app()
+
+
+def main() -> None:
+    """`cost-api`: serve the API with uvicorn on API_HOST:API_PORT."""
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--host", default=os.environ.get("API_HOST", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("API_PORT", "8000")))
+    args = parser.parse_args()
+    uvicorn.run("cost_api.main:app", host=args.host, port=args.port, log_level="info")

@@ -1,0 +1,77 @@
+"""One way to reach ClickHouse for the whole project: a real server via CLICKHOUSE_URL, or the
+embedded cost-warehouse endpoint on loopback."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Any
+from urllib.parse import urlsplit
+
+import clickhouse_connect
+from clickhouse_connect.driver.client import Client
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+EMBEDDED_HOST = "127.0.0.1"
+CONNECT_TIMEOUT_S = 5
+QUERY_TIMEOUT_S = 60
+
+
+class WarehouseSettings(BaseSettings):
+    """Where ClickHouse is. Unset CLICKHOUSE_URL means the embedded endpoint on WAREHOUSE_PORT."""
+
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore")
+
+    clickhouse_url: str | None = Field(
+        default=None,
+        description="http(s)://host:port of a ClickHouse server or ClickHouse Cloud; "
+        "unset = the embedded endpoint",
+    )
+    clickhouse_user: str = "default"
+    clickhouse_password: SecretStr = SecretStr("")
+    clickhouse_database: str = "default"
+    clickhouse_cluster: str | None = Field(
+        default=None, description="Cluster name: migrations use ON CLUSTER and Replicated engines"
+    )
+    warehouse_host: str = EMBEDDED_HOST
+    warehouse_port: int = 8123
+    clickhouse_query_timeout_s: int = QUERY_TIMEOUT_S
+
+    @cached_property
+    def endpoint(self) -> tuple[str, str, int, bool]:
+        """(scheme, host, port, secure) of the server this project talks to."""
+        if not self.clickhouse_url:
+            return ("http", self.warehouse_host, self.warehouse_port, False)
+        parts = urlsplit(self.clickhouse_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(
+                f"CLICKHOUSE_URL must look like http(s)://host:port, got scheme {parts.scheme!r}"
+            )
+        secure = parts.scheme == "https"
+        return (parts.scheme, parts.hostname, parts.port or (8443 if secure else 8123), secure)
+
+    def describe(self) -> str:
+        """Where we connect, for logs: never includes the password."""
+        scheme, host, port, _ = self.endpoint
+        return f"{scheme}://{host}:{port}/{self.clickhouse_database}"
+
+
+def create_client(settings: WarehouseSettings | None = None, **overrides: Any) -> Client:
+    """A clickhouse-connect client for the configured warehouse. Create once and reuse it: it has
+    no session id, so one client is safe to share between threads."""
+    settings = settings or WarehouseSettings()
+    _, host, port, secure = settings.endpoint
+    kwargs: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "secure": secure,
+        "username": settings.clickhouse_user,
+        "password": settings.clickhouse_password.get_secret_value(),
+        "database": settings.clickhouse_database,
+        "connect_timeout": CONNECT_TIMEOUT_S,
+        "send_receive_timeout": settings.clickhouse_query_timeout_s,
+        "autogenerate_session_id": False,
+        "compress": True,
+    }
+    kwargs.update(overrides)
+    return clickhouse_connect.get_client(**kwargs)

@@ -1,0 +1,190 @@
+"""The cost schema: versioned, idempotent migrations applied at start-up and by `cost-migrate`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from clickhouse_connect.driver.client import Client
+
+from cost_pipelines.warehouse.connection import WarehouseSettings, create_client
+
+log = logging.getLogger(__name__)
+
+COSTS_TABLE = "costs"
+LOADS_TABLE = "cost_loads"
+CURRENT_VIEW = "costs_current"
+MIGRATIONS_TABLE = "schema_migrations"
+
+# Decimal(38, 12): 26 integer digits for totals, 12 fractional for unit prices like 0.0000001 USD.
+MONEY = "Decimal(38, 12)"
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,127}$")
+
+
+@dataclass(frozen=True)
+class DDLContext:
+    """Renders the parts of DDL that differ between one server and a cluster."""
+
+    cluster: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.cluster is not None and not _IDENTIFIER.match(self.cluster):
+            raise ValueError(f"CLICKHOUSE_CLUSTER {self.cluster!r} is not a valid cluster name")
+
+    @property
+    def on_cluster(self) -> str:
+        return f" ON CLUSTER `{self.cluster}`" if self.cluster else ""
+
+    def engine(self, family: str, *args: str) -> str:
+        """`MergeTree` family engine, Replicated on a cluster (default replica path and name)."""
+        name = f"Replicated{family}" if self.cluster else family
+        return f"{name}({', '.join(args)})" if args else name
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    statements: Callable[[DDLContext], Sequence[str]]
+
+
+def _costs_table(ctx: DDLContext) -> list[str]:
+    return [
+        f"""
+CREATE TABLE IF NOT EXISTS {COSTS_TABLE}{ctx.on_cluster}
+(
+    customer_id         LowCardinality(String),
+    provider            LowCardinality(String),
+    BillingAccountId    String,
+    BillingAccountName  String,
+    SubAccountId        String,
+    SubAccountName      String,
+    ProviderName        LowCardinality(String),
+    ChargePeriodStart   DateTime('UTC'),
+    ChargePeriodEnd     DateTime('UTC'),
+    BillingPeriodStart  DateTime('UTC'),
+    BillingPeriodEnd    DateTime('UTC'),
+    BilledCost          {MONEY},
+    EffectiveCost       {MONEY},
+    ListCost            {MONEY},
+    ContractedCost      {MONEY},
+    BillingCurrency     LowCardinality(String),
+    ServiceName         LowCardinality(String),
+    ServiceCategory     LowCardinality(String),
+    ChargeCategory      LowCardinality(String),
+    ChargeDescription   String,
+    ResourceId          String,
+    ResourceName        String,
+    RegionId            LowCardinality(String),
+    SkuId               String,
+    PricingQuantity     {MONEY},
+    PricingUnit         LowCardinality(String),
+    Tags                Map(String, String),
+    x_Estimated         Bool,
+    source              LowCardinality(String),
+    load_id             String,
+    collection_run_id   String,
+    collected_at        DateTime64(3, 'UTC')
+)
+ENGINE = {ctx.engine("MergeTree")}
+PARTITION BY toYYYYMM(ChargePeriodStart)
+ORDER BY (customer_id, provider, ChargePeriodStart, BillingAccountId, ServiceName, ResourceId)
+""",
+        # One row per (customer, provider, billing account, day): which load is current. A window
+        # replace inserts the new rows first, then flips these pointers in one insert, so readers
+        # see the old set or the new set, never a mix.
+        f"""
+CREATE TABLE IF NOT EXISTS {LOADS_TABLE}{ctx.on_cluster}
+(
+    customer_id         LowCardinality(String),
+    provider            LowCardinality(String),
+    BillingAccountId    String,
+    charge_date         Date,
+    load_id             String,
+    loaded_at           DateTime64(6, 'UTC'),
+    source              LowCardinality(String),
+    collection_run_id   String
+)
+ENGINE = {ctx.engine("ReplacingMergeTree", "loaded_at")}
+ORDER BY (customer_id, provider, BillingAccountId, charge_date)
+""",
+        # Parameterised view: the current line items of one customer; readers use only this.
+        f"""
+CREATE VIEW IF NOT EXISTS {CURRENT_VIEW}{ctx.on_cluster} AS
+SELECT * FROM {COSTS_TABLE}
+WHERE customer_id = {{customer_id:String}}
+  AND (provider, BillingAccountId, toDate(ChargePeriodStart), load_id) IN (
+      SELECT provider, BillingAccountId, charge_date, argMax(load_id, loaded_at)
+      FROM {LOADS_TABLE}
+      WHERE customer_id = {{customer_id:String}}
+      GROUP BY provider, BillingAccountId, charge_date
+  )
+""",
+    ]
+
+
+MIGRATIONS: tuple[Migration, ...] = (Migration(1, "focus cost line items", _costs_table),)
+
+
+def _migrations_table(ctx: DDLContext) -> str:
+    return f"""
+CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE}{ctx.on_cluster}
+(
+    version     UInt32,
+    name        String,
+    applied_at  DateTime64(3, 'UTC') DEFAULT now64(3)
+)
+ENGINE = {ctx.engine("ReplacingMergeTree", "applied_at")}
+ORDER BY version
+"""
+
+
+def applied_versions(client: Client) -> set[int]:
+    rows = client.query(f"SELECT DISTINCT version FROM {MIGRATIONS_TABLE}").result_rows
+    return {int(row[0]) for row in rows}
+
+
+def migrate(client: Client, cluster: str | None = None) -> list[int]:
+    """Apply every migration not yet recorded; returns the versions applied now. Idempotent."""
+    ctx = DDLContext(cluster)
+    client.command(_migrations_table(ctx))
+    done = applied_versions(client)
+    applied: list[int] = []
+    for migration in sorted(MIGRATIONS, key=lambda m: m.version):
+        if migration.version in done:
+            continue
+        for statement in migration.statements(ctx):
+            client.command(statement)
+        client.insert(
+            MIGRATIONS_TABLE,
+            [[migration.version, migration.name]],
+            column_names=["version", "name"],
+        )
+        log.info("applied migration %s: %s", migration.version, migration.name)
+        applied.append(migration.version)
+    return applied
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`cost-migrate`: apply pending migrations to the configured warehouse."""
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    settings = WarehouseSettings()
+    client = create_client(settings)
+    try:
+        applied = migrate(client, settings.clickhouse_cluster)
+    finally:
+        client.close()
+    latest = max(m.version for m in MIGRATIONS)
+    print(f"cost-migrate: {settings.describe()} at schema version {latest} ({len(applied)} new)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
