@@ -151,7 +151,7 @@ def applied_versions(client: Client) -> set[int]:
 
 def migrate(client: Client, cluster: str | None = None) -> list[int]:
     """Apply every migration not yet recorded; returns the versions applied now. Idempotent."""
-    ctx = DDLContext(cluster)
+    ctx = DDLContext(cluster or None)
     client.command(_migrations_table(ctx))
     done = applied_versions(client)
     applied: list[int] = []

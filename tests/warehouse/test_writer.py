@@ -1,0 +1,211 @@
+"""The window-replace write path, through the real warehouse endpoint."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from datetime import date, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from clickhouse_connect.driver.client import Client
+
+from cost_pipelines.warehouse.connection import WarehouseSettings, create_client
+from cost_pipelines.warehouse.schema import migrate
+from cost_pipelines.warehouse.writer import CostWindow, InvalidCostRows, replace_window
+from tests.support import WarehouseProcess, start_warehouse
+
+WINDOW = CostWindow("acme", "aws", "111122223333", date(2026, 10, 1), date(2026, 10, 8))
+
+
+@pytest.fixture(scope="module")
+def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WarehouseProcess]:
+    proc = start_warehouse(tmp_path_factory.mktemp("warehouse"))
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+@pytest.fixture(scope="module")
+def client(warehouse: WarehouseProcess) -> Iterator[Client]:
+    client = create_client(WarehouseSettings(warehouse_port=warehouse.port))
+    migrate(client)
+    yield client
+    client.close()
+
+
+def line_set(label: str, days: int, per_day: int, unit: str) -> pd.DataFrame:
+    """`days` x `per_day` lines, each costing `unit`, tagged with the set's label."""
+    return pd.DataFrame(
+        {
+            "ChargePeriodStart": [
+                pd.Timestamp(WINDOW.start + timedelta(days=d))
+                for d in range(days)
+                for _ in range(per_day)
+            ],
+            "BilledCost": [unit] * (days * per_day),
+            "BillingCurrency": ["USD"] * (days * per_day),
+            "ServiceName": [f"svc-{i % 7}" for i in range(days * per_day)],
+            "ResourceId": [f"{label}-{i}" for i in range(days * per_day)],
+            "Tags": [{"set": label}] * (days * per_day),
+        }
+    )
+
+
+def current(client: Client, customer: str = "acme") -> pd.DataFrame:
+    return client.query_df(
+        "SELECT ResourceId, BilledCost, Tags['set'] AS label, toDate(ChargePeriodStart) AS day "
+        "FROM costs_current(customer_id={customer:String})",
+        parameters={"customer": customer},
+    )
+
+
+def test_replacing_a_window_leaves_exactly_the_new_rows(client: Client) -> None:
+    replace_window(client, WINDOW, line_set("old", 7, 3, "1.5"), source="test")
+    result = replace_window(client, WINDOW, line_set("new", 5, 2, "0.0000001"), source="test")
+
+    rows = current(client)
+    assert result.rows_written == 10
+    assert result.billed_by_currency == {"USD": Decimal("0.0000010")}
+    assert set(rows["label"]) == {"new"}
+    assert len(rows) == 10
+    assert sum(rows["BilledCost"]) == Decimal("0.000001")
+
+
+def test_running_the_same_replace_twice_does_not_duplicate(client: Client) -> None:
+    rows = line_set("same", 7, 4, "2.25")
+    replace_window(client, WINDOW, rows, source="test")
+    replace_window(client, WINDOW, rows, source="test")
+    assert len(current(client)) == 28
+
+
+def test_an_empty_set_empties_the_window_but_not_other_days(client: Client) -> None:
+    outside = CostWindow("acme", "aws", "111122223333", date(2026, 10, 8), date(2026, 10, 9))
+    replace_window(client, WINDOW, line_set("inside", 7, 1, "1"), source="test")
+    replace_window(
+        client,
+        outside,
+        pd.DataFrame(
+            {"ChargePeriodStart": ["2026-10-08"], "BilledCost": ["9"], "BillingCurrency": ["USD"]}
+        ),
+        source="test",
+    )
+    replace_window(client, WINDOW, line_set("none", 0, 0, "1"), source="test")
+    rows = current(client)
+    assert list(rows["day"]) == [date(2026, 10, 8)]
+
+
+def test_other_customers_accounts_and_providers_are_untouched(client: Client) -> None:
+    other = CostWindow("globex", "aws", "111122223333", WINDOW.start, WINDOW.end)
+    replace_window(client, other, line_set("globex", 7, 2, "3"), source="test")
+    replace_window(client, WINDOW, line_set("acme", 7, 1, "1"), source="test")
+    replace_window(client, WINDOW, line_set("acme2", 7, 1, "1"), source="test")
+    assert set(current(client, "globex")["label"]) == {"globex"}
+    assert len(current(client, "globex")) == 14
+
+
+def test_rows_outside_the_window_are_refused_and_nothing_is_written(client: Client) -> None:
+    replace_window(client, WINDOW, line_set("kept", 7, 1, "1"), source="test")
+    bad = pd.DataFrame(
+        {
+            "ChargePeriodStart": ["2026-10-02", "2026-11-02"],
+            "BilledCost": ["1", "2"],
+            "BillingCurrency": ["USD"] * 2,
+        }
+    )
+    with pytest.raises(
+        InvalidCostRows, match=r"row 1: ChargePeriodStart 2026-11-02 .* outside the window"
+    ):
+        replace_window(client, WINDOW, bad, source="test")
+    assert set(current(client)["label"]) == {"kept"}
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "message"),
+    [
+        ("BilledCost", "12,5", "row 0: BilledCost '12,5' is not a number"),
+        ("BillingCurrency", "dollars", "row 0: BillingCurrency 'dollars' is not an ISO 4217 code"),
+        (
+            "ChargePeriodStart",
+            "yesterday",
+            "row 0: ChargePeriodStart 'yesterday' is not a timestamp",
+        ),
+    ],
+)
+def test_malformed_values_are_named_with_their_row_and_column(
+    client: Client, column: str, value: str, message: str
+) -> None:
+    rows = pd.DataFrame(
+        {"ChargePeriodStart": ["2026-10-02"], "BilledCost": ["1"], "BillingCurrency": ["USD"]}
+    )
+    rows[column] = [value]
+    with pytest.raises(InvalidCostRows, match=message):
+        replace_window(client, WINDOW, rows, source="test")
+
+
+READER = textwrap.dedent(
+    """
+    import json, sys, pathlib
+    from cost_pipelines.warehouse.connection import WarehouseSettings, create_client
+    port, stop_file, out_file = int(sys.argv[1]), *map(pathlib.Path, sys.argv[2:4])
+    client = create_client(WarehouseSettings(warehouse_port=port))
+    seen = []
+    while not stop_file.exists():
+        rows = client.query(
+            "SELECT Tags['set'] AS label, count() FROM costs_current(customer_id={c:String}) "
+            "WHERE provider = 'aws' GROUP BY label ORDER BY label",
+            parameters={"c": "race"},
+        ).result_rows
+        seen.append([[label, n] for label, n in rows])
+    out_file.write_text(json.dumps(seen))
+    """
+)
+
+
+@pytest.mark.slow
+def test_a_reader_in_another_process_sees_one_whole_set_at_a_time(
+    client: Client, warehouse: WarehouseProcess, tmp_path: Path
+) -> None:
+    window = CostWindow("race", "aws", "999", WINDOW.start, WINDOW.end)
+    sets = {
+        "a": line_set("a", 7, 3000, "1"),
+        "b": line_set("b", 5, 1000, "2"),
+        "c": line_set("c", 7, 2000, "3"),
+    }
+    sizes = {label: len(rows) for label, rows in sets.items()}
+    stop_file, out_file = tmp_path / "stop", tmp_path / "seen.json"
+    reader = subprocess.Popen(
+        [sys.executable, "-c", READER, str(warehouse.port), str(stop_file), str(out_file)]
+    )
+    try:
+        for rows in sets.values():
+            replace_window(client, window, rows, source="test")
+        stop_file.touch()
+        assert reader.wait(timeout=60) == 0
+    finally:
+        if reader.poll() is None:
+            reader.kill()
+    seen = json.loads(out_file.read_text())
+    assert len(seen) >= 5, "the reader should have read while the writer worked"
+    for observation in seen:
+        assert observation == [] or (
+            len(observation) == 1 and observation[0][1] == sizes[observation[0][0]]
+        ), f"partial or mixed window seen: {observation}"
+    assert [[label, n] for label, n in current_counts(client)] == [["c", sizes["c"]]]
+
+
+def current_counts(client: Client) -> list[tuple[str, int]]:
+    return [
+        (str(label), int(n))
+        for label, n in client.query(
+            "SELECT Tags['set'] AS label, count() "
+            "FROM costs_current(customer_id={c:String}) GROUP BY label",
+            parameters={"c": "race"},
+        ).result_rows
+    ]
