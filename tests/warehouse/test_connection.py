@@ -1,0 +1,32 @@
+"""Choosing between a real ClickHouse (CLICKHOUSE_URL) and the embedded endpoint."""
+
+import pytest
+
+from cost_pipelines.warehouse.connection import WarehouseSettings
+
+
+def test_without_a_url_the_embedded_endpoint_on_the_warehouse_port_is_used(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("CLICKHOUSE_URL", raising=False)
+    monkeypatch.setenv("WAREHOUSE_PORT", "18123")
+    assert WarehouseSettings().endpoint == ("http", "127.0.0.1", 18123, False)
+
+
+def test_an_https_url_means_tls_and_the_secure_default_port(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CLICKHOUSE_URL", "https://abc.eu-west-1.aws.clickhouse.cloud")
+    monkeypatch.setenv("CLICKHOUSE_PASSWORD", "s3cret-value")
+    settings = WarehouseSettings()
+    assert settings.endpoint == ("https", "abc.eu-west-1.aws.clickhouse.cloud", 8443, True)
+    assert "s3cret-value" not in settings.describe()
+    assert "s3cret-value" not in repr(settings)
+
+
+def test_a_url_with_another_scheme_is_refused_with_the_reason(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CLICKHOUSE_URL", "tcp://db:9000")
+    with pytest.raises(ValueError, match="CLICKHOUSE_URL must look like http"):
+        _ = WarehouseSettings().endpoint
