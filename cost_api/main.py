@@ -12,6 +12,7 @@ from fastapi import FastAPI
 
 from cost_api.auth import KeyRing
 from cost_api.errors import install_error_handlers
+from cost_api.routes import costs, legacy
 from cost_api.settings import get_settings
 from cost_pipelines.warehouse.connection import WarehouseSettings
 
@@ -33,6 +34,8 @@ def create_app() -> FastAPI:
     )
     install_error_handlers(app)
     # Routers are included here as they are built (costs, legacy, collection, health).
+    app.include_router(costs.router)
+    app.include_router(legacy.router)
     return app
 
 

@@ -1,0 +1,173 @@
+"""Query parameters every cost read shares: customer, provider, period and cost metric."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from enum import StrEnum
+from typing import Annotated, Any
+
+from fastapi import Depends, HTTPException, Path, Query, status
+
+from cost_api.deps import CustomerId
+from cost_api.settings import get_settings
+from cost_pipelines.warehouse.writer import PROVIDERS
+
+DEFAULT_DAYS = 30
+MAX_LIMIT = 1000
+# ClickHouse DateTime covers 1970-01-01 .. 2106-02-07; dates outside cannot hold costs.
+EARLIEST = date(1970, 1, 1)
+LATEST = date(2106, 1, 1)
+
+
+class Provider(StrEnum):
+    """A cloud, or `all` of them."""
+
+    aws = "aws"
+    azure = "azure"
+    gcp = "gcp"
+    vultr = "vultr"
+    all = "all"
+
+    @property
+    def members(self) -> list[str]:
+        """The stored provider values this choice reads."""
+        return list(PROVIDERS) if self is Provider.all else [self.value]
+
+
+class CostMetric(StrEnum):
+    """Which FOCUS cost column the amounts come from."""
+
+    billed = "billed"
+    effective = "effective"
+    list = "list"
+    contracted = "contracted"
+
+
+# The only column names a request can select: bound as {metric:Identifier}, never formatted in.
+METRIC_COLUMNS: dict[CostMetric, str] = {
+    CostMetric.billed: "BilledCost",
+    CostMetric.effective: "EffectiveCost",
+    CostMetric.list: "ListCost",
+    CostMetric.contracted: "ContractedCost",
+}
+
+
+def invalid(parameter: str, message: str, value: Any = None) -> HTTPException:
+    """A 422 shaped like FastAPI's own validation errors, naming the query parameter."""
+    error = {"loc": ["query", parameter], "msg": message, "type": "value_error", "input": value}
+    return HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, [error])
+
+
+@dataclass(frozen=True)
+class Period:
+    """Whole UTC days [start, end): `end` is exclusive, like FOCUS and the collectors' windows."""
+
+    start: date
+    end: date
+
+    @property
+    def days(self) -> int:
+        return (self.end - self.start).days
+
+    @property
+    def start_time(self) -> datetime:
+        return datetime.combine(self.start, datetime.min.time(), UTC)
+
+    @property
+    def end_time(self) -> datetime:
+        return datetime.combine(self.end, datetime.min.time(), UTC)
+
+
+def max_period_days() -> int:
+    return get_settings().max_period_days
+
+
+def today_utc() -> date:
+    return datetime.now(UTC).date()
+
+
+def resolve_period(days: int | None, start: date | None, end: date | None) -> Period:
+    """The period a request asks for; 422 naming the parameter when it makes no sense.
+
+    No dates: the last `days` days up to and including today (UTC). `start` only: from `start`
+    through today. `end` only: the `days` days before `end`. Both dates: exactly [start, end).
+    """
+    max_days = max_period_days()
+    for name, value in (("start", start), ("end", end)):
+        if value is not None and not EARLIEST <= value <= LATEST:
+            raise invalid(name, f"date must be between {EARLIEST} and {LATEST}", str(value))
+    if days is not None and start is not None and end is not None:
+        raise invalid("days", "give either days or start and end, not all three", days)
+    span = days or DEFAULT_DAYS
+    if start is None and end is None:
+        end = today_utc() + timedelta(days=1)
+        start = end - timedelta(days=span)
+    elif start is None:
+        assert end is not None
+        start = end - timedelta(days=span)
+    elif end is None:
+        end = max(today_utc() + timedelta(days=1), start + timedelta(days=1))
+    if end <= start:
+        raise invalid("end", f"end ({end}) must be after start ({start}); end is exclusive", end)
+    if (end - start).days > max_days:
+        raise invalid("start", f"the period may span at most {max_days} days", str(start))
+    return Period(max(start, EARLIEST), min(end, LATEST))
+
+
+def period(
+    days: Annotated[
+        int | None,
+        Query(
+            ge=1,
+            le=get_settings().max_period_days,
+            description=f"The last N days up to and including today (UTC); default {DEFAULT_DAYS}. "
+            "With `end` only: the N days before `end`.",
+        ),
+    ] = None,
+    start: Annotated[
+        date | None, Query(description="First day of the period (UTC, inclusive), YYYY-MM-DD")
+    ] = None,
+    end: Annotated[
+        date | None,
+        Query(
+            description="Day after the period (UTC, exclusive), YYYY-MM-DD: January is "
+            "start=2026-01-01&end=2026-02-01"
+        ),
+    ] = None,
+) -> Period:
+    return resolve_period(days, start, end)
+
+
+@dataclass(frozen=True)
+class CostQuery:
+    """What every cost read is about: one customer, one provider or all, and a cost column."""
+
+    customer_id: str
+    provider: Provider
+    metric: CostMetric
+
+    @property
+    def column(self) -> str:
+        return METRIC_COLUMNS[self.metric]
+
+
+def cost_query(
+    customer_id: CustomerId,
+    provider: Annotated[Provider, Path(description="aws, azure, gcp, vultr, or all of them")],
+    cost_metric: Annotated[
+        CostMetric,
+        Query(
+            description="FOCUS cost column: billed (BilledCost, the invoice), effective "
+            "(EffectiveCost, amortized), list (ListCost) or contracted (ContractedCost)"
+        ),
+    ] = CostMetric.billed,
+) -> CostQuery:
+    return CostQuery(customer_id, provider, cost_metric)
+
+
+Costs = Annotated[CostQuery, Depends(cost_query)]
+PeriodParam = Annotated[Period, Depends(period)]
+Limit = Annotated[
+    int, Query(ge=1, le=MAX_LIMIT, description=f"How many items to return (1..{MAX_LIMIT})")
+]

@@ -1,0 +1,91 @@
+"""The V2 cost read endpoints: /api/v2/costs/{customer_id}/{provider}/..."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+
+from cost_api.deps import Warehouse
+from cost_api.params import Costs, Limit, PeriodParam
+from cost_api.readers.cost_reader import CostReader
+from cost_api.readers.shaping import Grain, decode_cursor
+from cost_api.schemas import (
+    CostLinesPage,
+    CostTrends,
+    ErrorMessage,
+    LatestCosts,
+    ResourceCosts,
+    TotalCost,
+    TypeCosts,
+)
+
+# The failures every read can answer with, documented once for OpenAPI.
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorMessage, "description": "No or unknown API key"},
+    403: {"model": ErrorMessage, "description": "The key may not read this customer"},
+    503: {"model": ErrorMessage, "description": "The warehouse is down or too slow"},
+}
+
+router = APIRouter(
+    prefix="/api/v2/costs/{customer_id}/{provider}", tags=["costs"], responses=ERRORS
+)
+
+
+def cost_reader(query: Costs, warehouse: Warehouse) -> Iterator[CostReader]:
+    with CostReader(warehouse, query) as reader:
+        yield reader
+
+
+Reader = Annotated[CostReader, Depends(cost_reader)]
+
+
+@router.get("/metrics", summary="Stored cost lines, newest first, one page at a time")
+def get_cost_metrics(
+    reader: Reader,
+    period: PeriodParam,
+    limit: Limit = 100,
+    cursor: Annotated[
+        str | None,
+        Query(
+            max_length=512,
+            description="`next_cursor` of the previous page; it carries the first page's period",
+        ),
+    ] = None,
+) -> CostLinesPage:
+    offset = 0
+    if cursor is not None:
+        period, offset = decode_cursor(cursor)
+    return reader.get_cost_metrics(period, limit=limit, offset=offset)
+
+
+@router.get("/latest", summary="The most recent day with data, by service and resource")
+def get_latest_costs(reader: Reader) -> LatestCosts:
+    return reader.get_latest_costs()
+
+
+@router.get("/trends", summary="Cost per day, week or month with the change between buckets")
+def get_cost_trends(
+    reader: Reader,
+    period: PeriodParam,
+    group_by: Annotated[
+        Grain, Query(description="Bucket size: day, ISO week or month")
+    ] = Grain.day,
+) -> CostTrends:
+    return reader.get_cost_trends(period, group_by)
+
+
+@router.get("/by-resource", summary="The most expensive resources with their share of the total")
+def get_cost_by_resource(reader: Reader, period: PeriodParam, limit: Limit = 10) -> ResourceCosts:
+    return reader.get_cost_by_resource(period, limit=limit)
+
+
+@router.get("/by-type", summary="Cost by FOCUS service category, with its services")
+def get_cost_by_type(reader: Reader, period: PeriodParam) -> TypeCosts:
+    return reader.get_cost_by_type(period)
+
+
+@router.get("/total", summary="The period's total per currency and its number of lines")
+def get_total_cost(reader: Reader, period: PeriodParam) -> TotalCost:
+    return reader.get_total_cost(period)

@@ -1,0 +1,71 @@
+"""The seed's V1 routes (/api/v1/{aws,gcp,azure}/costs), kept as deprecated aliases that now
+answer from ClickHouse like /api/v2/costs/{customer_id}/{provider}/by-type."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from email.utils import format_datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
+
+from cost_api.deps import CUSTOMER_ID_PATTERN, CurrentKey, Warehouse, check_customer_access
+from cost_api.params import CostMetric, CostQuery, PeriodParam, Provider
+from cost_api.readers.cost_reader import CostReader
+from cost_api.routes.costs import ERRORS
+from cost_api.schemas import TypeCosts
+
+DEPRECATED_SINCE = datetime(2026, 11, 1, tzinfo=UTC)
+SUNSET = datetime(2027, 6, 1, tzinfo=UTC)
+LEGACY_PROVIDERS = (Provider.aws, Provider.gcp, Provider.azure)
+
+router = APIRouter(prefix="/api/v1", tags=["legacy"], deprecated=True, responses=ERRORS)
+
+
+def deprecation_headers(response: Response, successor: str) -> None:
+    """RFC 9745 Deprecation, RFC 8594 Sunset, and a link to the V2 route that replaces it."""
+    response.headers["Deprecation"] = f"@{int(DEPRECATED_SINCE.timestamp())}"
+    response.headers["Sunset"] = format_datetime(SUNSET, usegmt=True)
+    response.headers["Link"] = f'<{successor}>; rel="successor-version"'
+
+
+def legacy_route(provider: Provider) -> Callable[..., TypeCosts]:
+    def read_costs(
+        response: Response,
+        key: CurrentKey,
+        warehouse: Warehouse,
+        customer_id: Annotated[
+            str,
+            Query(
+                max_length=64,
+                pattern=CUSTOMER_ID_PATTERN,
+                description="Customer id (V2 has it in the path)",
+            ),
+        ],
+        period: PeriodParam,
+        cost_metric: Annotated[CostMetric, Query(description="FOCUS cost column")] = (
+            CostMetric.billed
+        ),
+    ) -> TypeCosts:
+        check_customer_access(customer_id, key)
+        deprecation_headers(response, f"/api/v2/costs/{customer_id}/{provider}/by-type")
+        with CostReader(warehouse, CostQuery(customer_id, provider, cost_metric)) as reader:
+            return reader.get_cost_by_type(period)
+
+    read_costs.__name__ = f"legacy_{provider}_costs"
+    read_costs.__doc__ = (
+        f"Deprecated: use /api/v2/costs/{{customer_id}}/{provider}/by-type. "
+        f"{provider.upper()} costs by service category; removed after {SUNSET:%Y-%m-%d}."
+    )
+    return read_costs
+
+
+for _provider in LEGACY_PROVIDERS:
+    router.add_api_route(
+        f"/{_provider}/costs",
+        legacy_route(_provider),
+        methods=["GET"],
+        response_model=TypeCosts,
+        summary=f"{_provider.upper()} costs (deprecated alias)",
+    )
