@@ -1,0 +1,302 @@
+"""One deterministic generator of realistic cloud bills that every sandbox simulator serves.
+
+Same seed and accounts give the identical list of lines. Bills show what real ones do: several
+sub-accounts and resources, weekday seasonality, steady growth, one spike per account, credits
+(negative lines), tax lines, prices as small as 0.0000002, and restated recent days."""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import date, timedelta
+from decimal import Decimal
+
+from cost_pipelines.sandbox.catalog import PRODUCTS, Account, Product, SubAccount
+
+QUANTUM = Decimal("1e-10")  # every amount is exact to 10 decimal places
+_ZERO = Decimal(0)
+_WEEKDAY_FACTOR = (1.0, 1.06, 1.08, 1.04, 0.97, 0.62, 0.55)  # Monday .. Sunday
+GROWTH_PER_YEAR = 0.35
+SPIKE_FACTOR = 6.0
+_TEAMS = ("platform", "data", "web", "ml")
+_CREDIT_NAMES = {"aws": "AWS Activate Credits", "gcp": "Committed use discount"}
+
+
+@dataclass(frozen=True)
+class GeneratedLine:
+    """One line item of a generated bill, in FOCUS terms; amounts are exact Decimals."""
+
+    provider: str
+    billing_account_id: str
+    billing_account_name: str
+    sub_account_id: str
+    sub_account_name: str
+    charge_date: date
+    service_name: str
+    service_category: str
+    charge_category: str  # Usage | Credit | Tax
+    resource_id: str
+    resource_name: str
+    region: str
+    sku_id: str
+    usage_type: str
+    pricing_quantity: Decimal
+    pricing_unit: str
+    list_unit_price: Decimal
+    billed_cost: Decimal
+    effective_cost: Decimal
+    list_cost: Decimal
+    currency: str
+    tags: Mapping[str, str] = field(default_factory=dict, hash=False)
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class _Resource:
+    sub: SubAccount
+    product: Product
+    resource_id: str
+    name: str
+    region: str
+    first_day: date
+    scale: float
+    tags: Mapping[str, str] = field(hash=False)
+
+
+def spike_day(account: Account, start: date, end: date, seed: int) -> date:
+    """The day on which this account's bill spikes (a runaway job, a traffic surge)."""
+    rng = random.Random(f"{seed}:{account.billing_account_id}:spike")
+    return start + timedelta(days=rng.randrange((end - start).days))
+
+
+def generate_bills(
+    accounts: Sequence[Account], start: date, end: date, *, seed: int = 7
+) -> list[GeneratedLine]:
+    """Every line item of these accounts for the days [start, end), ordered by day."""
+    if end <= start:
+        raise ValueError(f"end {end} must be after start {start}")
+    lines: list[GeneratedLine] = []
+    for account in accounts:
+        lines.extend(_account_lines(account, start, end, seed))
+    lines.sort(key=_order)
+    return lines
+
+
+def restate(
+    lines: Iterable[GeneratedLine], accounts: Sequence[Account], *, since: date, seed: int = 1
+) -> list[GeneratedLine]:
+    """The same bills as a provider restates them: from `since` on, amounts change and some
+    lines disappear (with their credits); taxes follow the new amounts."""
+    by_id = {a.billing_account_id: a for a in accounts}
+    kept: list[GeneratedLine] = []
+    for line in lines:
+        if line.charge_date < since:
+            kept.append(line)
+            continue
+        if line.charge_category == "Tax":
+            continue  # recomputed below from the restated usage
+        rng = random.Random(f"{seed}:{line.resource_id}:{line.sku_id}:{line.charge_date}")
+        if rng.random() < 0.08:
+            continue  # removed (its credit shares the key, so it goes too)
+        factor = Decimal(rng.choice(("1.01", "1.03", "0.97", "1.05")))
+        kept.append(
+            replace(
+                line,
+                pricing_quantity=line.pricing_quantity * factor,
+                billed_cost=(line.billed_cost * factor).quantize(QUANTUM),
+                effective_cost=(line.effective_cost * factor).quantize(QUANTUM),
+                list_cost=(line.list_cost * factor).quantize(QUANTUM),
+            )
+        )
+    recent = [line for line in kept if line.charge_date >= since]
+    for account_id, account in by_id.items():
+        own = [line for line in recent if line.billing_account_id == account_id]
+        kept.extend(_tax_lines(account, own))
+    kept.sort(key=_order)
+    return kept
+
+
+def _order(line: GeneratedLine) -> tuple[date, str, str, str, str, str, str, str]:
+    return (
+        line.charge_date,
+        line.provider,
+        line.billing_account_id,
+        line.sub_account_id,
+        line.service_name,
+        line.resource_id,
+        line.sku_id,
+        line.charge_category,
+    )
+
+
+def _account_lines(account: Account, start: date, end: date, seed: int) -> list[GeneratedLine]:
+    resources = _resources(account, start, end, seed)
+    spike = spike_day(account, start, end, seed)
+    # The spike hits the account's costliest product (a runaway job, a traffic surge).
+    costliest = max(PRODUCTS[account.provider], key=lambda p: p.list_unit_price * _qty(p))
+    credited = _credited_service(account, seed)
+    lines: list[GeneratedLine] = []
+    for resource in resources:
+        rng = random.Random(f"{seed}:{resource.resource_id}:{resource.product.sku_id}")
+        day = resource.first_day
+        while day < end:
+            factor = SPIKE_FACTOR if day == spike and resource.product == costliest else 1.0
+            usage = _usage_line(account, resource, day, start, rng, factor)
+            lines.append(usage)
+            if resource.product.service_name == credited:
+                lines.append(_credit_line(account, usage))
+            day += timedelta(days=1)
+    lines.extend(_tax_lines(account, lines))
+    return lines
+
+
+def _resources(account: Account, start: date, end: date, seed: int) -> list[_Resource]:
+    rng = random.Random(f"{seed}:{account.billing_account_id}:resources")
+    days = (end - start).days
+    out = []
+    for sub in account.sub_accounts:
+        for product in PRODUCTS[account.provider]:
+            for index in range(account.resources_per_product):
+                region = rng.choice(account.regions)
+                name = f"{sub.name}-{product.resource_kind}-{index + 1}"
+                late = rng.randrange(max(days // 3, 1)) if index else 0
+                tags = (
+                    {}
+                    if account.provider == "vultr"
+                    else {"env": sub.name.rsplit("-", 1)[-1], "team": rng.choice(_TEAMS)}
+                )
+                out.append(
+                    _Resource(
+                        sub=sub,
+                        product=product,
+                        resource_id=_resource_id(account.provider, sub, product, region, name),
+                        name=name,
+                        region=region,
+                        first_day=start + timedelta(days=late),
+                        scale=rng.uniform(0.5, 1.6),
+                        tags=tags,
+                    )
+                )
+    return out
+
+
+def _resource_id(provider: str, sub: SubAccount, product: Product, region: str, name: str) -> str:
+    kind = product.resource_kind
+    if provider == "aws":
+        return f"arn:aws:{kind}:{region}:{sub.id}:{kind}/{name}"
+    if provider == "azure":
+        return f"/subscriptions/{sub.id}/resourcegroups/rg-{sub.name}/providers/{kind}/{name}"
+    if provider == "gcp":
+        return f"//{kind}.googleapis.com/projects/{sub.id}/locations/{region}/{kind}/{name}"
+    return f"{kind}/{name}"
+
+
+def _usage_line(
+    account: Account, resource: _Resource, day: date, start: date, rng: random.Random, spike: float
+) -> GeneratedLine:
+    product = resource.product
+    growth = 1.0 + GROWTH_PER_YEAR * (day - start).days / 365
+    if product.weekday_sensitive or product.daily_quantity != 24 or spike != 1.0:
+        seasonal = _WEEKDAY_FACTOR[day.weekday()] if product.weekday_sensitive else 1.0
+        raw = product.daily_quantity * resource.scale * growth * seasonal * spike
+        raw *= rng.uniform(0.93, 1.07)
+        quantity = Decimal(int(raw)) if raw >= 1000 else Decimal(f"{raw:.6f}")
+    else:
+        quantity = Decimal(24)  # an always-on VM or database bills every hour of the day
+    list_cost = (quantity * product.list_unit_price).quantize(QUANTUM)
+    billed = (list_cost * (1 - account.discount)).quantize(QUANTUM)
+    return GeneratedLine(
+        provider=account.provider,
+        billing_account_id=account.billing_account_id,
+        billing_account_name=account.name,
+        sub_account_id=resource.sub.id,
+        sub_account_name=resource.sub.name,
+        charge_date=day,
+        service_name=product.service_name,
+        service_category=product.service_category,
+        charge_category="Usage",
+        resource_id=resource.resource_id,
+        resource_name=resource.name,
+        region=resource.region,
+        sku_id=product.sku_id,
+        usage_type=product.usage_type,
+        pricing_quantity=quantity,
+        pricing_unit=product.pricing_unit,
+        list_unit_price=product.list_unit_price,
+        billed_cost=billed,
+        effective_cost=billed,
+        list_cost=list_cost,
+        currency=account.currency,
+        tags=resource.tags,
+        description=f"{product.usage_type} for {resource.name}",
+    )
+
+
+def _qty(product: Product) -> Decimal:
+    return Decimal(str(product.daily_quantity))
+
+
+def _credited_service(account: Account, seed: int) -> str | None:
+    if not account.credit_share:
+        return None
+    products = PRODUCTS[account.provider]
+    return (
+        random.Random(f"{seed}:{account.billing_account_id}:credit").choice(products).service_name
+    )
+
+
+def _credit_line(account: Account, usage: GeneratedLine) -> GeneratedLine:
+    amount = -(usage.billed_cost * account.credit_share).quantize(QUANTUM)
+    return replace(
+        usage,
+        charge_category="Credit",
+        pricing_quantity=_ZERO,
+        billed_cost=amount,
+        effective_cost=amount,
+        list_cost=_ZERO,
+        description=_CREDIT_NAMES.get(account.provider, "Credit"),
+    )
+
+
+def _tax_lines(account: Account, lines: Iterable[GeneratedLine]) -> list[GeneratedLine]:
+    """One tax line per sub-account and day, on that day's usage net of credits."""
+    if not account.tax_rate:
+        return []
+    taxable: dict[tuple[date, str, str], Decimal] = defaultdict(Decimal)
+    for line in lines:
+        if line.charge_category != "Tax":
+            taxable[(line.charge_date, line.sub_account_id, line.sub_account_name)] += (
+                line.billed_cost
+            )
+    out = []
+    for (day, sub_id, sub_name), base in sorted(taxable.items()):
+        tax = (base * account.tax_rate).quantize(QUANTUM)
+        out.append(
+            GeneratedLine(
+                provider=account.provider,
+                billing_account_id=account.billing_account_id,
+                billing_account_name=account.name,
+                sub_account_id=sub_id,
+                sub_account_name=sub_name,
+                charge_date=day,
+                service_name="Tax",
+                service_category="Other",
+                charge_category="Tax",
+                resource_id="",
+                resource_name="",
+                region="",
+                sku_id="",
+                usage_type="Tax",
+                pricing_quantity=_ZERO,
+                pricing_unit="",
+                list_unit_price=_ZERO,
+                billed_cost=tax,
+                effective_cost=tax,
+                list_cost=_ZERO,
+                currency=account.currency,
+                description=f"Sales tax {(account.tax_rate * 100).normalize()}%",
+            )
+        )
+    return out
