@@ -1,0 +1,262 @@
+"""The API's only way to Dagster: launch, read and list collection runs over its GraphQL API."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, date, datetime
+from typing import Any
+
+import httpx
+
+from cost_api import dagster_queries as q
+from cost_api.dagster_runs import (
+    IN_FLIGHT,
+    CollectionRun,
+    LastSuccess,
+    RunFailure,
+    RunPage,
+    ScheduleInfo,
+    parse_failure,
+    parse_run,
+)
+from cost_api.errors import ServiceUnavailable
+from cost_pipelines.devstack.dagster import PAIR_TAG, pair_tag_value
+
+REPOSITORY_NAME = "__repository__"
+JOB_NAME = "collect_costs"
+ASSET_GROUP = "costs"
+SERVICE = "dagster"
+MAX_LOG_PAGES = 20
+FINISHED = ["SUCCESS", "FAILURE", "CANCELED"]
+
+
+class RunNotFound(Exception):
+    """Dagster has no run with this id."""
+
+
+def asset_name(provider: str) -> str:
+    return f"{provider}_costs"
+
+
+class DagsterClient:
+    """Talks to one Dagster webserver; every failure surfaces as ServiceUnavailable (503 when
+    Dagster is unreachable or slow, 502 when it answers with an error) or RunNotFound."""
+
+    def __init__(
+        self,
+        graphql_url: str,
+        location_name: str,
+        *,
+        timeout_s: float = 10.0,
+        redact: Callable[[str], str] = lambda text: text,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._url = graphql_url
+        self._location = location_name
+        self._redact = redact
+        self._http = httpx.AsyncClient(timeout=timeout_s, transport=transport)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # -- transport: the one place where Dagster failures become API errors --------------------
+
+    async def _execute(self, document: str, variables: dict[str, Any] | None = None) -> Any:
+        try:
+            response = await self._http.post(
+                self._url, json={"query": document, "variables": variables or {}}
+            )
+        except httpx.TimeoutException as exc:
+            raise ServiceUnavailable(SERVICE, "Dagster did not answer in time", 503) from exc
+        except httpx.TransportError as exc:
+            raise ServiceUnavailable(SERVICE, "cannot reach the Dagster webserver", 503) from exc
+        try:
+            body = response.json()
+        except ValueError as exc:
+            # A proxy page or a starting webserver: not Dagster's GraphQL answering.
+            status = 503 if response.status_code >= 500 else 502
+            reason = f"Dagster answered HTTP {response.status_code} without GraphQL"
+            raise ServiceUnavailable(SERVICE, reason, status) from exc
+        # Dagster answers PythonError results with HTTP 500 and a data payload: read the payload.
+        if not isinstance(body, dict) or body.get("errors") or body.get("data") is None:
+            messages = [e.get("message", "") for e in (body or {}).get("errors") or []]
+            reason = "GraphQL error: " + ("; ".join(messages)[:300] or "no data")
+            raise ServiceUnavailable(SERVICE, self._redact(reason), 502)
+        return body["data"]
+
+    def _expect(self, result: dict[str, Any], typename: str, run_id: str | None = None) -> Any:
+        kind = result.get("__typename")
+        if kind == typename:
+            return result
+        if kind == "RunNotFoundError":
+            raise RunNotFound(run_id or "")
+        message = result.get("message") or "; ".join(
+            e.get("message", "") for e in result.get("errors") or []
+        )
+        first_line = (message or "").strip().splitlines()[0] if message else ""
+        reason = f"{kind}: {first_line}"[:300]
+        raise ServiceUnavailable(SERVICE, self._redact(reason), 502)
+
+    # -- collection control --------------------------------------------------------------------
+
+    def _repository(self) -> dict[str, str]:
+        return {"repositoryLocationName": self._location, "repositoryName": REPOSITORY_NAME}
+
+    async def launch_collection(
+        self,
+        customer_id: str,
+        provider: str,
+        requested_by: str,
+        window: tuple[date, date] | None = None,
+    ) -> str:
+        """Start collecting one provider for one customer now; returns the Dagster run id."""
+        tags = {
+            "customer_id": customer_id,
+            "provider": provider,
+            "trigger": "manual",
+            "requested_by": requested_by,
+            "dagster/partition": customer_id,
+            PAIR_TAG: pair_tag_value(customer_id, provider),
+        }
+        params: dict[str, Any] = {
+            "selector": {
+                **self._repository(),
+                "jobName": JOB_NAME,
+                "assetSelection": [{"path": [asset_name(provider)]}],
+            },
+            "executionMetadata": {"tags": [{"key": k, "value": v} for k, v in tags.items()]},
+        }
+        if window is not None:
+            start, end = window
+            config = {"start": start.isoformat(), "end": end.isoformat()}
+            params["runConfigData"] = {"ops": {asset_name(provider): {"config": config}}}
+        data = await self._execute(q.LAUNCH_RUN, {"params": params})
+        result = self._expect(data["launchRun"], "LaunchRunSuccess")
+        return str(result["run"]["runId"])
+
+    async def cancel_run(self, run_id: str) -> None:
+        """Cancel a run (a queued one never starts)."""
+        data = await self._execute(q.TERMINATE_RUN, {"runId": run_id})
+        self._expect(data["terminateRun"], "TerminateRunSuccess", run_id)
+
+    async def get_run(self, run_id: str) -> CollectionRun:
+        """One run with its metadata, and its cause when it failed. Raises RunNotFound."""
+        data = await self._execute(q.RUN, {"runId": run_id})
+        raw = self._expect(data["runOrError"], "Run", run_id)
+        run = parse_run(raw)
+        if run.dagster_status == "FAILURE":
+            run.failure = await self._failure(run_id)
+        return run
+
+    async def _failure(self, run_id: str) -> RunFailure | None:
+        events: list[dict[str, Any]] = []
+        cursor: str | None = None
+        for _ in range(MAX_LOG_PAGES):
+            data = await self._execute(q.RUN_LOGS, {"runId": run_id, "cursor": cursor})
+            page = self._expect(data["logsForRun"], "EventConnection", run_id)
+            events.extend(e for e in page["events"] if e.get("error") or e.get("message"))
+            cursor = page["cursor"]
+            if not page["hasMore"]:
+                break
+        return parse_failure(events, self._redact)
+
+    async def list_runs(
+        self,
+        customer_id: str,
+        provider: str | None = None,
+        statuses: Sequence[str] | None = None,
+        cursor: str | None = None,
+        limit: int = 20,
+    ) -> RunPage:
+        """The customer's collection runs, newest first, one page after `cursor` (a run id)."""
+        tags = [{"key": "customer_id", "value": customer_id}]
+        if provider:
+            tags.append({"key": "provider", "value": provider})
+        run_filter: dict[str, Any] = {"pipelineName": JOB_NAME, "tags": tags}
+        if statuses:
+            run_filter["statuses"] = list(statuses)
+        variables = {"filter": run_filter, "cursor": cursor, "limit": limit + 1}
+        data = await self._execute(q.RUNS, variables)
+        result = self._expect(data["runsOrError"], "Runs")
+        runs = [parse_run(raw) for raw in result["results"][:limit]]
+        for run in runs:
+            if run.dagster_status == "FAILURE":
+                run.failure = await self._failure(run.run_id)
+        more = len(result["results"]) > limit
+        return RunPage(runs, int(result["count"]), runs[-1].run_id if more and runs else None)
+
+    async def find_in_flight(self, customer_id: str, provider: str) -> list[CollectionRun]:
+        """Queued or running runs of one pair, oldest first."""
+        page = await self.list_runs(customer_id, provider, statuses=IN_FLIGHT, limit=50)
+        return sorted(page.runs, key=lambda run: (run.created_at, run.run_id))
+
+    async def last_finished_status(
+        self, pairs: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], str]:
+        """Status of the newest finished run of each (customer, provider): one batched request."""
+        if not pairs:
+            return {}
+        fields, params, variables = [], [], {}
+        for i, (customer_id, provider) in enumerate(pairs):
+            params.append(f"$f{i}: RunsFilter")
+            fields.append(f"p{i}: runsOrError(filter: $f{i}, limit: 1) {{ ...Latest }}")
+            tags = [
+                {"key": "customer_id", "value": customer_id},
+                {"key": "provider", "value": provider},
+            ]
+            variables[f"f{i}"] = {"pipelineName": JOB_NAME, "tags": tags, "statuses": FINISHED}
+        document = (
+            f"query LastFinished({', '.join(params)}) {{ {' '.join(fields)} }}\n"
+            "fragment Latest on RunsOrError { __typename "
+            "... on Runs { results { status } } ... on Error { message } }"
+        )
+        data = await self._execute(document, variables)
+        out = {}
+        for i, pair in enumerate(pairs):
+            results = self._expect(data[f"p{i}"], "Runs")["results"]
+            if results:
+                out[pair] = str(results[0]["status"])
+        return out
+
+    async def last_success_per_pair(self, customer_ids: Sequence[str]) -> list[LastSuccess]:
+        """The newest materialization of each provider asset for each customer partition."""
+        group = {**self._repository(), "groupName": ASSET_GROUP}
+        data = await self._execute(
+            q.LATEST_MATERIALIZATIONS, {"group": group, "partitions": list(customer_ids)}
+        )
+        found = []
+        for node in data["assetNodes"]:
+            name = node["assetKey"]["path"][-1]
+            provider = name.removesuffix("_costs")
+            for event in node["latestMaterializationByPartition"]:
+                if event is None:
+                    continue
+                at = datetime.fromtimestamp(int(event["timestamp"]) / 1000, UTC)
+                found.append(LastSuccess(event["partition"], provider, event["runId"], at))
+        return found
+
+    async def schedule_state(self) -> list[ScheduleInfo]:
+        """The code location's schedules: on or off, and when each ticks next."""
+        data = await self._execute(q.SCHEDULES, {"repository": self._repository()})
+        result = self._expect(data["schedulesOrError"], "Schedules")
+        schedules = []
+        for raw in result["results"]:
+            state = raw["scheduleState"]
+            tick = (state.get("nextTick") or {}).get("timestamp")
+            schedules.append(
+                ScheduleInfo(
+                    name=raw["name"],
+                    cron=raw["cronSchedule"],
+                    timezone=raw.get("executionTimezone") or "UTC",
+                    running=state["status"] == "RUNNING",
+                    next_tick=datetime.fromtimestamp(tick, UTC) if tick else None,
+                )
+            )
+        return schedules
+
+    async def ping(self) -> tuple[str, float]:
+        """Dagster's version and the round trip in milliseconds."""
+        started = time.perf_counter()
+        data = await self._execute(q.VERSION)
+        return str(data["version"]), (time.perf_counter() - started) * 1000

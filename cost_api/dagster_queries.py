@@ -1,0 +1,127 @@
+"""The GraphQL documents the API sends to Dagster's webserver (dagster-graphql 1.13)."""
+
+from __future__ import annotations
+
+RUN_FIELDS = """
+fragment RunFields on Run {
+  runId
+  status
+  creationTime
+  startTime
+  endTime
+  tags { key value }
+  assetMaterializations {
+    metadataEntries {
+      __typename
+      label
+      ... on IntMetadataEntry { intRepr }
+      ... on TextMetadataEntry { text }
+      ... on JsonMetadataEntry { jsonString }
+      ... on FloatMetadataEntry { floatRepr }
+    }
+  }
+}
+"""
+
+ERROR_FIELDS = """
+fragment ErrorFields on PythonError {
+  message
+  className
+  errorChain { isExplicitLink error { message className } }
+}
+"""
+
+LAUNCH_RUN = """
+mutation LaunchCollection($params: ExecutionParams!) {
+  launchRun(executionParams: $params) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on Error { message }
+    ... on RunConfigValidationInvalid { errors { message } }
+  }
+}
+"""
+
+RUN = (
+    """
+query Run($runId: ID!) {
+  runOrError(runId: $runId) {
+    __typename
+    ... on Run { ...RunFields }
+    ... on Error { message }
+  }
+}
+"""
+    + RUN_FIELDS
+)
+
+RUNS = (
+    """
+query Runs($filter: RunsFilter, $cursor: String, $limit: Int) {
+  runsOrError(filter: $filter, cursor: $cursor, limit: $limit) {
+    __typename
+    ... on Runs { count results { ...RunFields } }
+    ... on Error { message }
+  }
+}
+"""
+    + RUN_FIELDS
+)
+
+RUN_LOGS = (
+    """
+query RunLogs($runId: ID!, $cursor: String) {
+  logsForRun(runId: $runId, afterCursor: $cursor, limit: 1000) {
+    __typename
+    ... on EventConnection {
+      cursor
+      hasMore
+      events {
+        __typename
+        ... on ExecutionStepFailureEvent { stepKey message error { ...ErrorFields } }
+        ... on RunFailureEvent { message error { ...ErrorFields } }
+      }
+    }
+    ... on Error { message }
+  }
+}
+"""
+    + ERROR_FIELDS
+)
+
+TERMINATE_RUN = """
+mutation CancelRun($runId: String!) {
+  terminateRun(runId: $runId) {
+    __typename
+    ... on Error { message }
+  }
+}
+"""
+
+SCHEDULES = """
+query Schedules($repository: RepositorySelector!) {
+  schedulesOrError(repositorySelector: $repository) {
+    __typename
+    ... on Schedules {
+      results {
+        name
+        cronSchedule
+        executionTimezone
+        scheduleState { status nextTick { timestamp } }
+      }
+    }
+    ... on Error { message }
+  }
+}
+"""
+
+LATEST_MATERIALIZATIONS = """
+query LatestMaterializations($group: AssetGroupSelector!, $partitions: [String!]) {
+  assetNodes(group: $group) {
+    assetKey { path }
+    latestMaterializationByPartition(partitions: $partitions) { partition runId timestamp }
+  }
+}
+"""
+
+VERSION = "query Version { version }"

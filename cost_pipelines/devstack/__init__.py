@@ -1,0 +1,1 @@
+"""Local development stack pieces shared by `make run` and the integration tests."""
