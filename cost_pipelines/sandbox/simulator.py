@@ -89,7 +89,10 @@ class Simulator:
         self._server = ThreadingHTTPServer(self._address, _handler_for(self))
         self._server.daemon_threads = True
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name=type(self).__name__, daemon=True
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},  # quick shutdown in tests
+            name=type(self).__name__,
+            daemon=True,
         )
         self._thread.start()
         return self.base_url
