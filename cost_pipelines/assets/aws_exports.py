@@ -1,0 +1,143 @@
+"""AWS Data Exports (FOCUS_1_2_AWS) from S3: resource-level lines, driven by the latest
+Manifest.json of each billing period, so a re-delivered export replaces what the old one said.
+
+Layout (AWS docs, "Understanding export delivery"):
+  s3://<bucket>/<prefix>/<export-name>/data/BILLING_PERIOD=YYYY-MM/...   Parquet or CSV.gz files
+  s3://<bucket>/<prefix>/<export-name>/metadata/BILLING_PERIOD=YYYY-MM/...-Manifest.json
+The manifest is written last and lists the delivery's `dataFiles` as s3:// URIs; files of older
+deliveries that it no longer lists are ignored.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from datetime import date, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+import pandas as pd
+import pyarrow.parquet as pq
+
+from cost_pipelines.assets.collection import DateWindow, Fetched
+from cost_pipelines.customers import AwsConfig, AwsExport
+from cost_pipelines.resources.aws import AwsSession
+from cost_pipelines.resources.retry import CollectionFailure, Paginator
+from cost_pipelines.warehouse.writer import LINE_COLUMNS
+
+SOURCE_DATA_EXPORTS = "aws_data_exports_focus"
+KEPT_COLUMNS = ("BillingAccountId", *LINE_COLUMNS)
+REQUIRED = ("BillingAccountId", "ChargePeriodStart", "BilledCost", "BillingCurrency")
+
+
+def billing_periods(window: DateWindow) -> list[date]:
+    """First days of the months the window touches, oldest first."""
+    month = window.start.replace(day=1)
+    periods = []
+    while month < window.end:
+        periods.append(month)
+        month = (month + timedelta(days=32)).replace(day=1)
+    return periods
+
+
+def export_root(export: AwsExport) -> str:
+    return "/".join(part.strip("/") for part in (export.prefix, export.name) if part.strip("/"))
+
+
+def _latest_manifest(session: AwsSession, s3: Any, export: AwsExport, period: date) -> tuple:
+    """(key or None, requests made): the newest *Manifest.json of one billing period."""
+    prefix = f"{export_root(export)}/metadata/BILLING_PERIOD={period:%Y-%m}/"
+
+    def fetch(token: str | None) -> Any:
+        params = {"Bucket": export.bucket, "Prefix": prefix}
+        if token:
+            params["ContinuationToken"] = token
+        return session.call(s3.list_objects_v2, "s3:ListObjectsV2", **params)
+
+    pages = Paginator(fetch, lambda page: page.get("NextContinuationToken"))
+    manifests = [
+        obj
+        for page in pages
+        for obj in page.get("Contents", [])
+        if obj["Key"].endswith("Manifest.json")
+    ]
+    if not manifests:
+        return None, pages.requests
+    newest = max(manifests, key=lambda obj: (obj["LastModified"], obj["Key"]))
+    return newest["Key"], pages.requests
+
+
+def _read_object(session: AwsSession, s3: Any, bucket: str, key: str) -> bytes:
+    answer = session.call(s3.get_object, "s3:GetObject", Bucket=bucket, Key=key)
+    return bytes(answer["Body"].read())
+
+
+def _tags(value: Any) -> dict[str, str]:
+    if isinstance(value, dict):
+        return {str(k): str(v) for k, v in value.items()}
+    if isinstance(value, list):  # Parquet maps arrive as (key, value) pairs
+        return {str(k): str(v) for k, v in value}
+    if isinstance(value, str) and value.strip():
+        return {str(k): str(v) for k, v in json.loads(value).items()}
+    return {}
+
+
+def _read_data_file(payload: bytes, uri: str) -> pd.DataFrame:
+    """One data file as a frame of the columns we store; amounts stay exact strings in CSV."""
+    if uri.endswith(".parquet"):
+        frame = pq.read_table(io.BytesIO(payload)).to_pandas()
+    elif uri.endswith((".csv.gz", ".csv")):
+        frame = pd.read_csv(
+            io.BytesIO(payload),
+            dtype=str,
+            keep_default_na=False,
+            compression="gzip" if uri.endswith(".gz") else None,
+        )
+    else:
+        raise CollectionFailure(f"export data file {uri} is neither Parquet nor CSV(.gz)")
+    missing = [column for column in REQUIRED if column not in frame.columns]
+    if missing:
+        raise CollectionFailure(f"export data file {uri} lacks FOCUS columns {', '.join(missing)}")
+    frame = frame[[column for column in KEPT_COLUMNS if column in frame.columns]].copy()
+    if "Tags" in frame.columns:
+        frame["Tags"] = [_tags(value) for value in frame["Tags"]]
+    return frame
+
+
+def _in_window(frame: pd.DataFrame, window: DateWindow) -> pd.DataFrame:
+    starts = pd.to_datetime(frame["ChargePeriodStart"], utc=True)
+    lo, hi = pd.Timestamp(window.start, tz="UTC"), pd.Timestamp(window.end, tz="UTC")
+    return frame[(starts >= lo) & (starts < hi)]
+
+
+def fetch_focus_export(window: DateWindow, config: AwsConfig, session: AwsSession) -> Fetched:
+    """Lines of every billing period in the window, each from its latest manifest. The current
+    period may not be delivered yet: then the answer covers the days before it."""
+    export = config.export
+    assert export is not None, "fetch_focus_export needs providers.aws.export"
+    s3 = session.client("s3", region=export.region)
+    frames: list[pd.DataFrame] = []
+    requests = 0
+    covered_end = window.end
+    periods = billing_periods(window)
+    for index, period in enumerate(periods):
+        key, made = _latest_manifest(session, s3, export, period)
+        requests += made
+        if key is None:
+            if index == len(periods) - 1 and index > 0:
+                covered_end = max(period, window.start)
+                break
+            raise CollectionFailure(
+                f"no Manifest.json under s3://{export.bucket}/{export_root(export)}/metadata/"
+                f"BILLING_PERIOD={period:%Y-%m}/: check providers.aws.export or wait for delivery"
+            )
+        manifest = json.loads(_read_object(session, s3, export.bucket, key))
+        requests += 1
+        for uri in manifest.get("dataFiles", []):
+            parts = urlsplit(uri)
+            payload = _read_object(session, s3, parts.netloc, parts.path.lstrip("/"))
+            requests += 1
+            frames.append(_read_data_file(payload, uri))
+    covered = DateWindow(window.start, covered_end)
+    rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(REQUIRED))
+    return Fetched(_in_window(rows, covered), requests, SOURCE_DATA_EXPORTS, covered)

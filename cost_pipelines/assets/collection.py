@@ -1,0 +1,245 @@
+"""What every provider's cost asset shares: the customer partitions, the trailing window, run
+config, the window-replace write per billing account and the materialization metadata. A provider
+module supplies only a `ProviderSpec`: how to open its client and fetch FOCUS rows for a window."""
+
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pandas as pd
+from dagster import (
+    AssetExecutionContext,
+    AssetsDefinition,
+    Config,
+    ConfigurableResource,
+    Failure,
+    MaterializeResult,
+    MetadataValue,
+    StaticPartitionsDefinition,
+    asset,
+)
+from pydantic import Field
+
+from cost_pipelines.customers import (
+    CollectionSettings,
+    CustomerBook,
+    ProviderConfig,
+    load_customers,
+    load_customers_from_env,
+)
+from cost_pipelines.resources.retry import CollectionFailure
+from cost_pipelines.warehouse.writer import (
+    REQUIRED_COLUMNS,
+    CostWindow,
+    InvalidCostRows,
+    replace_window,
+)
+
+GROUP = "costs"
+OWNERS = ["team:finops"]
+MAX_WINDOW_DAYS = 400
+_DATE = r"^\d{4}-\d{2}-\d{2}$"
+
+
+@dataclass(frozen=True)
+class DateWindow:
+    """Days [start, end) to collect; end is exclusive like every provider API we call."""
+
+    start: date
+    end: date
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """A provider's answer for a window: FOCUS rows (with BillingAccountId) and requests made."""
+
+    rows: pd.DataFrame
+    api_requests: int
+    source: str
+    # The days the answer is complete for, when less than asked (an export not delivered yet).
+    window: DateWindow | None = None
+
+
+@dataclass(frozen=True)
+class ProviderSpec:
+    """Everything provider-specific about one cost asset."""
+
+    provider: str
+    title: str
+    description: str
+    kinds: frozenset[str]
+    # fetch(window, config, client) -> Fetched; None while the collector is not written yet.
+    fetch: Callable[[DateWindow, Any, Any], Fetched] | None = None
+    # The resource key whose `session_for(customer_id, config)` opens the client fetch uses.
+    client_resource_key: str | None = None
+
+
+class CollectionConfig(Config):
+    """Optional run config: collect exactly [start, end) instead of the trailing window."""
+
+    start: str | None = Field(default=None, pattern=_DATE, description="YYYY-MM-DD, inclusive")
+    end: str | None = Field(default=None, pattern=_DATE, description="YYYY-MM-DD, exclusive")
+
+
+class CustomersResource(ConfigurableResource):
+    """The customers file; empty path = the CUSTOMERS_FILE environment variable."""
+
+    path: str | None = None
+
+    def load(self) -> CustomerBook:
+        return load_customers(self.path) if self.path else load_customers_from_env()
+
+
+def customer_partitions(book: CustomerBook) -> StaticPartitionsDefinition:
+    """One partition per customer of the customers file, so each customer shows in the UI."""
+    return StaticPartitionsDefinition(book.partition_keys)
+
+
+def trailing_window(today: date, settings: CollectionSettings) -> DateWindow:
+    """The days a provider may still restate: trailing days, the current month to date where the
+    provider's invoice-to-date matters, and the whole previous month until it has closed."""
+    start = today - timedelta(days=settings.trailing_days)
+    month_start = today.replace(day=1)
+    if settings.month_to_date:
+        start = min(start, month_start)
+    if today.day <= settings.month_close_days:
+        start = min(start, (month_start - timedelta(days=1)).replace(day=1))
+    return DateWindow(start, today + timedelta(days=1))
+
+
+def requested_window(config: CollectionConfig, default: DateWindow) -> DateWindow:
+    """The run config's window if it gives one, checked; otherwise the trailing window."""
+    if config.start is None and config.end is None:
+        return default
+    if config.start is None or config.end is None:
+        raise Failure("run config needs both start and end (YYYY-MM-DD, end exclusive)")
+    try:
+        start, end = date.fromisoformat(config.start), date.fromisoformat(config.end)
+    except ValueError as exc:
+        raise Failure(f"run config window is not a valid date: {exc}") from None
+    if end <= start:
+        raise Failure(f"run config window end {end} must be after start {start}")
+    if (end - start).days > MAX_WINDOW_DAYS:
+        raise Failure(f"run config window is longer than {MAX_WINDOW_DAYS} days")
+    return DateWindow(start, end)
+
+
+def _provider_config(book: CustomerBook, customer_id: str, spec: ProviderSpec) -> ProviderConfig:
+    if customer_id in book.invalid:
+        raise Failure("customer configuration is invalid: " + "; ".join(book.invalid[customer_id]))
+    customer = book.customers.get(customer_id)
+    if customer is None:
+        raise Failure(f"customer {customer_id!r} is not in the customers file {book.path}")
+    config = customer.providers.get(spec.provider)
+    if config is None:
+        raise Failure(
+            f"{spec.title} is not configured for customer {customer_id!r} "
+            f"(no providers.{spec.provider} entry in {book.path})"
+        )
+    return config
+
+
+def _write(
+    context: AssetExecutionContext,
+    customer_id: str,
+    spec: ProviderSpec,
+    accounts: tuple[str, ...],
+    window: DateWindow,
+    fetched: Fetched,
+) -> tuple[int, dict[str, Decimal]]:
+    """Replace the window of every configured billing account; unknown accounts fail loudly."""
+    rows = fetched.rows
+    found = set(rows["BillingAccountId"].astype(str)) if len(rows) else set()
+    unknown = sorted(found - set(accounts))
+    if unknown:
+        raise Failure(
+            f"{spec.title} returned billing accounts not configured for {customer_id!r}: "
+            f"{', '.join(unknown)}; add them to billing account ids to collect them"
+        )
+    client = context.resources.warehouse.get_client()
+    written = 0
+    totals: dict[str, Decimal] = defaultdict(Decimal)
+    for account in accounts:
+        part = rows[rows["BillingAccountId"] == account].drop(columns=["BillingAccountId"])
+        if part.empty:
+            # Nothing in the window any more: the window is replaced by nothing.
+            part = pd.DataFrame(columns=list(REQUIRED_COLUMNS))
+        cost_window = CostWindow(customer_id, spec.provider, account, window.start, window.end)
+        try:
+            result = replace_window(
+                client, cost_window, part, source=fetched.source, run_id=context.run_id
+            )
+        except InvalidCostRows as exc:
+            raise Failure(f"{spec.title} rows for account {account} were rejected: {exc}") from exc
+        written += result.rows_written
+        for currency, amount in result.billed_by_currency.items():
+            totals[currency] += amount
+    return written, dict(sorted(totals.items()))
+
+
+def collect(
+    context: AssetExecutionContext, spec: ProviderSpec, run_config: CollectionConfig
+) -> MaterializeResult:
+    """One customer's collection for one provider: fetch the window, replace it, report."""
+    customer_id = context.partition_key
+    config = _provider_config(context.resources.customers.load(), customer_id, spec)
+    if spec.fetch is None:
+        raise Failure(f"{spec.title} collection is not implemented yet; {customer_id!r} skipped")
+    window = requested_window(run_config, trailing_window(datetime.now(UTC).date(), config))
+    context.log.info(f"{spec.title} for {customer_id}: collecting [{window.start}, {window.end})")
+    try:
+        client: Any = None
+        if spec.client_resource_key:
+            resource = getattr(context.resources, spec.client_resource_key)
+            client = resource.session_for(customer_id, config)
+        fetched = spec.fetch(window, config, client)
+    except CollectionFailure as exc:
+        raise Failure(str(exc)) from None
+    if fetched.window is not None:
+        if not window.start <= fetched.window.start < fetched.window.end <= window.end:
+            raise Failure(f"{spec.title} answered for {fetched.window}, outside {window}")
+        window = fetched.window
+    written, totals = _write(
+        context, customer_id, spec, config.billing_account_ids, window, fetched
+    )
+    context.log.info(
+        f"{spec.title} for {customer_id}: {written} rows, {fetched.api_requests} API requests"
+    )
+    return MaterializeResult(
+        metadata={
+            "rows_written": MetadataValue.int(written),
+            "window_start": MetadataValue.text(window.start.isoformat()),
+            "window_end": MetadataValue.text(window.end.isoformat()),
+            "totals": MetadataValue.json({k: str(v) for k, v in totals.items()}),
+            "source": MetadataValue.text(fetched.source),
+            "api_requests": MetadataValue.int(fetched.api_requests),
+            "customer_id": MetadataValue.text(customer_id),
+        }
+    )
+
+
+def build_cost_asset(
+    spec: ProviderSpec, partitions: StaticPartitionsDefinition
+) -> AssetsDefinition:
+    """The `<provider>_costs` asset, partitioned per customer."""
+    resource_keys = {"warehouse", "customers"}
+    if spec.client_resource_key:
+        resource_keys.add(spec.client_resource_key)
+
+    @asset(
+        name=f"{spec.provider}_costs",
+        group_name=GROUP,
+        kinds={*spec.kinds, "clickhouse"},
+        owners=OWNERS,
+        description=spec.description,
+        partitions_def=partitions,
+        required_resource_keys=resource_keys,
+        tags={"provider": spec.provider},
+    )
+    def _cost_asset(context: AssetExecutionContext, config: CollectionConfig) -> MaterializeResult:
+        return collect(context, spec, config)
+
+    return _cost_asset

@@ -1,0 +1,229 @@
+"""The customers file: who we collect costs for, from which providers and billing accounts, with
+credentials referenced by environment variable names or profiles, never by value."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+CUSTOMERS_FILE_ENV = "CUSTOMERS_FILE"
+CUSTOMER_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+_ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
+# Values that are plainly secrets, pasted where an environment variable NAME belongs.
+_LOOKS_LIKE_SECRET = re.compile(r"^(AKIA|ASIA)[A-Z0-9]{12,}$|[/+=]|^[A-Za-z0-9]{32,}$")
+_DURATION = re.compile(r"^\s*(\d+)\s*([mhd])\s*$")
+_UNITS = {"m": "minutes", "h": "hours", "d": "days"}
+
+
+def _duration(value: Any) -> Any:
+    """'6h', '90m', '1d' or a number of minutes; anything else is left to pydantic to reject."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return timedelta(minutes=value)
+    if isinstance(value, str) and (match := _DURATION.match(value)):
+        return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    return value
+
+
+def _env_name(value: Any) -> Any:
+    if isinstance(value, str) and _LOOKS_LIKE_SECRET.search(value):
+        # Never echo it back: the error names the field only.
+        raise ValueError("looks like a secret value; give the NAME of an environment variable")
+    return value
+
+
+Duration = Annotated[timedelta, BeforeValidator(_duration)]
+EnvName = Annotated[str, BeforeValidator(_env_name), Field(pattern=_ENV_NAME)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
+
+class CollectionSettings(_Strict):
+    """How often and how far back one provider of one customer is collected. Each provider
+    class sets defaults from that provider's refresh cadence, price and restatement period."""
+
+    min_poll_interval: Duration = Field(description="Shortest time between scheduled collections")
+    trailing_days: int = Field(ge=1, le=400, description="Days before today always re-collected")
+    month_close_days: int = Field(
+        ge=0,
+        le=31,
+        description="Until this day of a month, the whole previous month is re-collected",
+    )
+    month_to_date: bool = Field(default=False, description="Always re-collect the month to date")
+
+
+class AwsCredentials(_Strict):
+    """Where boto3 finds the keys: env var names, a profile, or neither (the default chain)."""
+
+    access_key_id_env: EnvName | None = None
+    secret_access_key_env: EnvName | None = None
+    session_token_env: EnvName | None = None
+    profile: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.\-]{1,64}$")
+
+
+class AwsExport(_Strict):
+    """An AWS Data Exports FOCUS 1.2 export: s3://bucket/prefix/name/{data,metadata}/..."""
+
+    bucket: str = Field(pattern=r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
+    prefix: str = ""
+    name: str = Field(min_length=1)
+    region: str | None = None
+
+
+class AwsConfig(CollectionSettings):
+    # Cost Explorer bills $0.01 a request and refreshes ~3 times a day; AWS restates a closed
+    # month for up to two weeks after its end.
+    min_poll_interval: Duration = timedelta(hours=6)
+    trailing_days: int = Field(default=14, ge=1, le=400)
+    month_close_days: int = Field(default=15, ge=0, le=31)
+    month_to_date: bool = True  # so the month-to-date total equals the AWS console's
+    billing_account_id: str = Field(pattern=r"^\d{12}$", description="The payer account")
+    credentials: AwsCredentials = AwsCredentials()
+    region: str = "us-east-1"
+    endpoint_url_env: EnvName | None = Field(
+        default=None, description="Env var holding an endpoint URL (the sandbox's moto server)"
+    )
+    export: AwsExport | None = None
+
+    @property
+    def billing_account_ids(self) -> tuple[str, ...]:
+        return (self.billing_account_id,)
+
+
+class RestProviderConfig(CollectionSettings):
+    """Azure, GCP and Vultr: billing accounts plus env var names of whatever their APIs need."""
+
+    billing_account_ids: tuple[str, ...] = Field(min_length=1)
+    credentials: dict[str, EnvName] = Field(default_factory=dict)
+    endpoint_url_env: EnvName | None = None
+    options: dict[str, str] = Field(default_factory=dict)
+
+
+class AzureConfig(RestProviderConfig):
+    # Cost Management data refreshes ~every 4 h, usage lands up to 72 h late; quotas are per
+    # tenant, and invoices close within the first days of the next month.
+    min_poll_interval: Duration = timedelta(hours=4)
+    trailing_days: int = Field(default=5, ge=1, le=400)
+    month_close_days: int = Field(default=5, ge=0, le=31)
+
+
+class GcpConfig(RestProviderConfig):
+    # The BigQuery billing export lands several times a day and backfills up to 5 days.
+    min_poll_interval: Duration = timedelta(hours=1)
+    trailing_days: int = Field(default=5, ge=1, le=400)
+    month_close_days: int = Field(default=5, ge=0, le=31)
+
+
+class VultrConfig(RestProviderConfig):
+    # Free, fast API; an invoice period is a month, the previous one can still change.
+    min_poll_interval: Duration = timedelta(hours=1)
+    trailing_days: int = Field(default=1, ge=1, le=400)
+    month_close_days: int = Field(default=31, ge=0, le=31)
+    month_to_date: bool = True
+
+
+ProviderConfig = AwsConfig | AzureConfig | GcpConfig | VultrConfig
+
+
+class _Providers(_Strict):
+    aws: AwsConfig | None = None
+    azure: AzureConfig | None = None
+    gcp: GcpConfig | None = None
+    vultr: VultrConfig | None = None
+
+
+class _CustomerEntry(_Strict):
+    name: str = ""
+    providers: _Providers
+
+
+@dataclass(frozen=True)
+class Customer:
+    """One customer and the providers we collect for it."""
+
+    id: str
+    name: str
+    providers: dict[str, ProviderConfig]
+
+
+@dataclass
+class CustomerBook:
+    """The customers that loaded, and one readable error per entry that did not."""
+
+    path: Path | None
+    customers: dict[str, Customer] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    invalid: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def partition_keys(self) -> list[str]:
+        """Every customer id, the invalid ones too: their runs then fail naming the bad field."""
+        return sorted({*self.customers, *self.invalid})
+
+
+def _field_errors(source: str, customer_id: str, exc: ValidationError) -> list[str]:
+    out = []
+    for error in exc.errors(include_input=False, include_url=False):
+        where = ".".join(str(part) for part in error["loc"]) or "(entry)"
+        out.append(f"{source}: customer {customer_id!r}: {where}: {error['msg']}")
+    return out
+
+
+def parse_customers(document: Any, source: str) -> CustomerBook:
+    """Validate a loaded YAML document entry by entry; a bad entry never hides the good ones."""
+    book = CustomerBook(path=Path(source))
+    entries = document.get("customers") if isinstance(document, dict) else None
+    if not isinstance(entries, dict):
+        book.errors.append(f"{source}: expected a top-level 'customers:' mapping of id -> entry")
+        return book
+    for raw_id, entry in entries.items():
+        customer_id = str(raw_id)
+        if not CUSTOMER_ID.match(customer_id):
+            book.errors.append(
+                f"{source}: customer {customer_id!r}: id must be lowercase letters, digits, "
+                "'-' or '_' (at most 63)"
+            )
+            continue
+        try:
+            parsed = _CustomerEntry.model_validate(entry)
+        except ValidationError as exc:
+            problems = _field_errors(source, customer_id, exc)
+            book.errors.extend(problems)
+            book.invalid[customer_id] = problems
+            continue
+        providers = {k: v for k, v in parsed.providers if v is not None}
+        book.customers[customer_id] = Customer(customer_id, parsed.name or customer_id, providers)
+    return book
+
+
+def load_customers(path: str | Path) -> CustomerBook:
+    """Read and validate the customers file; unreadable files give an empty book with the reason."""
+    source = str(path)
+    try:
+        document = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        return CustomerBook(Path(path), errors=[f"{source}: cannot read: {exc.strerror}"])
+    except yaml.YAMLError as exc:
+        return CustomerBook(Path(path), errors=[f"{source}: not valid YAML: {exc}"])
+    return parse_customers(document, source)
+
+
+def customers_path_from_env() -> Path | None:
+    value = os.environ.get(CUSTOMERS_FILE_ENV)
+    return Path(value) if value else None
+
+
+def load_customers_from_env() -> CustomerBook:
+    """The book CUSTOMERS_FILE points at; empty (with a reason) when it is unset."""
+    path = customers_path_from_env()
+    if path is None:
+        return CustomerBook(None, errors=[f"{CUSTOMERS_FILE_ENV} is not set: no customers"])
+    return load_customers(path)

@@ -1,0 +1,197 @@
+"""AWS as a Dagster resource: boto3 clients built from one customer's credential references, with
+throttling retried in our one retry helper and rejected credentials turned into a clear failure."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+import boto3
+from botocore.config import Config as BotoConfig
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    NoCredentialsError,
+    PartialCredentialsError,
+    ProfileNotFound,
+)
+from botocore.exceptions import (
+    ConnectionError as BotoConnectionError,
+)
+from dagster import ConfigurableResource
+
+from cost_pipelines.customers import AwsConfig
+from cost_pipelines.resources.retry import (
+    CollectionFailure,
+    Retry,
+    RetryPolicy,
+    call_with_retries,
+    http_status_verdict,
+    retry_after_seconds,
+)
+
+# Codes AWS answers when the keys are wrong, expired or not allowed: retrying cannot help.
+CREDENTIAL_ERRORS = frozenset(
+    {
+        "UnrecognizedClientException",
+        "InvalidClientTokenId",
+        "ExpiredTokenException",
+        "ExpiredToken",
+        "AccessDeniedException",
+        "AccessDenied",
+        "SignatureDoesNotMatch",
+        "InvalidSignatureException",
+        "InvalidAccessKeyId",
+        "AuthFailure",
+    }
+)
+# Cost Explorer throttles with LimitExceededException; other services use these names.
+THROTTLING_ERRORS = frozenset(
+    {
+        "LimitExceededException",
+        "ThrottlingException",
+        "Throttling",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+        "SlowDown",
+        "ServiceUnavailable",
+        "ServiceUnavailableException",
+        "InternalServerError",
+        "InternalFailure",
+        "RequestTimeout",
+    }
+)
+
+
+class CredentialsRejected(CollectionFailure):
+    """AWS refused the customer's credentials, or none could be found."""
+
+
+def classify_aws_error(exc: BaseException) -> Retry | None:
+    """Throttling, 5xx and dropped connections are retried; everything else fails at once."""
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        meta = exc.response.get("ResponseMetadata", {})
+        headers = meta.get("HTTPHeaders", {}) or {}
+        code = str(error.get("Code", ""))
+        if code in THROTTLING_ERRORS:
+            return Retry(code, retry_after_seconds(headers))
+        return http_status_verdict(int(meta.get("HTTPStatusCode", 0) or 0), headers)
+    if isinstance(exc, BotoConnectionError):
+        return Retry(type(exc).__name__)
+    return None
+
+
+@dataclass(frozen=True)
+class AwsSession:
+    """One customer's way into AWS: clients per service and calls with retries."""
+
+    customer_id: str
+    session: boto3.Session
+    endpoint_url: str | None
+    botocore_config: BotoConfig
+    policy: RetryPolicy
+    credentials_source: str
+
+    def client(self, service: str, region: str | None = None) -> Any:
+        return self.session.client(
+            service,  # type: ignore[call-overload]
+            region_name=region or self.session.region_name,
+            endpoint_url=self.endpoint_url,
+            config=self.botocore_config,
+        )
+
+    def call(self, operation: Callable[..., Any], what: str, **params: Any) -> Any:
+        """Call one API operation with retries; credential failures become CredentialsRejected."""
+        try:
+            return call_with_retries(
+                lambda: operation(**params), classify_aws_error, policy=self.policy, what=what
+            )
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code in CREDENTIAL_ERRORS:
+                raise CredentialsRejected(
+                    f"AWS rejected the credentials of customer {self.customer_id!r} "
+                    f"({code}) from {self.credentials_source}: renew or fix them"
+                ) from None
+            raise
+        except (NoCredentialsError, PartialCredentialsError) as exc:
+            raise CredentialsRejected(
+                f"no usable AWS credentials for customer {self.customer_id!r} "
+                f"from {self.credentials_source}: {type(exc).__name__}"
+            ) from None
+
+
+def _env(customer_id: str, field: str, name: str | None) -> str | None:
+    if name is None:
+        return None
+    value = os.environ.get(name)
+    if not value:
+        raise CredentialsRejected(
+            f"customer {customer_id!r}: environment variable {name} "
+            f"(providers.aws.credentials.{field}) is not set"
+        )
+    return value
+
+
+@cache
+def _boto_config(connect_s: float, read_s: float) -> BotoConfig:
+    # botocore's own retries are off: ours honour Retry-After and are the same for every provider.
+    return BotoConfig(
+        retries={"max_attempts": 1, "mode": "standard"},
+        connect_timeout=connect_s,
+        read_timeout=read_s,
+    )
+
+
+class AwsResource(ConfigurableResource):
+    """Builds boto3 sessions from the customers file's references (env var names or a profile)."""
+
+    retry_attempts: int = 5
+    retry_base_delay_s: float = 1.0
+    retry_max_delay_s: float = 120.0
+    connect_timeout_s: float = 10.0
+    read_timeout_s: float = 60.0
+
+    def session_for(self, customer_id: str, config: AwsConfig) -> AwsSession:
+        creds = config.credentials
+        names = [creds.access_key_id_env, creds.secret_access_key_env]
+        if creds.access_key_id_env or creds.secret_access_key_env:
+            if not all(names):
+                raise CredentialsRejected(
+                    f"customer {customer_id!r}: providers.aws.credentials needs both "
+                    "access_key_id_env and secret_access_key_env"
+                )
+            source = "environment variables " + ", ".join(n for n in names if n)
+        elif creds.profile:
+            source = f"profile {creds.profile!r}"
+        else:
+            source = "the default AWS credential chain"
+        try:
+            session = boto3.Session(
+                aws_access_key_id=_env(customer_id, "access_key_id_env", creds.access_key_id_env),
+                aws_secret_access_key=_env(
+                    customer_id, "secret_access_key_env", creds.secret_access_key_env
+                ),
+                aws_session_token=_env(customer_id, "session_token_env", creds.session_token_env),
+                profile_name=creds.profile,
+                region_name=config.region,
+            )
+        except (ProfileNotFound, BotoCoreError) as exc:
+            raise CredentialsRejected(
+                f"customer {customer_id!r}: cannot use {source}: {type(exc).__name__}"
+            ) from None
+        endpoint = os.environ.get(config.endpoint_url_env) if config.endpoint_url_env else None
+        return AwsSession(
+            customer_id=customer_id,
+            session=session,
+            endpoint_url=endpoint or None,
+            botocore_config=_boto_config(self.connect_timeout_s, self.read_timeout_s),
+            policy=RetryPolicy(
+                self.retry_attempts, self.retry_base_delay_s, self.retry_max_delay_s
+            ),
+            credentials_source=source,
+        )

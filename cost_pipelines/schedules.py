@@ -1,0 +1,130 @@
+"""The 15-minute tick: launch one run per (customer, provider) pair that is due, never a second
+one for a pair already queued or running, and never let one customer's trouble stop the rest."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from dagster import (
+    AssetKey,
+    AssetRecordsFilter,
+    DagsterInstance,
+    DagsterRunStatus,
+    DefaultScheduleStatus,
+    JobDefinition,
+    RunRequest,
+    RunsFilter,
+    ScheduleDefinition,
+    ScheduleEvaluationContext,
+    SkipReason,
+    schedule,
+)
+from dagster._core.definitions.unresolved_asset_job_definition import (
+    UnresolvedAssetJobDefinition,
+)
+
+from cost_pipelines.assets.collection import CustomersResource
+from cost_pipelines.customers import CustomerBook, ProviderConfig
+
+SCHEDULE_NAME = "collect_costs_every_15_minutes"
+CRON = "*/15 * * * *"
+IN_FLIGHT = [
+    DagsterRunStatus.QUEUED,
+    DagsterRunStatus.NOT_STARTED,
+    DagsterRunStatus.STARTING,
+    DagsterRunStatus.STARTED,
+]
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One customer's collection from one provider."""
+
+    customer_id: str
+    provider: str
+
+    @property
+    def asset_key(self) -> AssetKey:
+        return AssetKey(f"{self.provider}_costs")
+
+    @property
+    def tags(self) -> dict[str, str]:
+        return {"customer_id": self.customer_id, "provider": self.provider}
+
+
+def last_success(instance: DagsterInstance, pair: Pair) -> datetime | None:
+    """When this pair's asset partition was last materialized (= collected successfully)."""
+    records = instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=pair.asset_key, asset_partitions=[pair.customer_id]), limit=1
+    ).records
+    return datetime.fromtimestamp(records[0].timestamp, UTC) if records else None
+
+
+def in_flight(instance: DagsterInstance, pair: Pair) -> bool:
+    """A run for the pair is queued, starting or running (scheduled or manual)."""
+    return bool(instance.get_runs(RunsFilter(tags=pair.tags, statuses=IN_FLIGHT), limit=1))
+
+
+def is_due(instance: DagsterInstance, pair: Pair, config: ProviderConfig, now: datetime) -> bool:
+    if in_flight(instance, pair):
+        return False
+    last = last_success(instance, pair)
+    return last is None or now - last >= config.min_poll_interval
+
+
+def due_run_requests(
+    instance: DagsterInstance, book: CustomerBook, now: datetime, log: object | None = None
+) -> Iterator[RunRequest]:
+    """One RunRequest per due pair; a pair whose check fails is logged and skipped."""
+    for customer_id, customer in sorted(book.customers.items()):
+        for provider, config in sorted(customer.providers.items()):
+            pair = Pair(customer_id, provider)
+            try:
+                due = is_due(instance, pair, config, now)
+            except Exception as exc:  # one pair's trouble must not stop the others
+                _warn(log, f"{customer_id}/{provider}: could not decide if due: {exc!r}")
+                continue
+            if due:
+                yield RunRequest(
+                    run_key=f"{customer_id}:{provider}:{now:%Y-%m-%dT%H:%M}",
+                    partition_key=customer_id,
+                    asset_selection=[pair.asset_key],
+                    tags={**pair.tags, "trigger": "schedule"},
+                )
+
+
+def _warn(log: object | None, message: str) -> None:
+    warning = getattr(log, "warning", None)
+    if callable(warning):
+        warning(message)
+
+
+def build_collection_schedule(
+    job: JobDefinition | UnresolvedAssetJobDefinition,
+) -> ScheduleDefinition:
+    """The schedule over the `collect_costs` job, running by default."""
+
+    @schedule(
+        name=SCHEDULE_NAME,
+        cron_schedule=CRON,
+        execution_timezone="UTC",
+        default_status=DefaultScheduleStatus.RUNNING,
+        job=job,
+        description="Every 15 minutes, collect each customer/provider pair whose minimum poll "
+        "interval has passed since its last successful collection",
+    )
+    def collect_costs_every_15_minutes(
+        context: ScheduleEvaluationContext, customers: CustomersResource
+    ) -> Iterator[RunRequest | SkipReason]:
+        book = customers.load()
+        for error in book.errors:
+            context.log.warning(f"skipped: {error}")
+        now = context.scheduled_execution_time or datetime.now(UTC)
+        requests = list(due_run_requests(context.instance, book, now, context.log))
+        if not requests:
+            yield SkipReason(f"nothing due at {now:%Y-%m-%d %H:%M} UTC")
+        yield from requests
+
+    return collect_costs_every_15_minutes
