@@ -1,0 +1,155 @@
+"""A warehouse endpoint loaded with a known data set, and the API in-process in front of it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+
+from cost_api.auth import add_key
+from cost_api.main import create_app
+from cost_api.settings import get_settings
+from cost_pipelines.warehouse.connection import WarehouseSettings, create_client
+from cost_pipelines.warehouse.schema import migrate
+from tests.api.dataset import Dataset, build_dataset, load_dataset
+
+
+@dataclass
+class LocalWarehouse:
+    """A cost-warehouse process on a free loopback port, stopped by its PID."""
+
+    port: int
+    pid: int
+    process: subprocess.Popen[bytes]
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.kill(self.pid, signal.SIGTERM)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            os.kill(self.pid, signal.SIGKILL)
+            self.process.wait(10)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_warehouse(data_dir: Path) -> Any:
+    """The shared helper when it exists (tests/support.py), else the same endpoint started here."""
+    try:
+        from tests import support  # type: ignore[attr-defined]
+
+        return support.start_warehouse(data_dir)
+    except ImportError:
+        pass
+    port = _free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cost_pipelines.warehouse.server", "--data-dir", str(data_dir)]
+        + ["--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/ping", timeout=1).status_code == 200:
+                return LocalWarehouse(port, process.pid, process)
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    process.kill()
+    raise RuntimeError("cost-warehouse did not answer /ping within 30 s")
+
+
+@dataclass(frozen=True)
+class Api:
+    """The API under test and the keys it knows."""
+
+    client: TestClient
+    token: str  # reads every customer
+    scoped_token: str  # reads only "acme"
+    today: date
+
+    def get(self, path: str, token: str | None = None, **params: Any) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {token or self.token}"}
+        return self.client.get(path, params=params, headers=headers)
+
+
+def serve_api(
+    monkeypatch: pytest.MonkeyPatch, port: int, keys_file: Path, timeout_s: int = 10
+) -> TestClient:
+    """create_app() configured only through the environment, as in production."""
+    monkeypatch.setenv("WAREHOUSE_PORT", str(port))
+    monkeypatch.setenv("API_KEYS_FILE", str(keys_file))
+    monkeypatch.setenv("CLICKHOUSE_QUERY_TIMEOUT_S", str(timeout_s))
+    monkeypatch.delenv("CLICKHOUSE_URL", raising=False)
+    get_settings.cache_clear()
+    return TestClient(create_app())
+
+
+@pytest.fixture(scope="session")
+def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    process = start_warehouse(tmp_path_factory.mktemp("warehouse"))
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="session")
+def dataset(warehouse: Any) -> Dataset:
+    """The known data set, written through replace_window into the endpoint."""
+    client = create_client(WarehouseSettings(warehouse_port=warehouse.port))
+    try:
+        migrate(client)
+        data = build_dataset(datetime.now(UTC).date())
+        load_dataset(client, data)
+    finally:
+        client.close()
+    return data
+
+
+@pytest.fixture(scope="session")
+def lines(dataset: Dataset) -> pd.DataFrame:
+    """Every current line of the data set: the expectations are computed from these."""
+    return dataset.current
+
+
+@pytest.fixture(scope="session")
+def api(
+    warehouse: Any, lines: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Api]:
+    keys_file = tmp_path_factory.mktemp("keys") / "api_keys.yaml"
+    token = add_key(keys_file, "finops", ["*"])
+    scoped = add_key(keys_file, "acme-only", ["acme"])
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        with serve_api(monkeypatch, warehouse.port, keys_file) as client:
+            yield Api(client, token, scoped, datetime.now(UTC).date())
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def today(api: Api) -> date:
+    return api.today
+
+
+def days_ago(today: date, n: int) -> date:
+    return today - timedelta(days=n)

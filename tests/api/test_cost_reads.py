@@ -1,0 +1,256 @@
+"""Every V2 read answers the numbers pandas computes from the same rows, exactly."""
+
+from __future__ import annotations
+
+import re
+from datetime import date, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from tests.api import expected
+from tests.api.conftest import Api
+from tests.api.dataset import Dataset
+
+pytestmark = pytest.mark.slow
+
+EXACT = re.compile(r"^-?[0-9]+(\.[0-9]+)?$")
+METRICS = ["billed", "effective", "list", "contracted"]
+
+
+def money(text: str) -> Decimal:
+    assert EXACT.match(text), f"{text!r} is not an exact decimal string"
+    return Decimal(text)
+
+
+def period_of(api: Api, name: str) -> tuple[dict[str, Any], date, date]:
+    """Query parameters of a named period, and the [start, end) they must mean."""
+    today = api.today
+    tomorrow = today + timedelta(days=1)
+    if name == "default":
+        return {}, tomorrow - timedelta(days=30), tomorrow
+    if name == "last 7 days":
+        return {"days": 7}, tomorrow - timedelta(days=7), tomorrow
+    if name == "three months":
+        start, end = today - timedelta(days=110), today - timedelta(days=20)
+        return {"start": start.isoformat(), "end": end.isoformat()}, start, end
+    if name == "since start":
+        start = today - timedelta(days=45)
+        return {"start": start.isoformat()}, start, tomorrow
+    if name == "days before end":
+        end = today - timedelta(days=10)
+        return {"end": end.isoformat(), "days": 60}, end - timedelta(days=60), end
+    raise AssertionError(name)
+
+
+PERIODS = ["default", "last 7 days", "three months", "since start", "days before end"]
+CASES = [
+    ("acme", "all", "default", "billed"),
+    ("acme", "aws", "three months", "effective"),
+    ("acme", "azure", "last 7 days", "list"),
+    ("globex", "all", "since start", "contracted"),
+    ("globex", "vultr", "days before end", "billed"),
+    ("acme", "gcp", "three months", "contracted"),
+    ("initech", "all", "three months", "list"),
+]
+
+
+@pytest.mark.parametrize(("customer", "provider", "period", "metric"), CASES)
+def test_total_equals_the_sum_of_the_period_lines_per_currency(
+    api: Api, lines: pd.DataFrame, customer: str, provider: str, period: str, metric: str
+) -> None:
+    params, start, end = period_of(api, period)
+    answer = api.get(f"/api/v2/costs/{customer}/{provider}/total", cost_metric=metric, **params)
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    want = expected.totals(expected.select(lines, customer, provider, start, end), metric)
+    assert body["period"] == {"start": str(start), "end": str(end), "days": (end - start).days}
+    assert {t["currency"]: (money(t["amount"]), t["lines"]) for t in body["totals"]} == want
+    assert body["lines"] == sum(n for _, n in want.values())
+
+
+@pytest.mark.parametrize(("customer", "provider", "period", "metric"), CASES)
+def test_by_type_gives_each_category_its_share_and_services(
+    api: Api, lines: pd.DataFrame, customer: str, provider: str, period: str, metric: str
+) -> None:
+    params, start, end = period_of(api, period)
+    body = api.get(
+        f"/api/v2/costs/{customer}/{provider}/by-type", cost_metric=metric, **params
+    ).json()
+    want = expected.by_type(expected.select(lines, customer, provider, start, end), metric)
+    got = {
+        (c["currency"], c["service_category"]): {
+            "amount": money(c["amount"]),
+            "share": None if c["share_percent"] is None else Decimal(c["share_percent"]),
+            "services": {s["service_name"]: money(s["amount"]) for s in c["services"]},
+        }
+        for c in body["data"]
+    }
+    assert got == want
+
+
+@pytest.mark.parametrize("limit", [1, 3, 50])
+@pytest.mark.parametrize(("customer", "provider", "period", "metric"), CASES[:4])
+def test_by_resource_lists_the_top_resources_per_currency(
+    api: Api,
+    lines: pd.DataFrame,
+    customer: str,
+    provider: str,
+    period: str,
+    metric: str,
+    limit: int,
+) -> None:
+    params, start, end = period_of(api, period)
+    body = api.get(
+        f"/api/v2/costs/{customer}/{provider}/by-resource",
+        cost_metric=metric,
+        limit=limit,
+        **params,
+    ).json()
+    want = expected.by_resource(
+        expected.select(lines, customer, provider, start, end), metric, limit
+    )
+    got = [
+        {
+            **{k: r[k] for k in ("provider", "resource_id", "resource_name", "service_name")},
+            "currency": r["currency"],
+            "amount": money(r["amount"]),
+            "share": None if r["share_percent"] is None else Decimal(r["share_percent"]),
+        }
+        for r in body["data"]
+    ]
+    assert got == want
+
+
+@pytest.mark.parametrize("group_by", ["day", "week", "month"])
+@pytest.mark.parametrize(("customer", "provider", "period", "metric"), CASES[:5])
+def test_trends_show_every_bucket_and_the_change_from_the_previous_one(
+    api: Api,
+    lines: pd.DataFrame,
+    customer: str,
+    provider: str,
+    period: str,
+    metric: str,
+    group_by: str,
+) -> None:
+    params, start, end = period_of(api, period)
+    body = api.get(
+        f"/api/v2/costs/{customer}/{provider}/trends",
+        cost_metric=metric,
+        group_by=group_by,
+        **params,
+    ).json()
+    want = expected.trends(
+        expected.select(lines, customer, provider, start, end), metric, group_by, start, end
+    )
+    got = {
+        s["currency"]: [(date.fromisoformat(p["bucket"]), money(p["amount"])) for p in s["points"]]
+        for s in body["series"]
+    }
+    assert got == want
+    for series in body["series"]:
+        points = series["points"]
+        assert points[0]["start"] == str(start) and points[-1]["end"] == str(end)
+        assert points[0]["change"] is None
+        for previous, point in zip(points, points[1:], strict=False):
+            before, now = money(previous["amount"]), money(point["amount"])
+            assert money(point["change"]) == now - before
+            assert (
+                None if point["change_percent"] is None else Decimal(point["change_percent"])
+            ) == expected.pct(now - before, before)
+
+
+def test_trends_fill_days_without_cost_with_zero(api: Api, lines: pd.DataFrame) -> None:
+    # globex's vultr account has no lines for its last four days.
+    body = api.get("/api/v2/costs/globex/vultr/trends", days=10).json()
+    (series,) = body["series"]
+    assert len(series["points"]) == 10
+    assert [money(p["amount"]) for p in series["points"][-4:]] == [Decimal(0)] * 4
+
+
+@pytest.mark.parametrize(("customer", "provider", "period", "metric"), CASES[:3])
+def test_metrics_pages_through_every_line_newest_first(
+    api: Api, lines: pd.DataFrame, customer: str, provider: str, period: str, metric: str
+) -> None:
+    params, start, end = period_of(api, period)
+    want = expected.metric_lines(expected.select(lines, customer, provider, start, end), metric)
+    got: list[tuple[Any, ...]] = []
+    cursor = None
+    pages = 0
+    while True:
+        query: dict[str, Any] = {"cost_metric": metric, "limit": 97, **params}
+        if cursor:
+            query["cursor"] = cursor
+        body = api.get(f"/api/v2/costs/{customer}/{provider}/metrics", **query).json()
+        assert body["count"] == len(want)
+        got += [
+            (
+                line["day"],
+                line["provider"],
+                line["billing_account_id"],
+                line["service_name"],
+                line["resource_id"],
+                line["region_id"],
+                line["charge_category"],
+                money(line["billed_cost"]),
+                money(line["effective_cost"]),
+                money(line["list_cost"]),
+                money(line["contracted_cost"]),
+                line["currency"],
+            )
+            for line in body["data"]
+        ]
+        pages += 1
+        cursor = body["next_cursor"]
+        if cursor is None:
+            break
+    assert got == want
+    assert pages == max(1, -(-len(want) // 97))
+
+
+@pytest.mark.parametrize(("customer", "provider"), [("acme", "all"), ("acme", "aws")])
+@pytest.mark.parametrize("metric", ["billed", "effective"])
+def test_latest_is_the_newest_day_by_service_and_resource_with_its_collection_time(
+    api: Api, lines: pd.DataFrame, dataset: Dataset, customer: str, provider: str, metric: str
+) -> None:
+    body = api.get(f"/api/v2/costs/{customer}/{provider}/latest", cost_metric=metric).json()
+    rows = expected.select(lines, customer, provider, None, None)
+    newest = rows["day"].max()
+    day_rows = rows[rows["day"] == newest]
+    col = expected.COLUMN[metric]
+    want = {
+        (s, r, c): (expected.dsum(g[col]), len(g))
+        for (s, r, c), g in day_rows.groupby(["ServiceName", "ResourceId", "BillingCurrency"])
+    }
+    assert body["day"] == str(newest)
+    got = {
+        (i["service_name"], i["resource_id"], i["currency"]): (money(i["amount"]), i["lines"])
+        for i in body["items"]
+    }
+    assert got == want
+    loads = [
+        load
+        for load in dataset.loads
+        if load.window.customer_id == customer
+        and provider in ("all", load.window.provider)
+        and load.window.start <= newest < load.window.end
+    ]
+    collected = pd.Timestamp(body["collected_at"]).to_pydatetime()
+    assert max(x.before for x in loads) <= collected <= max(x.after for x in loads)
+
+
+def test_latest_for_a_customer_without_costs_has_no_day(api: Api) -> None:
+    body = api.get("/api/v2/costs/nobody-yet/all/latest").json()
+    assert body["day"] is None and body["items"] == [] and body["totals"] == []
+
+
+def test_amounts_keep_every_digit_a_float_would_lose(api: Api, lines: pd.DataFrame) -> None:
+    rows = expected.select(lines, "acme", "all", None, None)
+    want = {c: expected.dsum(g) for c, g in rows.groupby("BillingCurrency")["ListCost"]}
+    body = api.get("/api/v2/costs/acme/all/total", cost_metric="list", days=400).json()
+    got = {t["currency"]: t["amount"] for t in body["totals"]}
+    assert {c: money(a) for c, a in got.items()} == want
+    # None of these totals is a binary float: a JSON number would have rounded them.
+    assert all(Decimal(float(a)) != Decimal(a) for a in got.values())
