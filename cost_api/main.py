@@ -12,7 +12,7 @@ from fastapi import FastAPI
 
 from cost_api.auth import KeyRing
 from cost_api.errors import install_error_handlers
-from cost_api.routes import costs, legacy
+from cost_api.routes import collection, collectors, costs, health, legacy
 from cost_api.settings import get_settings
 from cost_pipelines.warehouse.connection import WarehouseSettings
 
@@ -36,6 +36,9 @@ def create_app() -> FastAPI:
     # Routers are included here as they are built (costs, legacy, collection, health).
     app.include_router(costs.router)
     app.include_router(legacy.router)
+    app.include_router(collection.router)
+    app.include_router(collectors.router)
+    app.include_router(health.router)
     return app
 
 

@@ -1,0 +1,140 @@
+"""What clients of collection control see: triggers, runs, history, collectors and health."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from cost_api.schemas import Money
+
+ProviderName = Literal["aws", "azure", "gcp", "vultr"]
+RunStatus = Literal["queued", "starting", "running", "canceling", "success", "failure", "canceled"]
+Trigger = Literal["scheduled", "manual"]
+Freshness = Literal["fresh", "due", "overdue", "failing"]
+
+
+class TriggerRequest(BaseModel):
+    """Collect one customer's costs now, for some or all of its providers."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    customer_id: str = Field(max_length=64, examples=["acme"])
+    providers: list[ProviderName] | None = Field(
+        default=None, min_length=1, description="Default: every provider the customer has"
+    )
+    start: date | None = Field(default=None, description="First day to collect (UTC)")
+    end: date | None = Field(default=None, description="Day after the last day (exclusive)")
+
+    @model_validator(mode="after")
+    def _window(self) -> TriggerRequest:
+        if (self.start is None) != (self.end is None):
+            raise ValueError("start and end go together: give both or neither")
+        if self.start and self.end and self.end <= self.start:
+            raise ValueError("end must be after start (end is exclusive)")
+        return self
+
+
+class TaskPublic(BaseModel):
+    """One collection run started (or found running) for one provider."""
+
+    task_id: str = Field(description="The Dagster run id")
+    provider: ProviderName
+    status: RunStatus
+    existing: bool = Field(description="True when a queued or running run was reused")
+    status_url: str
+    dagster_url: str
+
+
+class TriggerAccepted(BaseModel):
+    customer_id: str
+    tasks: list[TaskPublic]
+
+
+class ErrorLinkPublic(BaseModel):
+    error_class: str | None
+    message: str
+
+
+class FailurePublic(BaseModel):
+    """Why a run failed, as Dagster recorded it (secrets removed)."""
+
+    step: str | None = Field(description="The asset step that failed")
+    message: str = Field(description="The innermost cause, usually the provider's own words")
+    chain: list[ErrorLinkPublic] = Field(description="Every exception, outermost first")
+
+
+class CollectionRunPublic(BaseModel):
+    """A collection run of one customer/provider pair, scheduled or manual."""
+
+    task_id: str
+    customer_id: str
+    provider: str | None
+    trigger: Trigger
+    requested_by: str | None = Field(description="The API key name of a manual trigger")
+    status: RunStatus
+    created_at: datetime
+    started_at: datetime | None
+    ended_at: datetime | None
+    rows_written: int | None = Field(description="Cost lines written; null until it succeeds")
+    totals: dict[str, Money] = Field(description="BilledCost of the window per currency")
+    window_start: str | None
+    window_end: str | None = Field(description="Exclusive")
+    error: FailurePublic | None
+    status_url: str
+    dagster_url: str
+
+
+class CollectionHistory(BaseModel):
+    customer_id: str
+    data: list[CollectionRunPublic]
+    count: int = Field(description="Runs matching the filters, all pages")
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page")
+
+
+class CollectorPublic(BaseModel):
+    """How current one provider's costs of one customer are."""
+
+    customer_id: str
+    provider: str
+    state: Freshness = Field(
+        description="fresh: collected within the poll interval; due: past it, the schedule "
+        "collects it within a tick or two; overdue: later than that or never; failing: the "
+        "latest finished run failed"
+    )
+    last_success_at: datetime | None
+    last_success_task_id: str | None
+    age_seconds: float | None
+    poll_interval_seconds: float
+    last_run_status: RunStatus | None
+
+
+class SchedulePublic(BaseModel):
+    name: str
+    cron: str
+    timezone: str
+    running: bool
+    next_tick: datetime | None
+
+
+class CollectorsStatus(BaseModel):
+    collectors: list[CollectorPublic]
+    schedules: list[SchedulePublic]
+    checked_at: datetime
+
+
+class ComponentHealth(BaseModel):
+    status: Literal["up", "down"]
+    latency_ms: float | None = None
+    version: str | None = None
+    detail: str | None = None
+
+
+class Health(BaseModel):
+    """Up only when the API, the warehouse and Dagster all answer."""
+
+    status: Literal["up", "down"]
+    api: ComponentHealth
+    warehouse: ComponentHealth
+    dagster: ComponentHealth
