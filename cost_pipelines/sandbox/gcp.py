@@ -1,0 +1,257 @@
+"""A local Google Cloud: the OAuth2 token endpoint (service-account JWT bearer grant, RS256
+checked) and BigQuery's jobs.query / jobs.getQueryResults over the detailed billing export.
+
+It has no SQL engine: it recognises the collector's kind of query (SELECT export columns FROM the
+export table WHERE billing_account_id / usage_start_time / _PARTITIONTIME compared with named
+parameters) and answers anything else with BigQuery's own 400 error shape."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import secrets
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+from cost_pipelines.sandbox.bills import GeneratedLine
+from cost_pipelines.sandbox.gcp_export import TABLE_PREFIX, cell, export_rows
+from cost_pipelines.sandbox.gcp_query import BigQueryError, ParsedQuery, parse_query
+from cost_pipelines.sandbox.simulator import Request, Response, Simulator
+
+JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+_QUERIES = re.compile(r"^/bigquery/v2/projects/(?P<project>[^/]+)/queries(?:/(?P<job>[^/]+))?$")
+_KEPT_JOBS = 64
+
+
+@dataclass(frozen=True)
+class BillingExport:
+    """Where one billing account's detailed export lands, and which service accounts may read it."""
+
+    project: str
+    dataset: str
+    billing_account_id: str
+    readers: tuple[str, ...] = ()  # client emails; empty = any authenticated caller
+
+    @property
+    def table(self) -> str:
+        suffix = self.billing_account_id.replace("-", "_")
+        return f"{self.project}.{self.dataset}.{TABLE_PREFIX}{suffix}"
+
+
+def new_service_account_key(client_email: str, project_id: str, token_uri: str) -> dict[str, str]:
+    """A service-account key file, the JSON a customer downloads from the Google Cloud console."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    return {
+        "type": "service_account",
+        "project_id": project_id,
+        "private_key_id": secrets.token_hex(20),
+        "private_key": pem,
+        "client_email": client_email,
+        "client_id": str(secrets.randbelow(10**20)),
+        "auth_uri": "https://accounts.google.com/o/oauth2/auth",
+        "token_uri": token_uri,
+        "universe_domain": "googleapis.com",
+    }
+
+
+class BigQueryBilling(Simulator):
+    """BigQuery holding the billing exports of the given lines, plus Google's token endpoint."""
+
+    def __init__(
+        self,
+        service_account_keys: Iterable[Mapping[str, str]],
+        exports: Sequence[BillingExport],
+        lines: Iterable[GeneratedLine] = (),
+        *,
+        page_size: int = 1000,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        super().__init__(host=host, port=port)
+        self._public_keys = {key["client_email"]: _public_key(key) for key in service_account_keys}
+        self.exports = {e.table: e for e in exports}
+        self.page_size = page_size
+        self._tokens: dict[str, tuple[str, float]] = {}
+        self._jobs: OrderedDict[str, tuple[ParsedQuery, list[dict[str, Any]], bool]] = OrderedDict()
+        self.set_lines(lines)
+
+    def set_lines(self, lines: Iterable[GeneratedLine]) -> None:
+        """Replace the export tables' content (e.g. with a restated, backfilled version)."""
+        rows = export_rows(lines)
+        with self.lock:
+            self._rows = rows
+
+    def handle(self, request: Request) -> Response:
+        try:
+            if request.method == "POST" and request.path == "/token":
+                return self._token(request.form())
+            if match := _QUERIES.match(request.path):
+                email = self._caller(request)
+                if request.method == "POST" and not match["job"]:
+                    return self._query(match["project"], email, request.json() or {})
+                if request.method == "GET" and match["job"]:
+                    return self._results(match["project"], match["job"], request.query)
+            raise BigQueryError(404, "notFound", f"Not found: URL {request.path}")
+        except BigQueryError as error:
+            return error.response
+
+    def _token(self, form: dict[str, str]) -> Response:
+        def refuse(description: str, error: str = "invalid_grant") -> Response:
+            return Response(400, {"error": error, "error_description": description})
+
+        if form.get("grant_type") != JWT_BEARER:
+            return refuse(
+                f"Invalid grant_type: {form.get('grant_type', '')}", "unsupported_grant_type"
+            )
+        try:
+            head, body, signature = form.get("assertion", "").split(".")
+            header, claims = _b64json(head), _b64json(body)
+        except ValueError:
+            return refuse("Invalid JWT: the assertion is not a signed JWT.")
+        public_key = self._public_keys.get(str(claims.get("iss")))
+        if public_key is None:
+            return refuse("Invalid grant: account not found")
+        try:
+            assert header.get("alg") == "RS256"
+            public_key.verify(
+                _b64(signature), f"{head}.{body}".encode(), padding.PKCS1v15(), hashes.SHA256()
+            )
+        except Exception:
+            return refuse("Invalid JWT Signature.")
+        now = time.time()
+        iat, exp = float(claims.get("iat", 0)), float(claims.get("exp", 0))
+        if not (iat - 300 <= now <= exp and exp - iat <= 3600):
+            return refuse(
+                "Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable "
+                "timeframe. Check your iat and exp values in the JWT claim."
+            )
+        if claims.get("aud") != f"{self.base_url}/token":
+            return refuse("Invalid JWT: audience does not match the token endpoint.")
+        token = "ya29." + secrets.token_urlsafe(48)
+        with self.lock:
+            self._tokens[token] = (str(claims["iss"]), now + 3599)
+        return Response(200, {"access_token": token, "expires_in": 3599, "token_type": "Bearer"})
+
+    def _caller(self, request: Request) -> str:
+        token = request.bearer()
+        with self.lock:
+            email, expiry = self._tokens.get(token or "", ("", 0.0))
+        if email and expiry > time.time():
+            return email
+        missing = token is None
+        message = (
+            "Request is missing required authentication credential."
+            if missing
+            else "Request had invalid authentication credentials."
+        ) + (
+            " Expected OAuth 2 access token, login cookie or other valid authentication "
+            "credential. See https://developers.google.com/identity/sign-in/web/devconsole-project."
+        )
+        raise BigQueryError(
+            401,
+            "required" if missing else "authError",
+            message,
+            detail="Login Required." if missing else "Invalid Credentials",
+            location=("Authorization", "header"),
+            headers={"WWW-Authenticate": 'Bearer realm="https://accounts.google.com/"'},
+        )
+
+    def _query(self, project: str, email: str, body: dict[str, Any]) -> Response:
+        query = parse_query(body, self.exports)
+        export = self.exports[query.table]
+        if export.readers and email not in export.readers:
+            table = query.table.replace(".", ":", 1)
+            raise BigQueryError(
+                403,
+                "accessDenied",
+                f"Access Denied: Table {table}: User does not have permission to query table "
+                f"{table}, or perhaps it does not exist.",
+            )
+        with self.lock:
+            rows = [r for r in self._rows if query.matches(r)]
+            job_id = f"job_{uuid.uuid4().hex}"
+            int64 = bool((body.get("formatOptions") or {}).get("useInt64Timestamp"))
+            self._jobs[job_id] = (query, rows, int64)
+            while len(self._jobs) > _KEPT_JOBS:
+                self._jobs.popitem(last=False)
+        limit = body.get("maxResults")
+        answer = self._page(project, job_id, 0, int(limit) if limit else None)
+        return Response(200, {"kind": "bigquery#queryResponse", **answer})
+
+    def _results(self, project: str, job_id: str, params: Mapping[str, str]) -> Response:
+        token = params.get("pageToken") or ""
+        try:
+            offset = int(base64.urlsafe_b64decode(token.encode()).decode() or 0) if token else 0
+        except ValueError:
+            raise BigQueryError(400, "invalid", f"Invalid page token: {token}") from None
+        limit = int(params["maxResults"]) if params.get("maxResults") else None
+        answer = self._page(project, job_id, offset, limit)
+        return Response(200, {"kind": "bigquery#getQueryResultsResponse", **answer})
+
+    def _page(self, project: str, job_id: str, offset: int, limit: int | None) -> dict[str, Any]:
+        with self.lock:
+            job = self._jobs.get(job_id)
+        if job is None:
+            raise BigQueryError(404, "notFound", f"Not found: Job {project}:US.{job_id}")
+        query, rows, int64 = job
+        size = min(limit or self.page_size, self.page_size)
+        page = rows[offset : offset + size]
+        answer: dict[str, Any] = {
+            "schema": {"fields": [f for _, f in query.columns]},
+            "jobReference": {"projectId": project, "jobId": job_id, "location": "US"},
+            "totalRows": str(len(rows)),
+            "totalBytesProcessed": str(len(rows) * 512),
+            "jobComplete": True,
+            "cacheHit": False,
+        }
+        if page:  # BigQuery leaves out `rows` when there are none
+            answer["rows"] = [
+                {
+                    "f": [
+                        {"v": cell(_pick(r, path), f, int64_timestamps=int64)}
+                        for path, f in query.columns
+                    ]
+                }
+                for r in page
+            ]
+        if offset + size < len(rows):
+            answer["pageToken"] = base64.urlsafe_b64encode(str(offset + size).encode()).decode()
+        return answer
+
+
+def _public_key(key_file: Mapping[str, str]) -> rsa.RSAPublicKey:
+    private = serialization.load_pem_private_key(key_file["private_key"].encode(), password=None)
+    if not isinstance(private, rsa.RSAPrivateKey):
+        raise ValueError(f"{key_file['client_email']}: a service-account key is an RSA key")
+    return private.public_key()
+
+
+def _pick(row: dict[str, Any], path: tuple[str, ...]) -> Any:
+    value: Any = row
+    for part in path:
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def _b64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _b64json(text: str) -> dict[str, Any]:
+    value = json.loads(_b64(text))
+    if not isinstance(value, dict):
+        raise ValueError("not a JSON object")
+    return value

@@ -1,0 +1,213 @@
+"""The local Google Cloud answers token and BigQuery query requests as Google documents."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Iterator
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+from cost_pipelines.sandbox.bills import generate_bills
+from cost_pipelines.sandbox.catalog import demo_accounts
+from cost_pipelines.sandbox.gcp import JWT_BEARER, BigQueryBilling, BillingExport
+from cost_pipelines.sandbox.gcp import new_service_account_key as new_key
+
+pytestmark = pytest.mark.slow
+ACCOUNT = demo_accounts("acme")[2]
+LINES = generate_bills([ACCOUNT], date(2025, 3, 1), date(2025, 3, 15), seed=3)
+EXPORT = BillingExport(
+    "acme-billing",
+    "billing_export",
+    ACCOUNT.billing_account_id,
+    readers=("reader@acme-billing.iam.gserviceaccount.com",),
+)
+QUERY = (
+    "SELECT service.description AS service, sku.id AS sku_id, usage_start_time, project.id "
+    f"AS project_id, cost, currency, credits, cost_type FROM `{EXPORT.table}` "
+    "WHERE billing_account_id = @billing_account_id AND usage_start_time >= @start "
+    "AND usage_start_time < @end"
+)
+
+
+@pytest.fixture(scope="module")
+def keys() -> list[dict[str, str]]:
+    return [
+        new_key("reader@acme-billing.iam.gserviceaccount.com", "acme-billing", ""),
+        new_key("other@elsewhere.iam.gserviceaccount.com", "elsewhere", ""),
+    ]
+
+
+@pytest.fixture
+def bigquery(keys: list[dict[str, str]]) -> Iterator[BigQueryBilling]:
+    with BigQueryBilling(keys, [EXPORT], LINES, page_size=40) as server:
+        yield server
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def assertion(key: dict[str, str], audience: str, lifetime: int = 3600) -> str:
+    now = int(time.time())
+    head = b64(json.dumps({"alg": "RS256", "typ": "JWT"}).encode())
+    claims = {
+        "iss": key["client_email"],
+        "aud": audience,
+        "iat": now,
+        "exp": now + lifetime,
+        "scope": "https://www.googleapis.com/auth/bigquery.readonly",
+    }
+    body = b64(json.dumps(claims).encode())
+    private = serialization.load_pem_private_key(key["private_key"].encode(), password=None)
+    assert isinstance(private, rsa.RSAPrivateKey)
+    signature = private.sign(f"{head}.{body}".encode(), padding.PKCS1v15(), hashes.SHA256())
+    return f"{head}.{body}.{b64(signature)}"
+
+
+def access_token(base: str, key: dict[str, str]) -> str:
+    form = {"grant_type": JWT_BEARER, "assertion": assertion(key, f"{base}/token")}
+    response = httpx.post(f"{base}/token", data=form)
+    assert response.status_code == 200, response.text
+    return str(response.json()["access_token"])
+
+
+def params(start: str = "2025-03-02", end: str = "2025-03-05", kind: str = "TIMESTAMP") -> list:
+    def one(name: str, type_: str, value: str) -> dict[str, Any]:
+        return {"name": name, "parameterType": {"type": type_}, "parameterValue": {"value": value}}
+
+    return [
+        one("billing_account_id", "STRING", ACCOUNT.billing_account_id),
+        one("start", kind, f"{start} 00:00:00+00:00" if kind == "TIMESTAMP" else start),
+        one("end", kind, f"{end} 00:00:00+00:00" if kind == "TIMESTAMP" else end),
+    ]
+
+
+def run_query(base: str, token: str, query: str = QUERY, **overrides: Any) -> httpx.Response:
+    body = {
+        "query": query,
+        "useLegacySql": False,
+        "parameterMode": "NAMED",
+        "queryParameters": params(),
+        "maxResults": 1000,
+        "timeoutMs": 10000,
+        **overrides,
+    }
+    return httpx.post(
+        f"{base}/bigquery/v2/projects/acme-billing/queries",
+        json=body,
+        headers={"Authorization": f"Bearer {token}"},
+    )
+
+
+def test_signed_service_account_jwt_is_exchanged_for_a_bearer_token(
+    bigquery: BigQueryBilling, keys: list[dict[str, str]]
+) -> None:
+    form = {"grant_type": JWT_BEARER, "assertion": assertion(keys[0], f"{bigquery.base_url}/token")}
+    answer = httpx.post(f"{bigquery.base_url}/token", data=form).json()
+    assert answer["token_type"] == "Bearer" and answer["expires_in"] == 3599
+
+
+def test_jwt_signed_with_another_key_is_refused(
+    bigquery: BigQueryBilling, keys: list[dict[str, str]]
+) -> None:
+    forged = {**keys[1], "client_email": keys[0]["client_email"]}
+    form = {"grant_type": JWT_BEARER, "assertion": assertion(forged, f"{bigquery.base_url}/token")}
+    response = httpx.post(f"{bigquery.base_url}/token", data=form)
+    assert response.status_code == 400
+    assert response.json() == {
+        "error": "invalid_grant",
+        "error_description": "Invalid JWT Signature.",
+    }
+
+
+def test_query_without_a_token_is_401_in_bigquery_shape(bigquery: BigQueryBilling) -> None:
+    response = httpx.post(f"{bigquery.base_url}/bigquery/v2/projects/p/queries", json={})
+    assert response.status_code == 401
+    error = response.json()["error"]
+    assert error["status"] == "UNAUTHENTICATED" and error["errors"][0]["reason"] == "required"
+
+
+def test_export_rows_come_back_as_f_v_cells_over_several_pages(
+    bigquery: BigQueryBilling, keys: list[dict[str, str]]
+) -> None:
+    token = access_token(bigquery.base_url, keys[0])
+    first = run_query(bigquery.base_url, token).json()
+    assert first["kind"] == "bigquery#queryResponse" and first["jobComplete"] is True
+    names = [f["name"] for f in first["schema"]["fields"]]
+    assert names == [
+        "service",
+        "sku_id",
+        "usage_start_time",
+        "project_id",
+        "cost",
+        "currency",
+        "credits",
+        "cost_type",
+    ]
+    rows, answer, pages = list(first["rows"]), first, 1
+    while answer.get("pageToken"):
+        job = answer["jobReference"]
+        answer = httpx.get(
+            f"{bigquery.base_url}/bigquery/v2/projects/{job['projectId']}/queries/{job['jobId']}",
+            params={"pageToken": answer["pageToken"], "location": job["location"]},
+            headers={"Authorization": f"Bearer {token}"},
+        ).json()
+        assert answer["kind"] == "bigquery#getQueryResultsResponse"
+        rows += answer["rows"]
+        pages += 1
+    assert pages > 1 and len(rows) == int(first["totalRows"])
+    days = {float(r["f"][2]["v"]) for r in rows}
+    assert len(days) == 3  # 2, 3 and 4 March: the end is exclusive
+    cost = sum(Decimal(r["f"][4]["v"]) for r in rows)
+    credits = sum(Decimal(c["v"]["f"][1]["v"]) for r in rows for c in r["f"][6]["v"])
+    wanted = [x for x in LINES if date(2025, 3, 2) <= x.charge_date < date(2025, 3, 5)]
+    assert cost == sum(x.billed_cost for x in wanted if x.charge_category != "Credit")
+    assert credits == sum(x.billed_cost for x in wanted if x.charge_category == "Credit") < 0
+    assert "tax" in {r["f"][7]["v"] for r in rows}
+
+
+def test_comparing_a_timestamp_with_a_date_parameter_is_invalid_query(
+    bigquery: BigQueryBilling, keys: list[dict[str, str]]
+) -> None:
+    token = access_token(bigquery.base_url, keys[0])
+    response = run_query(bigquery.base_url, token, queryParameters=params(kind="DATE"))
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["errors"][0]["reason"] == "invalidQuery"
+    assert "No matching signature for operator >=" in error["message"]
+
+
+def test_unknown_table_is_not_found_and_other_sql_is_invalid(
+    bigquery: BigQueryBilling, keys: list[dict[str, str]]
+) -> None:
+    token = access_token(bigquery.base_url, keys[0])
+    other = QUERY.replace(EXPORT.table, "acme-billing.billing_export.nope")
+    assert run_query(bigquery.base_url, token, other).json()["error"]["status"] == "NOT_FOUND"
+    response = run_query(bigquery.base_url, token, "SELECT 1")
+    assert response.status_code == 400
+    assert response.json()["error"]["errors"][0]["reason"] == "invalidQuery"
+
+
+def test_a_service_account_without_access_to_the_export_is_denied(
+    bigquery: BigQueryBilling, keys: list[dict[str, str]]
+) -> None:
+    token = access_token(bigquery.base_url, keys[1])
+    response = run_query(bigquery.base_url, token)
+    assert response.status_code == 403
+    assert response.json()["error"]["errors"][0]["reason"] == "accessDenied"
+
+
+def test_int64_timestamps_are_given_when_asked(
+    bigquery: BigQueryBilling, keys: list[dict[str, str]]
+) -> None:
+    token = access_token(bigquery.base_url, keys[0])
+    answer = run_query(bigquery.base_url, token, formatOptions={"useInt64Timestamp": True}).json()
+    assert answer["rows"][0]["f"][2]["v"] == "1740873600000000"
