@@ -1,0 +1,106 @@
+"""Shared steps of the AWS collection tests: customers entries, one materialization of
+`aws_costs`, and reading back what readers see."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from dagster import ExecuteInProcessResult, StaticPartitionsDefinition, materialize
+
+from cost_pipelines.assets.aws import AWS
+from cost_pipelines.assets.collection import CustomersResource, build_cost_asset
+from cost_pipelines.resources.aws import AwsResource
+from cost_pipelines.resources.clickhouse import ClickHouseResource
+from cost_pipelines.sandbox.catalog import Account, demo_accounts
+
+ENDPOINT_ENV = "TEST_AWS_ENDPOINT"
+
+
+def aws_account(customer_id: str) -> Account:
+    return next(a for a in demo_accounts(customer_id) if a.provider == "aws")
+
+
+def aws_entry(customer_id: str, key_prefix: str, **aws: Any) -> dict[str, Any]:
+    """A customers-file entry whose AWS keys come from <key_prefix>_KEY_ID / _SECRET."""
+    return {
+        "name": customer_id.title(),
+        "providers": {
+            "aws": {
+                "billing_account_id": aws_account(customer_id).billing_account_id,
+                "credentials": {
+                    "access_key_id_env": f"{key_prefix}_KEY_ID",
+                    "secret_access_key_env": f"{key_prefix}_SECRET",
+                },
+                "endpoint_url_env": ENDPOINT_ENV,
+                **aws,
+            }
+        },
+    }
+
+
+def run_aws_costs(
+    customers_file: Path,
+    customer_id: str,
+    warehouse: ClickHouseResource,
+    start: date,
+    end: date,
+) -> ExecuteInProcessResult:
+    """Materialize aws_costs for one customer over [start, end), as a run would."""
+    asset = build_cost_asset(AWS, StaticPartitionsDefinition([customer_id]))
+    return materialize(
+        [asset],
+        partition_key=customer_id,
+        resources={
+            "warehouse": warehouse,
+            "customers": CustomersResource(path=str(customers_file)),
+            "aws": AwsResource(retry_base_delay_s=0.01),
+        },
+        run_config={
+            "ops": {"aws_costs": {"config": {"start": start.isoformat(), "end": end.isoformat()}}}
+        },
+        raise_on_error=False,
+    )
+
+
+def materialization_metadata(result: ExecuteInProcessResult) -> dict[str, Any]:
+    [event] = result.get_asset_materialization_events()
+    return {k: v.value for k, v in event.materialization.metadata.items()}
+
+
+def failure_message(result: ExecuteInProcessResult) -> str:
+    [failure] = [e for e in result.all_events if e.is_step_failure]
+    error = failure.step_failure_data.error
+    assert error is not None
+    return error.to_string()
+
+
+def stored_by_day_and_service(
+    warehouse: ClickHouseResource, customer_id: str
+) -> dict[tuple[str, str], Decimal]:
+    rows = (
+        warehouse.get_client()
+        .query(
+            "SELECT toString(toDate(ChargePeriodStart)), ServiceName, sum(BilledCost) "
+            "FROM costs_current(customer_id={customer_id:String}) "
+            "WHERE provider = 'aws' GROUP BY 1, 2",
+            parameters={"customer_id": customer_id},
+        )
+        .result_rows
+    )
+    return {(day, service): Decimal(total) for day, service, total in rows}
+
+
+def queued_by_day_and_service(results: list[dict[str, Any]]) -> dict[tuple[str, str], Decimal]:
+    """What the queued Cost Explorer answers say, summed per day and service (detail queries)."""
+    totals: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+    for page in results:
+        for period in page["ResultsByTime"]:
+            for group in period["Groups"]:
+                if len(group["Keys"]) == 2:
+                    amount = Decimal(group["Metrics"]["UnblendedCost"]["Amount"])
+                    totals[(period["TimePeriod"]["Start"], group["Keys"][0])] += amount
+    return dict(totals)
