@@ -14,7 +14,7 @@ import httpx
 import yaml
 
 READY_TIMEOUT_S = 120.0
-STOP_TIMEOUT_S = 15.0
+STOP_TIMEOUT_S = 30.0
 # Manual and scheduled runs carry this tag; the run queue lets one run per value go at a time, so a
 # customer/provider pair is never collected twice at once (the windowed replace would race).
 PAIR_TAG = "cost_pipelines/pair"
