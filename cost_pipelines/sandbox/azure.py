@@ -73,6 +73,11 @@ class AzureCostManagement(Simulator):
         with self.lock:
             self._forced_throttles.extend([retry_after] * times)
 
+    @property
+    def pending_throttles(self) -> int:
+        with self.lock:
+            return len(self._forced_throttles)
+
     def handle(self, request: Request) -> Response:
         try:
             if request.method == "POST" and (match := _TOKEN.match(request.path)):
