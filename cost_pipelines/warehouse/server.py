@@ -122,6 +122,7 @@ class WarehouseServer(ThreadingHTTPServer):
     """The HTTP server: a thread per connection, one engine shared by all of them."""
 
     daemon_threads = True
+    request_queue_size = 128  # bursts of new connections from several processes
     engine: Engine
 
     def __init__(self, address: tuple[str, int], credentials: Credentials) -> None:
