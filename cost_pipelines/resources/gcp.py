@@ -1,0 +1,164 @@
+"""GCP as a Dagster resource: a service-account key signs a JWT (RS256) that Google's token
+endpoint exchanges for a bearer token, then BigQuery jobs.query and getQueryResults pages are
+followed with the shared retries."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+from cost_pipelines.customers import GcpConfig
+from cost_pipelines.resources.rest import (
+    CredentialsRejected,
+    RestApi,
+    RestResource,
+    endpoint,
+    env_credential,
+    exact_json,
+)
+from cost_pipelines.resources.retry import Paginator
+
+BIGQUERY_URL = "https://bigquery.googleapis.com"
+SCOPE = "https://www.googleapis.com/auth/bigquery.readonly"
+JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+_TOKEN_MARGIN_S = 120
+_KEY_FIELDS = ("client_email", "private_key", "token_uri")
+
+
+def google_error_text(response: httpx.Response) -> str:
+    """BigQuery's error reason and message, or the token endpoint's error and description."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:200]
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict):
+        reasons = [e.get("reason", "") for e in error.get("errors", [])]
+        return (
+            f"{', '.join(r for r in reasons if r) or error.get('status')}: {error.get('message')}"
+        )
+    if isinstance(error, str):
+        return f"{error}: {body.get('error_description', '')}"
+    return response.text[:200]
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def signed_assertion(key: Mapping[str, str], now: float) -> str:
+    """The JWT a service account presents to the token endpoint, signed with its private key."""
+    private = serialization.load_pem_private_key(key["private_key"].encode(), password=None)
+    if not isinstance(private, rsa.RSAPrivateKey):
+        raise CredentialsRejected(f"service account {key['client_email']}: key is not RSA")
+    header = {"alg": "RS256", "typ": "JWT", "kid": key.get("private_key_id", "")}
+    claims = {
+        "iss": key["client_email"],
+        "scope": SCOPE,
+        "aud": key["token_uri"],
+        "iat": int(now),
+        "exp": int(now) + 3600,
+    }
+    signing_input = f"{_b64(json.dumps(header).encode())}.{_b64(json.dumps(claims).encode())}"
+    signature = private.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
+    return f"{signing_input}.{_b64(signature)}"
+
+
+def read_key_file(customer_id: str, path: str) -> dict[str, str]:
+    """A service-account key file, checked; errors name the file, never its content."""
+    try:
+        key = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise CredentialsRejected(
+            f"customer {customer_id!r}: cannot read the service-account key file {path}: "
+            f"{type(exc).__name__}"
+        ) from None
+    missing = [f for f in _KEY_FIELDS if not isinstance(key, dict) or not key.get(f)]
+    if missing or key.get("type") != "service_account":
+        raise CredentialsRejected(
+            f"customer {customer_id!r}: {path} is not a service-account key file "
+            f"(type service_account with {', '.join(_KEY_FIELDS)})"
+        )
+    return {k: str(v) for k, v in key.items()}
+
+
+@dataclass
+class _GoogleToken:
+    api: RestApi
+    key: dict[str, str]
+    value: str = ""
+    expires_at: float = 0.0
+
+    def headers(self) -> Mapping[str, str]:
+        if time.monotonic() > self.expires_at - _TOKEN_MARGIN_S:
+            form = {"grant_type": JWT_BEARER, "assertion": signed_assertion(self.key, time.time())}
+            response = self.api.request(
+                "POST",
+                self.key["token_uri"],
+                "Google OAuth2",
+                authenticated=False,
+                token_exchange=True,
+                data=form,
+            )
+            body = response.json()
+            self.value = str(body["access_token"])
+            self.expires_at = time.monotonic() + float(body.get("expires_in", 3599))
+        return {"Authorization": f"Bearer {self.value}"}
+
+
+@dataclass
+class GcpSession:
+    """One customer's BigQuery access."""
+
+    api: RestApi
+    bigquery_url: str
+
+    @property
+    def requests(self) -> int:
+        return self.api.requests
+
+    def query(self, project: str, body: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        """Every page of one query's results (jobs.query, then getQueryResults by pageToken)."""
+        base = f"{self.bigquery_url}/bigquery/v2/projects/{project}/queries"
+        job: dict[str, str] = {}
+
+        def fetch(page_token: str | None) -> dict[str, Any]:
+            if page_token is None:
+                page = exact_json(self.api.request("POST", base, "BigQuery jobs.query", json=body))
+                job.update(page["jobReference"])
+            else:
+                page = self._results(base, job, {"pageToken": page_token})
+            while not page.get("jobComplete", True):  # long queries: wait on the job
+                page = self._results(base, job, {"timeoutMs": "10000"})
+            return dict(page)
+
+        yield from Paginator(fetch, lambda page: page.get("pageToken"))
+
+    def _results(self, base: str, job: dict[str, str], params: dict[str, str]) -> Any:
+        url = f"{base}/{job['jobId']}"
+        params = {
+            **params,
+            "location": job.get("location", ""),
+            "formatOptions.useInt64Timestamp": "true",
+        }
+        return exact_json(self.api.request("GET", url, "BigQuery getQueryResults", params=params))
+
+
+class GcpResource(RestResource):
+    """Opens BigQuery sessions from a service-account key file named by an env var."""
+
+    def session_for(self, customer_id: str, config: GcpConfig) -> GcpSession:
+        path = env_credential(customer_id, "gcp", config.credentials, "service_account_file")
+        key = read_key_file(customer_id, path)
+        api = self.open_api(customer_id, "BigQuery", error_text=google_error_text)
+        api.auth_headers = _GoogleToken(api, key).headers
+        return GcpSession(api, endpoint(config.endpoint_url_env, BIGQUERY_URL))
