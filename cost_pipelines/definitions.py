@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from dagster import AssetSelection, Definitions, define_asset_job, in_process_executor
 
-from cost_pipelines.assets import build_cost_assets
+from cost_pipelines.assets import build_cost_assets, provider_resources
 from cost_pipelines.assets.collection import GROUP, CustomersResource, customer_partitions
 from cost_pipelines.customers import load_customers_from_env
-from cost_pipelines.resources.aws import AwsResource
 from cost_pipelines.resources.clickhouse import ClickHouseResource
 from cost_pipelines.schedules import build_collection_schedule
 
@@ -30,6 +29,6 @@ defs = Definitions(
     resources={
         "warehouse": ClickHouseResource(),
         "customers": CustomersResource(),
-        "aws": AwsResource(),
+        **provider_resources(),
     },
 )

@@ -1,0 +1,117 @@
+"""aws_costs from an AWS Data Exports FOCUS export in moto's S3: files made by the test."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+
+import boto3
+import pytest
+
+from cost_pipelines.resources.clickhouse import ClickHouseResource
+from cost_pipelines.sandbox.aws import write_focus_export
+from cost_pipelines.sandbox.bills import GeneratedLine, generate_bills, restate
+from tests.pipelines.aws_helpers import (
+    ENDPOINT_ENV,
+    aws_account,
+    aws_entry,
+    failure_message,
+    materialization_metadata,
+    run_aws_costs,
+)
+from tests.pipelines.conftest import write_customers
+
+pytestmark = pytest.mark.slow
+
+PERIOD, START, END = date(2026, 10, 1), date(2026, 10, 1), date(2026, 10, 15)
+EXPORT = {"bucket": "acme-billing", "prefix": "exports/focus", "name": "acme-focus"}
+
+
+@pytest.fixture
+def s3(monkeypatch: pytest.MonkeyPatch, moto: str) -> object:
+    monkeypatch.setenv(ENDPOINT_ENV, moto)
+    monkeypatch.setenv("EXP_KEY_ID", "AKIAEXPORTEXPORT0003")
+    monkeypatch.setenv("EXP_SECRET", "export-secret-value")
+    client = boto3.client(
+        "s3",
+        region_name="us-east-1",
+        endpoint_url=moto,
+        aws_access_key_id="AKIAEXPORTEXPORT0003",
+        aws_secret_access_key="export-secret-value",
+    )
+    client.create_bucket(Bucket=EXPORT["bucket"])
+    return client
+
+
+def _stored_lines(warehouse: ClickHouseResource, customer_id: str) -> Counter[tuple]:
+    rows = (
+        warehouse.get_client()
+        .query(
+            "SELECT ResourceId, SkuId, ChargeCategory, toString(toDate(ChargePeriodStart)), "
+            "BilledCost, Tags['team'] FROM costs_current(customer_id={c:String})",
+            parameters={"c": customer_id},
+        )
+        .result_rows
+    )
+    return Counter((r[0], r[1], r[2], r[3], Decimal(r[4]), r[5]) for r in rows)
+
+
+def _expected_lines(lines: list[GeneratedLine]) -> Counter[tuple]:
+    return Counter(
+        (
+            line.resource_id,
+            line.sku_id,
+            line.charge_category,
+            line.charge_date.isoformat(),
+            line.billed_cost,
+            line.tags.get("team", ""),
+        )
+        for line in lines
+        if START <= line.charge_date < END
+    )
+
+
+def test_export_lines_load_at_resource_level_and_a_redelivery_replaces_them(
+    tmp_path: Path, s3: object, warehouse_resource: ClickHouseResource
+) -> None:
+    entry = aws_entry("exp", "EXP", export=EXPORT)
+    customers = write_customers(tmp_path / "c.yaml", {"exp": entry})
+    account = aws_account("exp")
+    first = generate_bills([account], PERIOD, date(2026, 10, 20), seed=5)
+    write_focus_export(s3, billing_period=PERIOD, lines=first, fmt="parquet", **EXPORT)
+
+    result = run_aws_costs(customers, "exp", warehouse_resource, START, END)
+
+    assert result.success
+    assert sum(_expected_lines(first).values()) > 500  # 14 days of resource-level lines
+    assert _stored_lines(warehouse_resource, "exp") == _expected_lines(first)
+    assert materialization_metadata(result)["source"] == "aws_data_exports_focus"
+
+    # AWS re-delivers the month (restated, some lines gone) as CSV.gz with a new manifest; the
+    # first delivery's files stay in the bucket but the manifest no longer lists them.
+    second = restate(first, [account], since=date(2026, 10, 8), seed=2)
+    write_focus_export(s3, billing_period=PERIOD, lines=second, fmt="csv.gz", **EXPORT)
+
+    assert run_aws_costs(customers, "exp", warehouse_resource, START, END).success
+
+    stored = _stored_lines(warehouse_resource, "exp")
+    assert stored == _expected_lines(second)
+    assert stored != _expected_lines(first)
+
+
+def test_an_export_without_any_manifest_fails_naming_where_it_looked(
+    tmp_path: Path, s3: object, warehouse_resource: ClickHouseResource
+) -> None:
+    customers = write_customers(
+        tmp_path / "c.yaml", {"noexp": aws_entry("noexp", "EXP", export=EXPORT)}
+    )
+
+    result = run_aws_costs(customers, "noexp", warehouse_resource, START, END)
+
+    assert not result.success
+    assert (
+        "no Manifest.json under s3://acme-billing/exports/focus/acme-focus/metadata/"
+        "BILLING_PERIOD=2026-10/" in failure_message(result)
+    )

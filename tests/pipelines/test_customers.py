@@ -1,0 +1,88 @@
+"""The customers file: validated entry by entry, errors that name file, customer and field."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from cost_pipelines.customers import AwsConfig, load_customers
+from tests.pipelines.conftest import write_customers
+
+GOOD_AWS = {"billing_account_id": "123456789012"}
+EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "customers.example.yaml"
+
+
+def test_the_commented_example_loads_without_errors() -> None:
+    book = load_customers(EXAMPLE)
+    assert book.errors == []
+    assert set(book.customers) == {"acme", "globex"}
+    assert set(book.customers["acme"].providers) == {"aws", "azure"}
+
+
+def test_a_bad_entry_names_file_customer_and_field_and_the_others_still_load(
+    tmp_path: Path,
+) -> None:
+    path = write_customers(
+        tmp_path / "customers.yaml",
+        {
+            "acme": {"providers": {"aws": GOOD_AWS}},
+            "globex": {"providers": {"aws": {"billing_account_id": "12"}}},
+            "initech": {"providers": {"vultr": {"billing_account_ids": ["x"], "poll": "1h"}}},
+        },
+    )
+
+    book = load_customers(path)
+
+    assert set(book.customers) == {"acme"}
+    assert book.errors == [
+        f"{path}: customer 'globex': providers.aws.billing_account_id: "
+        "String should match pattern '^\\d{12}$'",
+        f"{path}: customer 'initech': providers.vultr.poll: Extra inputs are not permitted",
+    ]
+    # Invalid customers stay partitions, so their runs fail naming the bad field.
+    assert book.partition_keys == ["acme", "globex", "initech"]
+
+
+def test_a_secret_pasted_where_an_env_var_name_belongs_is_rejected_without_echoing_it(
+    tmp_path: Path,
+) -> None:
+    secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+    aws = {**GOOD_AWS, "credentials": {"secret_access_key_env": secret}}
+    path = write_customers(tmp_path / "c.yaml", {"leaky": {"providers": {"aws": aws}}})
+
+    book = load_customers(path)
+
+    assert book.customers == {}
+    [error] = book.errors
+    assert "customer 'leaky': providers.aws.credentials.secret_access_key_env" in error
+    assert "looks like a secret value" in error
+    assert secret not in error
+
+
+def test_provider_defaults_follow_cadence_and_price_and_can_be_overridden(tmp_path: Path) -> None:
+    path = write_customers(
+        tmp_path / "c.yaml",
+        {
+            "acme": {"providers": {"aws": GOOD_AWS, "gcp": {"billing_account_ids": ["b"]}}},
+            "fast": {"providers": {"aws": {**GOOD_AWS, "min_poll_interval": "90m"}}},
+        },
+    )
+
+    book = load_customers(path)
+
+    aws = book.customers["acme"].providers["aws"]
+    assert isinstance(aws, AwsConfig)
+    assert aws.min_poll_interval == timedelta(hours=6)
+    assert book.customers["acme"].providers["gcp"].min_poll_interval == timedelta(hours=1)
+    assert book.customers["fast"].providers["aws"].min_poll_interval == timedelta(minutes=90)
+
+
+def test_an_unreadable_or_malformed_file_gives_no_customers_and_the_reason(tmp_path: Path) -> None:
+    missing = load_customers(tmp_path / "nope.yaml")
+    assert missing.customers == {}
+    assert missing.errors == [f"{tmp_path / 'nope.yaml'}: cannot read: No such file or directory"]
+
+    (tmp_path / "list.yaml").write_text("- acme\n")
+    assert load_customers(tmp_path / "list.yaml").errors == [
+        f"{tmp_path / 'list.yaml'}: expected a top-level 'customers:' mapping of id -> entry"
+    ]

@@ -1,0 +1,185 @@
+"""The 15-minute schedule, evaluated at fixed times against an instance holding past collections
+and runs in flight."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from dagster import (
+    AssetKey,
+    AssetMaterialization,
+    DagsterInstance,
+    DagsterRunStatus,
+    DefaultScheduleStatus,
+    Definitions,
+    StaticPartitionsDefinition,
+    build_schedule_context,
+    define_asset_job,
+    instance_for_test,
+)
+from dagster._core.definitions.schedule_definition import ScheduleExecutionData
+from dagster._core.events import DagsterEvent, DagsterEventType, StepMaterializationData
+from dagster._core.events.log import EventLogEntry
+from dagster._core.remote_origin import (
+    InProcessCodeLocationOrigin,
+    RemoteJobOrigin,
+    RemoteRepositoryOrigin,
+)
+from dagster._core.storage.dagster_run import DagsterRun, make_new_run_id
+from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+
+from cost_pipelines.assets import PROVIDER_SPECS
+from cost_pipelines.assets.collection import CustomersResource, build_cost_asset
+from cost_pipelines.resources.clickhouse import ClickHouseResource
+from cost_pipelines.schedules import CRON, SCHEDULE_NAME, build_collection_schedule
+from tests.pipelines.conftest import write_customers
+
+NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+AWS = {"billing_account_id": "123456789012"}
+VULTR = {"billing_account_ids": ["cb676a46"]}
+
+
+@pytest.fixture
+def instance() -> Iterator[DagsterInstance]:
+    # A temporary on-disk instance: schedule contexts need an instance they can reference.
+    with instance_for_test() as test_instance:
+        yield test_instance
+
+
+@pytest.fixture
+def customers_file(tmp_path: Path) -> Path:
+    return write_customers(
+        tmp_path / "customers.yaml",
+        {
+            "acme": {"providers": {"aws": AWS, "vultr": VULTR}},
+            "globex": {"providers": {"aws": {**AWS, "min_poll_interval": "30m"}}},
+            "broken": {"providers": {"aws": {"billing_account_id": "not-an-account"}}},
+        },
+    )
+
+
+def _definitions(customers_file: Path) -> Definitions:
+    """The cost assets, job and schedule; the schedule never executes an asset, so the assets
+    are declared without their provider client resources."""
+    partitions = StaticPartitionsDefinition(["acme", "globex", "broken"])
+    job = define_asset_job("collect_costs", partitions_def=partitions)
+    assets = [
+        build_cost_asset(replace(spec, client_resource_key=None), partitions)
+        for spec in PROVIDER_SPECS
+    ]
+    return Definitions(
+        assets=assets,
+        jobs=[job],
+        schedules=[build_collection_schedule(job)],
+        resources={
+            "customers": CustomersResource(path=str(customers_file)),
+            "warehouse": ClickHouseResource(),  # never connected to by the schedule
+        },
+    )
+
+
+def _tick(instance: DagsterInstance, customers_file: Path, at: datetime) -> ScheduleExecutionData:
+    defs = _definitions(customers_file)
+    context = build_schedule_context(
+        instance=instance,
+        scheduled_execution_time=at,
+        resources={"customers": CustomersResource(path=str(customers_file))},
+        repository_def=defs.get_repository_def(),
+    )
+    return defs.resolve_schedule_def(SCHEDULE_NAME).evaluate_tick(context)
+
+
+def _due(instance: DagsterInstance, customers_file: Path, at: datetime) -> set[tuple[str, str]]:
+    requests = _tick(instance, customers_file, at).run_requests or []
+    for request in requests:
+        assert request.tags["trigger"] == "schedule"
+        assert request.partition_key == request.tags["customer_id"]
+        assert request.asset_selection == [AssetKey(f"{request.tags['provider']}_costs")]
+    return {(r.tags["customer_id"], r.tags["provider"]) for r in requests}
+
+
+def _collected(instance: DagsterInstance, customer: str, provider: str, at: datetime) -> None:
+    """Record a successful collection of that pair at that time."""
+    materialization = AssetMaterialization(AssetKey(f"{provider}_costs"), partition=customer)
+    event = DagsterEvent(
+        DagsterEventType.ASSET_MATERIALIZATION.value,
+        job_name="collect_costs",
+        event_specific_data=StepMaterializationData(materialization),
+    )
+    instance.store_event(
+        EventLogEntry(
+            error_info=None,
+            level="debug",
+            user_message="",
+            run_id=make_new_run_id(),
+            timestamp=at.timestamp(),
+            dagster_event=event,
+        )
+    )
+
+
+def _run(instance: DagsterInstance, customer: str, provider: str, status: DagsterRunStatus) -> None:
+    """Record a run of that pair in the given status, as the API or an earlier tick made it."""
+    tags = {"customer_id": customer, "provider": provider, "trigger": "manual"}
+    location = InProcessCodeLocationOrigin(LoadableTargetOrigin(python_file=__file__))
+    origin = RemoteJobOrigin(RemoteRepositoryOrigin(location, "__repository__"), "collect_costs")
+    run = DagsterRun(
+        "collect_costs", make_new_run_id(), status=status, tags=tags, remote_job_origin=origin
+    )
+    instance.add_run(run)
+
+
+def test_the_schedule_ticks_every_15_minutes_in_utc_and_runs_by_default(
+    customers_file: Path,
+) -> None:
+    schedule = _definitions(customers_file).resolve_schedule_def(SCHEDULE_NAME)
+    assert (schedule.name, schedule.cron_schedule, CRON) == (SCHEDULE_NAME, CRON, "*/15 * * * *")
+    assert schedule.execution_timezone == "UTC"
+    assert schedule.default_status == DefaultScheduleStatus.RUNNING
+
+
+def test_never_collected_pairs_are_all_due_and_the_broken_customer_does_not_stop_them(
+    instance: DagsterInstance, customers_file: Path
+) -> None:
+    assert _due(instance, customers_file, NOW) == {
+        ("acme", "aws"),
+        ("acme", "vultr"),
+        ("globex", "aws"),
+    }
+
+
+def test_a_pair_is_due_again_only_after_its_minimum_poll_interval(
+    instance: DagsterInstance, customers_file: Path
+) -> None:
+    _collected(instance, "acme", "aws", NOW - timedelta(hours=5, minutes=45))
+    _collected(instance, "acme", "vultr", NOW - timedelta(minutes=59))
+    _collected(instance, "globex", "aws", NOW - timedelta(minutes=30))
+
+    assert _due(instance, customers_file, NOW) == {("globex", "aws")}
+    assert _due(instance, customers_file, NOW + timedelta(minutes=15)) == {
+        ("acme", "aws"),
+        ("acme", "vultr"),
+        ("globex", "aws"),
+    }
+
+
+def test_pairs_already_queued_or_running_get_no_second_run(
+    instance: DagsterInstance, customers_file: Path
+) -> None:
+    _run(instance, "acme", "aws", DagsterRunStatus.QUEUED)
+    _run(instance, "globex", "aws", DagsterRunStatus.STARTED)
+    _run(instance, "acme", "vultr", DagsterRunStatus.FAILURE)  # finished: no obstacle
+
+    assert _due(instance, customers_file, NOW) == {("acme", "vultr")}
+
+
+def test_an_unreadable_customers_file_skips_the_tick_with_the_reason(
+    instance: DagsterInstance, tmp_path: Path
+) -> None:
+    data = _tick(instance, tmp_path / "missing.yaml", NOW)
+    assert not data.run_requests
+    assert data.skip_message == "nothing due at 2026-11-30 12:00 UTC"
