@@ -98,7 +98,9 @@ def test_an_empty_set_empties_the_window_but_not_other_days(client: Client) -> N
     )
     replace_window(client, WINDOW, line_set("none", 0, 0, "1"), source="test")
     rows = current(client)
-    assert list(rows["day"]) == [date(2026, 10, 8)]
+    assert [day.date() for day in rows["day"]] == [date(2026, 10, 8)]
+    replace_window(client, outside, line_set("none", 0, 0, "1"), source="test")
+    assert current(client).empty
 
 
 def test_other_customers_accounts_and_providers_are_untouched(client: Client) -> None:
@@ -197,6 +199,8 @@ def test_a_reader_in_another_process_sees_one_whole_set_at_a_time(
         assert observation == [] or (
             len(observation) == 1 and observation[0][1] == sizes[observation[0][0]]
         ), f"partial or mixed window seen: {observation}"
+    labels = [observation[0][0] for observation in seen if observation]
+    assert labels == sorted(labels), "a reader saw an older set after a newer one"
     assert [[label, n] for label, n in current_counts(client)] == [["c", sizes["c"]]]
 
 
