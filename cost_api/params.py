@@ -7,7 +7,8 @@ from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any
 
-from fastapi import Depends, HTTPException, Path, Query, status
+from fastapi import Depends, HTTPException, Path, Query, Request, status
+from fastapi.dependencies.models import Dependant
 
 from cost_api.deps import CustomerId
 from cost_api.settings import get_settings
@@ -55,8 +56,9 @@ METRIC_COLUMNS: dict[CostMetric, str] = {
 
 def invalid(parameter: str, message: str, value: Any = None) -> HTTPException:
     """A 422 shaped like FastAPI's own validation errors, naming the query parameter."""
-    error = {"loc": ["query", parameter], "msg": message, "type": "value_error", "input": value}
-    return HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, [error])
+    shown = value if value is None or isinstance(value, int | str) else str(value)
+    error = {"loc": ["query", parameter], "msg": message, "type": "value_error", "input": shown}
+    return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, [error])
 
 
 @dataclass(frozen=True)
@@ -112,7 +114,22 @@ def resolve_period(days: int | None, start: date | None, end: date | None) -> Pe
         raise invalid("end", f"end ({end}) must be after start ({start}); end is exclusive", end)
     if (end - start).days > max_days:
         raise invalid("start", f"the period may span at most {max_days} days", str(start))
-    return Period(max(start, EARLIEST), min(end, LATEST))
+    if start < EARLIEST:
+        raise invalid("end", f"the period would start before {EARLIEST}", str(end))
+    return Period(start, end)
+
+
+def parse_day(name: str, text: str | None) -> date | None:
+    """A YYYY-MM-DD date, strictly: no timestamps, no other formats."""
+    if text is None:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise invalid(name, "not a calendar date (YYYY-MM-DD)", text) from None
+
+
+DAY_FORMAT = {"pattern": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$", "max_length": 10}
 
 
 def period(
@@ -120,23 +137,25 @@ def period(
         int | None,
         Query(
             ge=1,
-            le=get_settings().max_period_days,
+            le=max_period_days(),
             description=f"The last N days up to and including today (UTC); default {DEFAULT_DAYS}. "
             "With `end` only: the N days before `end`.",
         ),
     ] = None,
     start: Annotated[
-        date | None, Query(description="First day of the period (UTC, inclusive), YYYY-MM-DD")
+        str | None,
+        Query(**DAY_FORMAT, description="First day of the period (UTC, inclusive), YYYY-MM-DD"),
     ] = None,
     end: Annotated[
-        date | None,
+        str | None,
         Query(
+            **DAY_FORMAT,
             description="Day after the period (UTC, exclusive), YYYY-MM-DD: January is "
-            "start=2026-01-01&end=2026-02-01"
+            "start=2026-01-01&end=2026-02-01",
         ),
     ] = None,
 ) -> Period:
-    return resolve_period(days, start, end)
+    return resolve_period(days, parse_day("start", start), parse_day("end", end))
 
 
 @dataclass(frozen=True)
@@ -152,7 +171,25 @@ class CostQuery:
         return METRIC_COLUMNS[self.metric]
 
 
+def _query_names(dependant: Dependant) -> set[str]:
+    names = {field.alias for field in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return names
+
+
+def reject_unknown_query(request: Request) -> None:
+    """A misspelt parameter (`cost-metric=list`) would silently give other numbers: refuse it."""
+    dependant = getattr(request.scope.get("route"), "dependant", None)
+    if dependant is None:
+        return
+    unknown = sorted(set(request.query_params) - _query_names(dependant))
+    if unknown:
+        raise invalid(unknown[0], "unknown query parameter", request.query_params[unknown[0]])
+
+
 def cost_query(
+    request: Request,
     customer_id: CustomerId,
     provider: Annotated[Provider, Path(description="aws, azure, gcp, vultr, or all of them")],
     cost_metric: Annotated[
@@ -163,6 +200,7 @@ def cost_query(
         ),
     ] = CostMetric.billed,
 ) -> CostQuery:
+    reject_unknown_query(request)
     return CostQuery(customer_id, provider, cost_metric)
 
 

@@ -8,10 +8,10 @@ from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 
 from cost_api.deps import CUSTOMER_ID_PATTERN, CurrentKey, Warehouse, check_customer_access
-from cost_api.params import CostMetric, CostQuery, PeriodParam, Provider
+from cost_api.params import CostMetric, CostQuery, PeriodParam, Provider, reject_unknown_query
 from cost_api.readers.cost_reader import CostReader
 from cost_api.routes.costs import ERRORS
 from cost_api.schemas import TypeCosts
@@ -32,6 +32,7 @@ def deprecation_headers(response: Response, successor: str) -> None:
 
 def legacy_route(provider: Provider) -> Callable[..., TypeCosts]:
     def read_costs(
+        request: Request,
         response: Response,
         key: CurrentKey,
         warehouse: Warehouse,
@@ -49,6 +50,7 @@ def legacy_route(provider: Provider) -> Callable[..., TypeCosts]:
         ),
     ) -> TypeCosts:
         check_customer_access(customer_id, key)
+        reject_unknown_query(request)
         deprecation_headers(response, f"/api/v2/costs/{customer_id}/{provider}/by-type")
         with CostReader(warehouse, CostQuery(customer_id, provider, cost_metric)) as reader:
             return reader.get_cost_by_type(period)

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pandas as pd
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from cost_api.auth import add_key
@@ -65,8 +66,17 @@ def start_warehouse(data_dir: Path) -> Any:
         pass
     port = _free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "cost_pipelines.warehouse.server", "--data-dir", str(data_dir)]
-        + ["--host", "127.0.0.1", "--port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "cost_pipelines.warehouse.server",
+            "--data-dir",
+            str(data_dir),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
         stdout=subprocess.DEVNULL,
         start_new_session=True,
     )
@@ -89,6 +99,7 @@ class Api:
     token: str  # reads every customer
     scoped_token: str  # reads only "acme"
     today: date
+    keys_file: Path
 
     def get(self, path: str, token: str | None = None, **params: Any) -> httpx.Response:
         headers = {"Authorization": f"Bearer {token or self.token}"}
@@ -96,7 +107,11 @@ class Api:
 
 
 def serve_api(
-    monkeypatch: pytest.MonkeyPatch, port: int, keys_file: Path, timeout_s: int = 10
+    monkeypatch: pytest.MonkeyPatch,
+    port: int,
+    keys_file: Path,
+    timeout_s: int = 10,
+    app: FastAPI | None = None,
 ) -> TestClient:
     """create_app() configured only through the environment, as in production."""
     monkeypatch.setenv("WAREHOUSE_PORT", str(port))
@@ -104,7 +119,7 @@ def serve_api(
     monkeypatch.setenv("CLICKHOUSE_QUERY_TIMEOUT_S", str(timeout_s))
     monkeypatch.delenv("CLICKHOUSE_URL", raising=False)
     get_settings.cache_clear()
-    return TestClient(create_app())
+    return TestClient(app or create_app())
 
 
 @pytest.fixture(scope="session")
@@ -140,9 +155,11 @@ def api(
     keys_file = tmp_path_factory.mktemp("keys") / "api_keys.yaml"
     token = add_key(keys_file, "finops", ["*"])
     scoped = add_key(keys_file, "acme-only", ["acme"])
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        with serve_api(monkeypatch, warehouse.port, keys_file) as client:
-            yield Api(client, token, scoped, datetime.now(UTC).date())
+    with (
+        pytest.MonkeyPatch.context() as monkeypatch,
+        serve_api(monkeypatch, warehouse.port, keys_file) as client,
+    ):
+        yield Api(client, token, scoped, datetime.now(UTC).date(), keys_file)
     get_settings.cache_clear()
 
 

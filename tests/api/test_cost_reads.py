@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from datetime import date, timedelta
 from decimal import Decimal
@@ -154,7 +155,7 @@ def test_trends_show_every_bucket_and_the_change_from_the_previous_one(
         points = series["points"]
         assert points[0]["start"] == str(start) and points[-1]["end"] == str(end)
         assert points[0]["change"] is None
-        for previous, point in zip(points, points[1:], strict=False):
+        for previous, point in itertools.pairwise(points):
             before, now = money(previous["amount"]), money(point["amount"])
             assert money(point["change"]) == now - before
             assert (
