@@ -49,7 +49,7 @@ class ClickHouseReader:
             result = self.client.query(
                 sql,
                 parameters=dict(parameters),
-                settings={"max_execution_time": READ_TIMEOUT_S},
+                settings={"max_execution_time": READ_TIMEOUT_S, "timeout_overflow_mode": "throw"},
             )
         except DatabaseError as exc:
             if _TIMEOUT_EXCEEDED in str(exc):
