@@ -163,5 +163,11 @@ def parse_failure(events: list[dict[str, Any]], redact: Callable[[str], str]) ->
 
 
 def _link(error: dict[str, Any], redact: Callable[[str], str]) -> ErrorLink:
-    message = redact((error.get("message") or "").strip())[:MAX_CAUSE_LENGTH]
-    return ErrorLink(error_class=error.get("className"), message=message)
+    error_class = error.get("className")
+    message = (error.get("message") or "").strip()
+    # Dagster prefixes "module.path.ClassName: "; the class is reported beside the message.
+    if error_class:
+        head, sep, rest = message.partition(": ")
+        if sep and head.rsplit(".", 1)[-1] == error_class:
+            message = rest
+    return ErrorLink(error_class=error_class, message=redact(message)[:MAX_CAUSE_LENGTH])

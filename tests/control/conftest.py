@@ -52,6 +52,9 @@ def _rejecting_aws() -> ThreadingHTTPServer:
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
+        def do_GET(self) -> None:  # Vultr-style REST: the same refusal
+            self.do_POST()
+
         def do_POST(self) -> None:
             self.rfile.read(int(self.headers.get("Content-Length") or 0))
             body = json.dumps(
@@ -178,8 +181,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     customers_file = tmp / "customers.yaml"
     customers = {
         "acme": aws_entry("acme", "ACME", "MOTO_URL"),
-        "badco": aws_entry("badco", "BADCO", "REJECTING_AWS_URL"),
+        "badco": aws_entry("badco", "BADCO", "REJECTING_AWS_URL"),  # + vultr, below
         "racer": aws_entry("racer", "BADCO", "REJECTING_AWS_URL"),
+    }
+    customers["badco"]["providers"]["vultr"] = {
+        "billing_account_ids": ["badco-vultr"],
+        "credentials": {"api_key": "BADCO_SECRET"},
+        "endpoint_url_env": "REJECTING_AWS_URL",
     }
     customers_file.write_text(yaml.safe_dump({"customers": customers}), encoding="utf-8")
     env = {
