@@ -27,6 +27,7 @@ from dagster._core.definitions.unresolved_asset_job_definition import (
 
 from cost_pipelines.assets.collection import CustomersResource
 from cost_pipelines.customers import CustomerBook, ProviderConfig
+from cost_pipelines.devstack.dagster import PAIR_TAG, pair_tag_value
 
 SCHEDULE_NAME = "collect_costs_every_15_minutes"
 CRON = "*/15 * * * *"
@@ -91,7 +92,12 @@ def due_run_requests(
                     run_key=f"{customer_id}:{provider}:{now:%Y-%m-%dT%H:%M}",
                     partition_key=customer_id,
                     asset_selection=[pair.asset_key],
-                    tags={**pair.tags, "trigger": "schedule"},
+                    tags={
+                        **pair.tags,
+                        "trigger": "schedule",
+                        # The run queue lets one run per pair go at a time (dagster.yaml).
+                        PAIR_TAG: pair_tag_value(customer_id, provider),
+                    },
                 )
 
 
