@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from dagster import AssetSelection, Definitions, define_asset_job, in_process_executor
 
-from cost_pipelines.assets import build_cost_assets, provider_resources
+from cost_pipelines.assets import build_cost_assets
 from cost_pipelines.assets.collection import GROUP, CustomersResource, customer_partitions
 from cost_pipelines.customers import load_customers_from_env
+from cost_pipelines.resources.aws import AwsResource
+from cost_pipelines.resources.azure import AzureResource
 from cost_pipelines.resources.clickhouse import ClickHouseResource
+from cost_pipelines.resources.gcp import GcpResource
+from cost_pipelines.resources.vultr import VultrResource
 from cost_pipelines.schedules import build_collection_schedule
 
 customer_book = load_customers_from_env()
@@ -29,6 +33,10 @@ defs = Definitions(
     resources={
         "warehouse": ClickHouseResource(),
         "customers": CustomersResource(),
-        **provider_resources(),
+        # One client resource per provider, under the key its ProviderSpec names.
+        "aws": AwsResource(),
+        "azure": AzureResource(),
+        "gcp": GcpResource(),
+        "vultr": VultrResource(),
     },
 )

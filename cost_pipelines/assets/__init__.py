@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dagster import AssetsDefinition, ConfigurableResource, StaticPartitionsDefinition
+from dagster import AssetsDefinition, StaticPartitionsDefinition
 
 from cost_pipelines.assets.aws import AWS
 from cost_pipelines.assets.azure import AZURE
@@ -16,18 +16,3 @@ PROVIDER_SPECS: tuple[ProviderSpec, ...] = (AWS, AZURE, GCP, VULTR)
 def build_cost_assets(partitions: StaticPartitionsDefinition) -> list[AssetsDefinition]:
     """`aws_costs`, `azure_costs`, `gcp_costs`, `vultr_costs` over the customer partitions."""
     return [build_cost_asset(spec, partitions) for spec in PROVIDER_SPECS]
-
-
-def provider_resources() -> dict[str, ConfigurableResource]:
-    """The client resource of every provider whose collector needs one, under its key."""
-    resources: dict[str, ConfigurableResource] = {}
-    for spec in PROVIDER_SPECS:
-        if spec.client_resource_key is None:
-            continue
-        if spec.default_resource is None:
-            raise ValueError(
-                f"{spec.provider}: client_resource_key {spec.client_resource_key!r} "
-                "needs a default_resource"
-            )
-        resources[spec.client_resource_key] = spec.default_resource
-    return resources

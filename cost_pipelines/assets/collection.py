@@ -73,10 +73,9 @@ class ProviderSpec:
     kinds: frozenset[str]
     # fetch(window, config, client) -> Fetched; None while the collector is not written yet.
     fetch: Callable[[DateWindow, Any, Any], Fetched] | None = None
-    # The resource key whose `session_for(customer_id, config)` opens the client fetch uses,
-    # and the resource definitions.py binds to it unless a deployment overrides it.
+    # The resource key (bound in definitions.py) whose `session_for(customer_id, config)`
+    # opens the client that fetch uses.
     client_resource_key: str | None = None
-    default_resource: ConfigurableResource | None = None
 
 
 class CollectionConfig(Config):

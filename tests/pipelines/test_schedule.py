@@ -19,7 +19,6 @@ from dagster import (
     StaticPartitionsDefinition,
     build_schedule_context,
     define_asset_job,
-    instance_for_test,
 )
 from dagster._core.definitions.schedule_definition import ScheduleExecutionData
 from dagster._core.events import DagsterEvent, DagsterEventType, StepMaterializationData
@@ -44,10 +43,12 @@ VULTR = {"billing_account_ids": ["cb676a46"]}
 
 
 @pytest.fixture
-def instance() -> Iterator[DagsterInstance]:
-    # A temporary on-disk instance: schedule contexts need an instance they can reference.
-    with instance_for_test() as test_instance:
-        yield test_instance
+def instance(tmp_path: Path) -> Iterator[DagsterInstance]:
+    # On disk, because schedule contexts need an instance they can reference; not entered as a
+    # context manager, which would leave Dagster's global state pointing at a closed instance.
+    test_instance = DagsterInstance.local_temp(str(tmp_path))
+    yield test_instance
+    test_instance.dispose()
 
 
 @pytest.fixture
