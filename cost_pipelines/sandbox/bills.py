@@ -9,9 +9,11 @@ from __future__ import annotations
 import random
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import date, timedelta
 from decimal import Decimal
+from operator import attrgetter
+from typing import Any
 
 from cost_pipelines.sandbox.catalog import PRODUCTS, Account, Product, SubAccount
 
@@ -53,6 +55,9 @@ class GeneratedLine:
     description: str = ""
 
 
+_FIELDS = tuple(f.name for f in fields(GeneratedLine))
+
+
 @dataclass(frozen=True)
 class _Resource:
     sub: SubAccount
@@ -63,6 +68,17 @@ class _Resource:
     first_day: date
     scale: float
     tags: Mapping[str, str] = field(hash=False)
+    head: tuple[str, ...]  # the line fields before the date: provider .. sub-account name
+    what: tuple[str, ...]  # the fields between the date and the quantity: service .. usage type
+    description: str
+
+
+def _line(*values: Any) -> GeneratedLine:
+    """A GeneratedLine built ~8x faster than through its frozen __init__ (a year of a few
+    hundred resources is ~100k lines); frozen still forbids changing it afterwards."""
+    line = object.__new__(GeneratedLine)
+    line.__dict__.update(zip(_FIELDS, values, strict=True))
+    return line
 
 
 def spike_day(account: Account, start: date, end: date, seed: int) -> date:
@@ -118,17 +134,17 @@ def restate(
     return kept
 
 
-def _order(line: GeneratedLine) -> tuple[date, str, str, str, str, str, str, str]:
-    return (
-        line.charge_date,
-        line.provider,
-        line.billing_account_id,
-        line.sub_account_id,
-        line.service_name,
-        line.resource_id,
-        line.sku_id,
-        line.charge_category,
-    )
+# Lines ordered by day, then account, service and resource (attrgetter: sorting 100k is quick).
+_order = attrgetter(
+    "charge_date",
+    "provider",
+    "billing_account_id",
+    "sub_account_id",
+    "service_name",
+    "resource_id",
+    "sku_id",
+    "charge_category",
+)
 
 
 def _account_lines(account: Account, start: date, end: date, seed: int) -> list[GeneratedLine]:
@@ -140,12 +156,14 @@ def _account_lines(account: Account, start: date, end: date, seed: int) -> list[
     lines: list[GeneratedLine] = []
     for resource in resources:
         rng = random.Random(f"{seed}:{resource.resource_id}:{resource.product.sku_id}")
+        spiking = resource.product is costliest
+        credits = resource.product.service_name == credited
         day = resource.first_day
         while day < end:
-            factor = SPIKE_FACTOR if day == spike and resource.product == costliest else 1.0
+            factor = SPIKE_FACTOR if spiking and day == spike else 1.0
             usage = _usage_line(account, resource, day, start, rng, factor)
             lines.append(usage)
-            if resource.product.service_name == credited:
+            if credits:
                 lines.append(_credit_line(account, usage))
             day += timedelta(days=1)
     lines.extend(_tax_lines(account, lines))
@@ -167,16 +185,35 @@ def _resources(account: Account, start: date, end: date, seed: int) -> list[_Res
                     if account.provider == "vultr"
                     else {"env": sub.name.rsplit("-", 1)[-1], "team": rng.choice(_TEAMS)}
                 )
+                resource_id = _resource_id(account.provider, sub, product, region, name)
                 out.append(
                     _Resource(
                         sub=sub,
                         product=product,
-                        resource_id=_resource_id(account.provider, sub, product, region, name),
+                        resource_id=resource_id,
                         name=name,
                         region=region,
                         first_day=start + timedelta(days=late),
                         scale=rng.uniform(0.5, 1.6),
                         tags=tags,
+                        head=(
+                            account.provider,
+                            account.billing_account_id,
+                            account.name,
+                            sub.id,
+                            sub.name,
+                        ),
+                        what=(
+                            product.service_name,
+                            product.service_category,
+                            "Usage",
+                            resource_id,
+                            name,
+                            region,
+                            product.sku_id,
+                            product.usage_type,
+                        ),
+                        description=f"{product.usage_type} for {name}",
                     )
                 )
     return out
@@ -207,30 +244,19 @@ def _usage_line(
         quantity = Decimal(24)  # an always-on VM or database bills every hour of the day
     list_cost = (quantity * product.list_unit_price).quantize(QUANTUM)
     billed = (list_cost * (1 - account.discount)).quantize(QUANTUM)
-    return GeneratedLine(
-        provider=account.provider,
-        billing_account_id=account.billing_account_id,
-        billing_account_name=account.name,
-        sub_account_id=resource.sub.id,
-        sub_account_name=resource.sub.name,
-        charge_date=day,
-        service_name=product.service_name,
-        service_category=product.service_category,
-        charge_category="Usage",
-        resource_id=resource.resource_id,
-        resource_name=resource.name,
-        region=resource.region,
-        sku_id=product.sku_id,
-        usage_type=product.usage_type,
-        pricing_quantity=quantity,
-        pricing_unit=product.pricing_unit,
-        list_unit_price=product.list_unit_price,
-        billed_cost=billed,
-        effective_cost=billed,
-        list_cost=list_cost,
-        currency=account.currency,
-        tags=resource.tags,
-        description=f"{product.usage_type} for {resource.name}",
+    return _line(
+        *resource.head,
+        day,
+        *resource.what,
+        quantity,
+        product.pricing_unit,
+        product.list_unit_price,
+        billed,
+        billed,
+        list_cost,
+        account.currency,
+        resource.tags,
+        resource.description,
     )
 
 
@@ -249,15 +275,15 @@ def _credited_service(account: Account, seed: int) -> str | None:
 
 def _credit_line(account: Account, usage: GeneratedLine) -> GeneratedLine:
     amount = -(usage.billed_cost * account.credit_share).quantize(QUANTUM)
-    return replace(
-        usage,
-        charge_category="Credit",
-        pricing_quantity=_ZERO,
-        billed_cost=amount,
-        effective_cost=amount,
-        list_cost=_ZERO,
-        description=_CREDIT_NAMES.get(account.provider, "Credit"),
-    )
+    changed = {
+        "charge_category": "Credit",
+        "pricing_quantity": _ZERO,
+        "billed_cost": amount,
+        "effective_cost": amount,
+        "list_cost": _ZERO,
+        "description": _CREDIT_NAMES.get(account.provider, "Credit"),
+    }
+    return _line(*(changed.get(name, usage.__dict__[name]) for name in _FIELDS))
 
 
 def _tax_lines(account: Account, lines: Iterable[GeneratedLine]) -> list[GeneratedLine]:
