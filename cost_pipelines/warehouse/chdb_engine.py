@@ -4,11 +4,14 @@ errors turned into the exact ClickHouse error shape (code, name, HTTP status, bo
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -235,6 +238,11 @@ class Engine:
             self.http_defaults = self._http_defaults()
         except Exception as exc:
             raise error_from_engine(exc) from exc
+        # Request bodies wait here (next to the data, not in a RAM-backed /tmp) until complete;
+        # leftovers of a killed process are dropped.
+        self._spool_dir = self.data_dir / "http_spool"
+        shutil.rmtree(self._spool_dir, ignore_errors=True)
+        self._spool_dir.mkdir()
         self._closed = False
         self._active = 0
         self._idle = threading.Condition()
@@ -318,31 +326,39 @@ class Engine:
 
     def insert(
         self,
-        statement: str,
+        target: str,
         fmt: str,
         chunks: Iterable[bytes],
         *,
+        clause: str = "",
         database: str | None = None,
         settings: Mapping[str, str] | None = None,
     ) -> QueryStats:
-        """Stream `fmt`-encoded data into `statement` (an INSERT without FORMAT); commit at the
-        end. Data the engine acknowledged here is on disk: it survives kill -9 of the process."""
+        """Insert `fmt`-encoded data into `target` (`INSERT INTO t (a, b)`, with an optional
+        `SETTINGS ...` clause): all of it once the body is complete, or nothing if reading it
+        fails. When this returns, the rows are on disk: they survive kill -9 of the process.
+
+        The body is spooled to a file and read with INSERT ... FROM INFILE because chDB's
+        streaming inserter (send_insert) reports success even when the engine rejects rows
+        (a CHECK constraint, a failing materialized view): the rows silently go missing."""
         started = time.perf_counter_ns()
-        with self._connection(database, settings or {}) as conn:
-            inserter = conn.send_insert(statement, fmt)
-            try:
+        fd, spool = tempfile.mkstemp(dir=self._spool_dir, prefix="insert-", suffix=".body")
+        try:
+            with os.fdopen(fd, "wb") as out:
                 for chunk in chunks:
-                    if chunk:
-                        inserter.append(chunk)
-                result = inserter.finish()
-            except BaseException:
-                inserter.cancel()
-                raise
+                    out.write(chunk)
+            sql = f"{target} FROM INFILE {quote_literal(spool)} {clause} FORMAT {fmt}"
+            with self._connection(database, settings or {}) as conn:
+                result = conn.query(sql, "TabSeparated")
+                written_rows, written_bytes = result.rows_written(), result.bytes_written()
+        finally:
+            with suppress(OSError):
+                os.unlink(spool)
         return QueryStats(
-            read_rows=result.rows_written,
-            read_bytes=result.bytes_written,
-            written_rows=result.rows_written,
-            written_bytes=result.bytes_written,
+            read_rows=written_rows,
+            read_bytes=written_bytes,
+            written_rows=written_rows,
+            written_bytes=written_bytes,
             elapsed_ns=time.perf_counter_ns() - started,
         )
 

@@ -23,61 +23,59 @@ READ_SIZE = 1 << 20
 
 
 class RequestBody:
-    """The request body as a stream of raw chunks (Content-Length or chunked transfer coding)."""
+    """The request body as a stream of raw pieces (Content-Length or chunked transfer coding).
+    The read position lives here, not in a generator, so an abandoned stream can be drained."""
 
     def __init__(
         self, rfile: io.BufferedIOBase, transfer_encoding: str, content_length: str | None
     ) -> None:
         self._rfile = rfile
         self._chunked = "chunked" in transfer_encoding.lower()
-        self._remaining = int(content_length or 0) if not self._chunked else -1
-        self.finished = not self._chunked and self._remaining == 0
+        # bytes left in the body (Content-Length) or in the current chunk; -1: read a size line
+        self._left = -1 if self._chunked else int(content_length or 0)
+        self.finished = not self._chunked and self._left == 0
 
-    def chunks(self) -> Iterator[bytes]:
-        """Yield the body once, in pieces of at most READ_SIZE bytes."""
-        if self._chunked:
-            yield from self._chunked_pieces()
-        else:
-            while self._remaining > 0:
-                data = self._rfile.read(min(self._remaining, READ_SIZE))
-                if not data:
-                    raise ConnectionError("client closed the connection in the middle of the body")
-                self._remaining -= len(data)
-                yield data
-        self.finished = True
-
-    def _chunked_pieces(self) -> Iterator[bytes]:
-        while True:
-            line = self._rfile.readline(65537)
-            if not line:
-                raise ConnectionError("client closed the connection in the middle of the body")
-            try:
-                size = int(line.split(b";", 1)[0].strip(), 16)
-            except ValueError:
-                raise EngineError(
-                    1000, "POCO_EXCEPTION", "Invalid chunk size in chunked transfer coding"
-                ) from None
-            if size == 0:
+    def read_piece(self) -> bytes:
+        """The next piece of at most READ_SIZE bytes; b"" once the body is complete."""
+        if self.finished:
+            return b""
+        if self._chunked and self._left <= 0:
+            if self._left == 0:
+                self._rfile.readline(3)  # the CRLF closing the previous chunk
+            self._left = self._chunk_size()
+            if self._left == 0:
                 while self._rfile.readline(65537) not in (b"\r\n", b"\n", b""):
                     pass  # trailer fields carry nothing we use
-                return
-            while size > 0:
-                data = self._rfile.read(min(size, READ_SIZE))
-                if not data:
-                    raise ConnectionError("client closed the connection in the middle of a chunk")
-                size -= len(data)
-                yield data
-            self._rfile.readline(3)
+                self.finished = True
+                return b""
+        data = self._rfile.read(min(self._left, READ_SIZE))
+        if not data:
+            raise ConnectionError("client closed the connection in the middle of the body")
+        self._left -= len(data)
+        if not self._chunked and self._left == 0:
+            self.finished = True
+        return data
+
+    def _chunk_size(self) -> int:
+        line = self._rfile.readline(65537)
+        if not line:
+            raise ConnectionError("client closed the connection in the middle of the body")
+        try:
+            return int(line.split(b";", 1)[0].strip(), 16)
+        except ValueError:
+            raise EngineError(
+                1000, "POCO_EXCEPTION", "Invalid chunk size in chunked transfer coding"
+            ) from None
+
+    def chunks(self) -> Iterator[bytes]:
+        """Yield the rest of the body piece by piece."""
+        while piece := self.read_piece():
+            yield piece
 
     def drain(self) -> None:
         """Read and drop what is left, so the connection stays usable for the next request."""
-        if not self.finished:
-            for _ in self.chunks():
-                pass
-
-    def read_all(self) -> bytes:
-        """The whole (remaining) raw body."""
-        return b"".join(self.chunks())
+        while self.read_piece():
+            pass
 
 
 # Content-Encoding names ClickHouse accepts for request bodies, with a frame decoder factory.
@@ -103,22 +101,25 @@ def decode_body(chunks: Iterator[bytes], encoding: str) -> Iterator[bytes]:
             "NOT_IMPLEMENTED",
             f"Unsupported HTTP Content-Encoding '{encoding}' (br not installed)",
         )
-    decoder = factory()
+    decoder, in_frame = factory(), False
     try:
         for chunk in chunks:
             data = chunk
             while data:
+                in_frame = True
                 out = decoder.decompress(data)
                 if out:
                     yield out
                 data = b""
                 if decoder.eof:
                     data = decoder.unused_data
-                    decoder = factory()
+                    decoder, in_frame = factory(), False
     except (zlib.error, RuntimeError, zstandard.ZstdError) as exc:
         raise EngineError(
             271, "CANNOT_DECOMPRESS", f"Cannot decompress {encoding} body: {exc}"
         ) from exc
+    if in_frame:  # a cut-off body must not pass for a shorter one
+        raise EngineError(271, "CANNOT_DECOMPRESS", f"The {encoding} body ends inside a frame")
 
 
 # The preference order of ClickHouse's chooseHTTPCompressionMethod (br is not installed here).
@@ -290,6 +291,20 @@ def split_insert(head: bytes, complete: bool) -> InsertSplit | Literal["need mor
             return None  # inline VALUES tuples are SQL text: the engine parses them whole
         previous = token
     return None if complete else NEED_MORE
+
+
+def split_settings(statement: str) -> tuple[str, str] | None:
+    """`INSERT INTO t (a) SETTINGS x = 1` -> ("INSERT INTO t (a)", "SETTINGS x = 1"), so a
+    FROM INFILE clause can go between; None for an INSERT that SELECTs (from input())."""
+    for token in _top_level_words(statement):
+        if token == NEED_MORE:
+            return None
+        word = token[0].upper()
+        if word in ("SELECT", "WITH"):
+            return None
+        if word == "SETTINGS":
+            return statement[: token[1]].rstrip(), statement[token[1] :]
+    return statement, ""
 
 
 _RESULT_STATEMENTS: Final = frozenset(
