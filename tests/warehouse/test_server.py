@@ -10,6 +10,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -39,6 +40,7 @@ from cost_pipelines.warehouse.http_codec import (
     NEED_MORE,
     InsertSplit,
     split_insert,
+    split_settings,
     statement_shape,
 )
 from tests.support import WarehouseProcess, start_warehouse, warehouse_env
@@ -121,6 +123,15 @@ def test_inline_insert_data_starts_after_the_format_name_and_one_newline() -> No
     assert split_insert(b"INSERT INTO t FORMAT Nat", complete=False) == NEED_MORE
     assert split_insert(b"INSERT INTO t VALUES (1)", complete=True) is None
     assert split_insert(b"SELECT 1", complete=False) is None
+
+
+def test_insert_settings_split_off_so_from_infile_fits_between() -> None:
+    assert split_settings("INSERT INTO t (a, settings) SETTINGS x = 'SELECT'") == (
+        "INSERT INTO t (a, settings)",
+        "SETTINGS x = 'SELECT'",
+    )
+    assert split_settings("INSERT INTO t") == ("INSERT INTO t", "")
+    assert split_settings("INSERT INTO t SELECT * FROM input('a UInt8')") is None
 
 
 def test_statement_shape_reads_the_format_outside_literals_and_calls() -> None:
@@ -261,17 +272,17 @@ def test_inserts_arrive_whole_with_each_request_compression(
     )
     table = unique()
     client.command(COST_TABLE.format(name=table))
-    rows = cost_rows(20_000)
-    assert client.insert(table, rows).written_rows == 20_000
+    rows = cost_rows(8_000)
+    assert client.insert(table, rows).written_rows == 8_000
     frame = client.query_df(f"SELECT * FROM {table} ORDER BY id")
     arrow = client.query_arrow(f"SELECT * FROM {table} ORDER BY id")
-    assert client.insert_df(table, frame).written_rows == 20_000
-    assert client.insert_arrow(table, arrow).written_rows == 20_000
+    assert client.insert_df(table, frame).written_rows == 8_000
+    assert client.insert_arrow(table, arrow).written_rows == 8_000
     totals = client.query(
         f"SELECT count(), countDistinct(id), sum(BilledCost), countIf(Note IS NULL) FROM {table}"
     ).result_rows[0]
     expected = sum((row[2] for row in rows), Decimal(0)) * 3
-    assert totals == (60_000, 20_000, expected, 30_000)
+    assert totals == (24_000, 8_000, expected, 12_000)
     client.close()
 
 
@@ -510,6 +521,54 @@ def test_bad_insert_data_fails_cleanly_and_the_connection_stays_usable(
     assert client.command(f"SELECT count() FROM {table}") == 0
 
 
+@slow
+def test_an_interrupted_or_corrupt_insert_body_writes_nothing(
+    warehouse: WarehouseEndpoint, client: Client
+) -> None:
+    table = unique()
+    client.command(f"CREATE TABLE {table} (a UInt32) ENGINE = MergeTree ORDER BY a")
+    insert = "/?" + urlencode({"query": f"INSERT INTO {table} FORMAT CSV"})
+    with socket.create_connection((warehouse.host, warehouse.port), timeout=10) as sock:
+        sock.sendall(
+            f"POST {insert} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
+            + b"6\r\n1\n2\n3\n\r\n"
+        )  # ...and the client goes away before the last chunk
+    corrupt = lz4.frame.compress(b"4\n5\n" * 100)[:-12]  # cut off inside the frame
+    status, headers, _ = raw(warehouse, "POST", insert, corrupt, {"Content-Encoding": "lz4"})
+    assert (status, headers["X-ClickHouse-Exception-Code"]) == (500, "271")
+    time.sleep(0.3)  # give a (wrongly) surviving insert time to land
+    assert client.command(f"SELECT count() FROM {table}") == 0
+
+
+@slow
+def test_insert_select_from_input_is_refused_with_a_clear_error(
+    warehouse: WarehouseEndpoint, client: Client
+) -> None:
+    table = unique()
+    client.command(f"CREATE TABLE {table} (a UInt32) ENGINE = MergeTree ORDER BY a")
+    sql = f"INSERT INTO {table} SELECT x * 10 FROM input('x UInt32') FORMAT CSV"
+    status, headers, body = raw(warehouse, "POST", "/?" + urlencode({"query": sql}), b"1\n")
+    assert (status, headers["X-ClickHouse-Exception-Code"]) == (501, "48")
+    assert b"input()" in body
+
+
+@slow
+def test_an_insert_refused_midstream_raises_the_engine_error_in_the_client(
+    client: Client,
+) -> None:
+    table = unique()
+    client.command(
+        f"CREATE TABLE {table} (a UInt32, CONSTRAINT small CHECK a < 150000) "
+        "ENGINE = MergeTree ORDER BY a"
+    )
+    with pytest.raises(DatabaseError) as refused:
+        client.insert(
+            table, [[i] for i in range(200_000)], settings={"max_insert_block_size": 10_000}
+        )
+    assert refused.value.name == "VIOLATED_CONSTRAINT"
+    assert client.command("SELECT 1") == 1  # the pooled connection still works
+
+
 # --- authentication and start-up ------------------------------------------------------------
 
 
@@ -605,18 +664,34 @@ def test_it_says_when_it_is_ready_and_stops_quickly_on_sigterm(tmp_path: Path) -
     again.stop()
 
 
-@slow
-def test_serve_runs_in_a_thread_of_the_calling_process(tmp_path: Path) -> None:
+IN_THREAD = textwrap.dedent(
+    """
+    import sys
+    import clickhouse_connect
     from cost_pipelines.warehouse.server import serve
 
-    server = serve(tmp_path / "inproc", "127.0.0.1", 0)
-    try:
+    for attempt in range(2):  # the second round proves shutdown() released the directory
+        server = serve(sys.argv[1], "127.0.0.1", 0)
         host, port = server.server_address[:2]
-        client = clickhouse_connect.get_client(host=str(host), port=int(port))
-        assert client.command("SELECT 40 + 2") == 42
+        client = clickhouse_connect.get_client(host=host, port=port)
+        print(client.command("SELECT 40 + 2"))
         client.close()
-    finally:
         server.shutdown()
+    """
+)
+
+
+@slow
+def test_serve_runs_in_a_thread_and_shutdown_releases_the_directory(tmp_path: Path) -> None:
+    # In a child process: the engine binds its process to one data directory for good.
+    result = subprocess.run(
+        [sys.executable, "-c", IN_THREAD, str(tmp_path / "data")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=warehouse_env(),
+    )
+    assert (result.returncode, result.stdout) == (0, "42\n42\n"), result.stderr
 
 
 # --- several processes, crashes -------------------------------------------------------------
@@ -649,7 +724,7 @@ def test_two_processes_insert_and_read_at_the_same_time(
     )
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", WRITER, str(warehouse.port), table, str(w), "20"],
+            [sys.executable, "-c", WRITER, str(warehouse.port), table, str(w), "12"],
             stdout=subprocess.PIPE,
             text=True,
         )
@@ -658,10 +733,10 @@ def test_two_processes_insert_and_read_at_the_same_time(
     outputs = [json.loads(p.communicate(timeout=60)[0]) for p in procs]
     assert [p.returncode for p in procs] == [0, 0]
     for out in outputs:
-        assert out["mine"] == 20 * 500
+        assert out["mine"] == 12 * 500
         assert out["seen"] == sorted(out["seen"])  # counts only grow
-    assert client.command(f"SELECT count() FROM {table}") == 2 * 20 * 500
-    assert client.command(f"SELECT uniqExact(worker, batch) FROM {table}") == 40
+    assert client.command(f"SELECT count() FROM {table}") == 2 * 12 * 500
+    assert client.command(f"SELECT uniqExact(worker, batch) FROM {table}") == 24
 
 
 @slow
