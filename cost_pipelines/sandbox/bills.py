@@ -15,14 +15,13 @@ from decimal import Decimal
 from operator import attrgetter
 from typing import Any
 
-from cost_pipelines.sandbox.catalog import PRODUCTS, Account, Product, SubAccount
+from cost_pipelines.sandbox.catalog import PRODUCTS, Account, Product, Resource, resources_of
 
 QUANTUM = Decimal("1e-10")  # every amount is exact to 10 decimal places
 _ZERO = Decimal(0)
 _WEEKDAY_FACTOR = (1.0, 1.06, 1.08, 1.04, 0.97, 0.62, 0.55)  # Monday .. Sunday
 GROWTH_PER_YEAR = 0.35
 SPIKE_FACTOR = 6.0
-_TEAMS = ("platform", "data", "web", "ml")
 _CREDIT_NAMES = {"aws": "AWS Activate Credits", "gcp": "Committed use discount"}
 
 
@@ -56,21 +55,6 @@ class GeneratedLine:
 
 
 _FIELDS = tuple(f.name for f in fields(GeneratedLine))
-
-
-@dataclass(frozen=True)
-class _Resource:
-    sub: SubAccount
-    product: Product
-    resource_id: str
-    name: str
-    region: str
-    first_day: date
-    scale: float
-    tags: Mapping[str, str] = field(hash=False)
-    head: tuple[str, ...]  # the line fields before the date: provider .. sub-account name
-    what: tuple[str, ...]  # the fields between the date and the quantity: service .. usage type
-    description: str
 
 
 def _line(*values: Any) -> GeneratedLine:
@@ -148,7 +132,7 @@ _order = attrgetter(
 
 
 def _account_lines(account: Account, start: date, end: date, seed: int) -> list[GeneratedLine]:
-    resources = _resources(account, start, end, seed)
+    resources = resources_of(account, start, end, seed)
     spike = spike_day(account, start, end, seed)
     # The spike hits the account's costliest product (a runaway job, a traffic surge).
     costliest = max(PRODUCTS[account.provider], key=lambda p: p.list_unit_price * _qty(p))
@@ -170,68 +154,8 @@ def _account_lines(account: Account, start: date, end: date, seed: int) -> list[
     return lines
 
 
-def _resources(account: Account, start: date, end: date, seed: int) -> list[_Resource]:
-    rng = random.Random(f"{seed}:{account.billing_account_id}:resources")
-    days = (end - start).days
-    out = []
-    for sub in account.sub_accounts:
-        for product in PRODUCTS[account.provider]:
-            for index in range(account.resources_per_product):
-                region = rng.choice(account.regions)
-                name = f"{sub.name}-{product.resource_kind}-{index + 1}"
-                late = rng.randrange(max(days // 3, 1)) if index else 0
-                tags = (
-                    {}
-                    if account.provider == "vultr"
-                    else {"env": sub.name.rsplit("-", 1)[-1], "team": rng.choice(_TEAMS)}
-                )
-                resource_id = _resource_id(account.provider, sub, product, region, name)
-                out.append(
-                    _Resource(
-                        sub=sub,
-                        product=product,
-                        resource_id=resource_id,
-                        name=name,
-                        region=region,
-                        first_day=start + timedelta(days=late),
-                        scale=rng.uniform(0.5, 1.6),
-                        tags=tags,
-                        head=(
-                            account.provider,
-                            account.billing_account_id,
-                            account.name,
-                            sub.id,
-                            sub.name,
-                        ),
-                        what=(
-                            product.service_name,
-                            product.service_category,
-                            "Usage",
-                            resource_id,
-                            name,
-                            region,
-                            product.sku_id,
-                            product.usage_type,
-                        ),
-                        description=f"{product.usage_type} for {name}",
-                    )
-                )
-    return out
-
-
-def _resource_id(provider: str, sub: SubAccount, product: Product, region: str, name: str) -> str:
-    kind = product.resource_kind
-    if provider == "aws":
-        return f"arn:aws:{kind}:{region}:{sub.id}:{kind}/{name}"
-    if provider == "azure":
-        return f"/subscriptions/{sub.id}/resourcegroups/rg-{sub.name}/providers/{kind}/{name}"
-    if provider == "gcp":
-        return f"//{kind}.googleapis.com/projects/{sub.id}/locations/{region}/{kind}/{name}"
-    return f"{kind}/{name}"
-
-
 def _usage_line(
-    account: Account, resource: _Resource, day: date, start: date, rng: random.Random, spike: float
+    account: Account, resource: Resource, day: date, start: date, rng: random.Random, spike: float
 ) -> GeneratedLine:
     product = resource.product
     growth = 1.0 + GROWTH_PER_YEAR * (day - start).days / 365

@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, timedelta
 from decimal import Decimal
 
 
@@ -143,3 +146,84 @@ def demo_accounts(customer_id: str = "demo") -> tuple[Account, ...]:
             regions=("ewr", "fra"),
         ),
     )
+
+
+_TEAMS = ("platform", "data", "web", "ml")
+
+
+@dataclass(frozen=True)
+class Resource:
+    """One billed resource of an account, with the line fields that never change per day."""
+
+    sub: SubAccount
+    product: Product
+    resource_id: str
+    name: str
+    region: str
+    first_day: date
+    scale: float
+    tags: Mapping[str, str] = field(hash=False)
+    head: tuple[str, ...]  # the line fields before the date: provider .. sub-account name
+    what: tuple[str, ...]  # the fields between the date and the quantity: service .. usage type
+    description: str
+
+
+def resources_of(account: Account, start: date, end: date, seed: int) -> list[Resource]:
+    """The account's resources: a few per product and sub-account, some created later."""
+    rng = random.Random(f"{seed}:{account.billing_account_id}:resources")
+    days = (end - start).days
+    out = []
+    for sub in account.sub_accounts:
+        for product in PRODUCTS[account.provider]:
+            for index in range(account.resources_per_product):
+                region = rng.choice(account.regions)
+                name = f"{sub.name}-{product.resource_kind}-{index + 1}"
+                late = rng.randrange(max(days // 3, 1)) if index else 0
+                tags = (
+                    {}
+                    if account.provider == "vultr"
+                    else {"env": sub.name.rsplit("-", 1)[-1], "team": rng.choice(_TEAMS)}
+                )
+                resource_id = _resource_id(account.provider, sub, product, region, name)
+                out.append(
+                    Resource(
+                        sub=sub,
+                        product=product,
+                        resource_id=resource_id,
+                        name=name,
+                        region=region,
+                        first_day=start + timedelta(days=late),
+                        scale=rng.uniform(0.5, 1.6),
+                        tags=tags,
+                        head=(
+                            account.provider,
+                            account.billing_account_id,
+                            account.name,
+                            sub.id,
+                            sub.name,
+                        ),
+                        what=(
+                            product.service_name,
+                            product.service_category,
+                            "Usage",
+                            resource_id,
+                            name,
+                            region,
+                            product.sku_id,
+                            product.usage_type,
+                        ),
+                        description=f"{product.usage_type} for {name}",
+                    )
+                )
+    return out
+
+
+def _resource_id(provider: str, sub: SubAccount, product: Product, region: str, name: str) -> str:
+    kind = product.resource_kind
+    if provider == "aws":
+        return f"arn:aws:{kind}:{region}:{sub.id}:{kind}/{name}"
+    if provider == "azure":
+        return f"/subscriptions/{sub.id}/resourcegroups/rg-{sub.name}/providers/{kind}/{name}"
+    if provider == "gcp":
+        return f"//{kind}.googleapis.com/projects/{sub.id}/locations/{region}/{kind}/{name}"
+    return f"{kind}/{name}"
