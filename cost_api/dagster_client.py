@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
@@ -180,9 +181,10 @@ class DagsterClient:
         data = await self._execute(q.RUNS, variables)
         result = self._expect(data["runsOrError"], "Runs")
         runs = [parse_run(raw) for raw in result["results"][:limit]]
-        for run in runs:
-            if run.dagster_status == "FAILURE":
-                run.failure = await self._failure(run.run_id)
+        failed = [run for run in runs if run.dagster_status == "FAILURE"]
+        causes = await asyncio.gather(*(self._failure(run.run_id) for run in failed))
+        for run, cause in zip(failed, causes, strict=True):
+            run.failure = cause
         more = len(result["results"]) > limit
         return RunPage(runs, int(result["count"]), runs[-1].run_id if more and runs else None)
 
