@@ -2,12 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -26,69 +20,7 @@ from cost_api.settings import get_settings
 from cost_pipelines.warehouse.connection import WarehouseSettings, create_client
 from cost_pipelines.warehouse.schema import migrate
 from tests.api.dataset import Dataset, build_dataset, load_dataset
-
-
-@dataclass
-class LocalWarehouse:
-    """A cost-warehouse process on a free loopback port, stopped by its PID."""
-
-    port: int
-    pid: int
-    process: subprocess.Popen[bytes]
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.kill(self.pid, signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            os.kill(self.pid, signal.SIGKILL)
-            self.process.wait(10)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_warehouse(data_dir: Path) -> Any:
-    """The shared helper when it exists (tests/support.py), else the same endpoint started here."""
-    try:
-        from tests import support  # type: ignore[attr-defined]
-
-        return support.start_warehouse(data_dir)
-    except ImportError:
-        pass
-    port = _free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "cost_pipelines.warehouse.server",
-            "--data-dir",
-            str(data_dir),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        stdout=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/ping", timeout=1).status_code == 200:
-                return LocalWarehouse(port, process.pid, process)
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    process.kill()
-    raise RuntimeError("cost-warehouse did not answer /ping within 30 s")
+from tests.support import WarehouseProcess, start_warehouse
 
 
 @dataclass(frozen=True)
@@ -123,7 +55,7 @@ def serve_api(
 
 
 @pytest.fixture(scope="session")
-def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WarehouseProcess]:
     process = start_warehouse(tmp_path_factory.mktemp("warehouse"))
     yield process
     process.stop()

@@ -17,7 +17,8 @@ from cost_api.readers import clickhouse_reader
 from cost_api.readers.clickhouse_reader import ClickHouseReader
 from cost_api.settings import get_settings
 from cost_pipelines.warehouse.connection import WarehouseSettings, create_client
-from tests.api.conftest import serve_api, start_warehouse
+from tests.api.conftest import serve_api
+from tests.support import start_warehouse
 
 pytestmark = pytest.mark.slow
 
