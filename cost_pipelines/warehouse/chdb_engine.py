@@ -4,6 +4,7 @@ errors turned into the exact ClickHouse error shape (code, name, HTTP status, bo
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import shutil
@@ -222,6 +223,25 @@ def external_table(name: str, data: bytes, params: Mapping[str, str]) -> Externa
     )
 
 
+def _check_not_locked(data_dir: Path) -> None:
+    """Fail clearly if another process owns data_dir (the engine flocks <dir>/status; its own
+    error would only say "Error initializing EmbeddedServer")."""
+    status = data_dir / "status"
+    if not status.exists():
+        return
+    with status.open("rb") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = handle.read(200).decode(errors="replace").splitlines()[:1]
+            raise EngineError(
+                76,
+                "CANNOT_OPEN_FILE",
+                f"the data directory is in use by another process ({' '.join(owner) or 'unknown'})",
+            ) from None
+        fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 class Engine:
     """The chDB store of one data directory. Thread-safe: each call runs on its own connection,
     so a request's database, settings and temporary tables can never leak into another's."""
@@ -229,6 +249,7 @@ class Engine:
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir.resolve()
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        _check_not_locked(self.data_dir)
         try:
             # The anchor connection keeps the engine (and the directory lock) alive between
             # requests: chDB shuts the engine down when its last connection closes.

@@ -46,6 +46,9 @@ class PortInUseError(OSError):
     def __init__(self, host: str, port: int) -> None:
         super().__init__(errno.EADDRINUSE, f"port {port} on {host} is already in use")
 
+    def __str__(self) -> str:
+        return str(self.strerror)
+
 
 class InsecureBindError(ValueError):
     """Refusal to expose the warehouse beyond loopback without a password."""
@@ -242,9 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         server = serve(args.data_dir, args.host, args.port, args.user, password)
     except (InsecureBindError, PortInUseError) as exc:
-        print(
-            f"cost-warehouse: {exc.args[-1] if isinstance(exc, OSError) else exc}", file=sys.stderr
-        )
+        print(f"cost-warehouse: {exc}", file=sys.stderr)
         return 2
     except EngineError as exc:
         print(f"cost-warehouse: cannot open {args.data_dir}: {exc.message}", file=sys.stderr)
