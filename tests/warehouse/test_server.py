@@ -648,6 +648,16 @@ def test_a_busy_port_is_reported_in_one_line_with_exit_code_2(
 
 
 @slow
+def test_a_second_endpoint_on_the_same_directory_is_refused(warehouse: WarehouseEndpoint) -> None:
+    result = run_cli("--data-dir", str(warehouse.data_dir), "--port", "0")
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"cost-warehouse: cannot open {warehouse.data_dir}: the data directory is in use by "
+        f"another process (PID: {warehouse.pid})\n"
+    )
+
+
+@slow
 def test_it_says_when_it_is_ready_and_stops_quickly_on_sigterm(tmp_path: Path) -> None:
     process = start_warehouse(tmp_path / "data")
     assert process.ready_line == (
