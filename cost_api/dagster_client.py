@@ -199,20 +199,18 @@ class DagsterClient:
         """Status of the newest finished run of each (customer, provider): one batched request."""
         if not pairs:
             return {}
-        fields, params, variables = [], [], {}
-        for i, (customer_id, provider) in enumerate(pairs):
-            params.append(f"$f{i}: RunsFilter")
-            fields.append(f"p{i}: runsOrError(filter: $f{i}, limit: 1) {{ ...Latest }}")
-            tags = [
-                {"key": "customer_id", "value": customer_id},
-                {"key": "provider", "value": provider},
-            ]
-            variables[f"f{i}"] = {"pipelineName": JOB_NAME, "tags": tags, "statuses": FINISHED}
-        document = (
-            f"query LastFinished({', '.join(params)}) {{ {' '.join(fields)} }}\n"
-            "fragment Latest on RunsOrError { __typename "
-            "... on Runs { results { status } } ... on Error { message } }"
-        )
+        variables = {
+            f"f{i}": {
+                "pipelineName": JOB_NAME,
+                "tags": [
+                    {"key": "customer_id", "value": customer_id},
+                    {"key": "provider", "value": provider},
+                ],
+                "statuses": FINISHED,
+            }
+            for i, (customer_id, provider) in enumerate(pairs)
+        }
+        document = q.newest_finished_runs(len(pairs))
         data = await self._execute(document, variables)
         out = {}
         for i, pair in enumerate(pairs):

@@ -125,3 +125,16 @@ query LatestMaterializations($group: AssetGroupSelector!, $partitions: [String!]
 """
 
 VERSION = "query Version { version }"
+
+
+def newest_finished_runs(count: int) -> str:
+    """One request for the newest run of `count` run filters, passed as variables $f0, $f1, ..."""
+    params = ", ".join(f"$f{i}: RunsFilter" for i in range(count))
+    fields = " ".join(
+        f"p{i}: runsOrError(filter: $f{i}, limit: 1) {{ ...Newest }}" for i in range(count)
+    )
+    return (
+        f"query NewestFinished({params}) {{ {fields} }}\n"
+        "fragment Newest on RunsOrError { __typename "
+        "... on Runs { results { status } } ... on Error { message } }"
+    )
