@@ -10,9 +10,10 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,6 @@ class WarehouseProcess:
     log_path: Path
     password: str | None = None
     ready_line: str = ""
-    _stopped: bool = field(default=False, repr=False)
 
     @property
     def pid(self) -> int:
@@ -58,7 +58,8 @@ class WarehouseProcess:
         return self.log_path.read_text(errors="replace")
 
     def stop(self, timeout: float = 10.0) -> int:
-        """SIGTERM, wait for a clean exit (SIGKILL after timeout); returns the exit code."""
+        """SIGTERM, wait for a clean exit (SIGKILL after timeout); returns the exit code.
+        The log file is removed after a clean exit and kept (see .log_path) otherwise."""
         if self.process.poll() is None:
             os.kill(self.pid, signal.SIGTERM)
             try:
@@ -66,7 +67,8 @@ class WarehouseProcess:
             except subprocess.TimeoutExpired:
                 os.kill(self.pid, signal.SIGKILL)
                 self.process.wait()
-        self._close()
+        if self.process.returncode == 0:
+            self.log_path.unlink(missing_ok=True)
         return self.process.returncode
 
     def kill(self) -> None:
@@ -74,13 +76,6 @@ class WarehouseProcess:
         if self.process.poll() is None:
             os.kill(self.pid, signal.SIGKILL)
             self.process.wait()
-        self._close()
-
-    def _close(self) -> None:
-        if not self._stopped:
-            self._stopped = True
-            if self.process.stdout:
-                self.process.stdout.close()
 
 
 def warehouse_command(data_dir: str | Path, port: int, host: str = "127.0.0.1") -> list[str]:
@@ -140,10 +135,14 @@ def start_warehouse(
         if process.poll() is None:
             process.kill()
         process.wait()
+        if process.stdout:
+            process.stdout.close()
         raise RuntimeError(
             f"cost-warehouse did not start (exit {process.returncode}): "
             f"{line!r}\n{log_path.read_text(errors='replace')}"
         )
+    # Keep reading stdout into the log: a full pipe would block the endpoint.
+    threading.Thread(target=_copy_stdout, args=(process, log_path), daemon=True).start()
     wh = WarehouseProcess(
         host=match["host"],
         port=int(match["port"]),
@@ -159,6 +158,14 @@ def start_warehouse(
             raise RuntimeError(f"cost-warehouse never answered /ping:\n{wh.log()}")
         time.sleep(0.05)
     return wh
+
+
+def _copy_stdout(process: subprocess.Popen[bytes], log_path: Path) -> None:
+    assert process.stdout is not None
+    with process.stdout, log_path.open("ab") as log:  # EOF comes when the process exits
+        while chunk := os.read(process.stdout.fileno(), 65536):
+            log.write(chunk)
+            log.flush()
 
 
 def _read_ready_line(process: subprocess.Popen[bytes], deadline: float) -> str:

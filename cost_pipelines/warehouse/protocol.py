@@ -174,7 +174,7 @@ class Exchange:
         return Reply(exc.http_status, exc.body(self.engine.version).encode(), headers)
 
     def run(self, body: RequestBody) -> Reply:
-        """Run the request's statement (or streamed INSERT) and build the answer."""
+        """Run the request's statement (or INSERT with inline data) and build the answer."""
         params = self.params
         for flag in ("compress", "decompress"):
             if _truthy(params.get(flag, "")):
@@ -243,7 +243,7 @@ class Exchange:
         query: str, chunks: Iterator[bytes]
     ) -> tuple[bytes, InsertSplit | str | None]:
         """Read just enough of `query param + newline + body` to tell an INSERT with inline
-        data (streamed, never held in memory) from any other statement (read whole)."""
+        data (passed on piece by piece, never held in memory) from any other statement."""
         head = bytearray((query + "\n").encode() if query else b"")
         complete = False
         while (split := split_insert(bytes(head), complete)) == NEED_MORE:
