@@ -1,0 +1,164 @@
+"""`make run` end to end: the whole system on the embedded default, as a newcomer starts it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support import REPO_ROOT
+
+pytestmark = pytest.mark.slow
+
+PORT_VARIABLES = (
+    "WAREHOUSE_PORT",
+    "DAGSTER_PORT",
+    "API_PORT",
+    "SANDBOX_AWS_PORT",
+    "SANDBOX_AZURE_PORT",
+    "SANDBOX_GCP_PORT",
+    "SANDBOX_VULTR_PORT",
+)
+
+
+def free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+@dataclass
+class RunningStack:
+    process: subprocess.Popen[bytes]
+    ports: dict[str, int]
+    data_dir: Path
+    log_path: Path
+
+    @property
+    def api(self) -> str:
+        return f"http://127.0.0.1:{self.ports['API_PORT']}"
+
+    def demo_key(self) -> str:
+        return (self.data_dir / "demo-api-key").read_text().strip()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def start_stack(tmp_path: Path, env_extra: dict[str, str] | None = None) -> RunningStack:
+    ports = dict(zip(PORT_VARIABLES, free_ports(len(PORT_VARIABLES)), strict=True))
+    env = {k: v for k, v in os.environ.items() if k not in ("CUSTOMERS_FILE", "DAGSTER_HOME")}
+    env.update({name: str(port) for name, port in ports.items()})
+    env["DATA_DIR"] = str(tmp_path / "data")
+    env.update(env_extra or {})
+    log_path = tmp_path / "make-run.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "scripts.run"],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    return RunningStack(process, ports, tmp_path / "data", log_path)
+
+
+def wait_for(stack: RunningStack, text: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if text in stack.log():
+            return
+        if stack.process.poll() is not None:
+            pytest.fail(f"make run exited with {stack.process.returncode}:\n{stack.log()[-4000:]}")
+        time.sleep(0.5)
+    pytest.fail(f"make run did not print {text!r} within {timeout:.0f} s:\n{stack.log()[-4000:]}")
+
+
+def stop(stack: RunningStack) -> int:
+    if stack.process.poll() is None:
+        os.kill(stack.process.pid, signal.SIGTERM)
+        try:
+            stack.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(stack.process.pid, signal.SIGKILL)
+            stack.process.wait()
+    return stack.process.returncode
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    running = start_stack(tmp_path_factory.mktemp("make-run"))
+    try:
+        wait_for(running, "the system is up", timeout=240)
+        yield running
+    finally:
+        stop(running)
+
+
+def test_health_reports_the_warehouse_engine_and_dagster_up(stack: RunningStack) -> None:
+    answer = httpx.get(f"{stack.api}/health", timeout=30)
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["warehouse"]["status"] == "up"
+    assert body["warehouse"]["version"].startswith("26.")
+    assert body["dagster"]["status"] == "up"
+
+
+def test_the_printed_demo_key_collects_and_reads_the_demo_customer(stack: RunningStack) -> None:
+    headers = {"Authorization": f"Bearer {stack.demo_key()}"}
+    assert stack.demo_key() in stack.log(), "make run prints the demo key"
+    with httpx.Client(base_url=stack.api, headers=headers, timeout=30) as api:
+        answer = api.post(
+            "/api/v2/costs/trigger-collection", json={"customer_id": "demo", "providers": ["vultr"]}
+        )
+        assert answer.status_code == 202, answer.text
+        [task] = answer.json()["tasks"]
+        deadline = time.monotonic() + 180
+        status = {}
+        while time.monotonic() < deadline:
+            status = api.get(f"/api/v2/costs/collection-status/{task['task_id']}").json()
+            if status["status"] in ("success", "failure", "canceled"):
+                break
+            time.sleep(1)
+        assert status["status"] == "success", status
+        assert status["rows_written"] > 0
+        total = api.get("/api/v2/costs/demo/vultr/total", params={"days": 60}).json()
+        assert total["lines"] > 0
+        assert [t["currency"] for t in total["totals"]] == ["USD"]
+
+
+def test_a_busy_port_is_named_and_nothing_is_left_running(tmp_path: Path) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        busy = holder.getsockname()[1]
+        attempt = start_stack(tmp_path, {"API_PORT": str(busy)})
+        assert attempt.process.wait(timeout=60) == 2
+    assert f"port {busy} (API_PORT) on 127.0.0.1 is already in use" in attempt.log()
+
+
+def test_sigterm_stops_every_process_and_frees_the_ports(tmp_path: Path) -> None:
+    running = start_stack(tmp_path)
+    try:
+        wait_for(running, "the system is up", timeout=240)
+    finally:
+        code = stop(running)
+    assert code == 0, running.log()[-4000:]
+    for name, port in running.ports.items():
+        with socket.socket() as probe:
+            assert probe.connect_ex(("127.0.0.1", port)) != 0, f"{name} {port} still answers"
