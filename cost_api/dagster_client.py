@@ -256,7 +256,18 @@ class DagsterClient:
         return schedules
 
     async def ping(self) -> tuple[str, float]:
-        """Dagster's version and the round trip in milliseconds."""
+        """Dagster's version and the round trip in milliseconds; ServiceUnavailable when the
+        webserver answers but our code location is missing or failed to load."""
         started = time.perf_counter()
-        data = await self._execute(q.VERSION)
-        return str(data["version"]), (time.perf_counter() - started) * 1000
+        data = await self._execute(q.PING, {"location": self._location})
+        latency = (time.perf_counter() - started) * 1000
+        entry = data["workspaceLocationEntryOrError"]
+        if entry is None:
+            raise ServiceUnavailable(SERVICE, f"no code location {self._location!r}", 503)
+        entry = self._expect(entry, "WorkspaceLocationEntry")
+        loaded = entry.get("locationOrLoadError") or {}
+        if loaded.get("__typename") != "RepositoryLocation":
+            cause = (loaded.get("message") or entry["loadStatus"].lower()).strip().splitlines()
+            reason = f"code location {self._location!r} not loaded: {cause[0] if cause else ''}"
+            raise ServiceUnavailable(SERVICE, self._redact(reason)[:300], 503)
+        return str(data["version"]), latency

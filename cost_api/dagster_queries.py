@@ -124,7 +124,19 @@ query LatestMaterializations($group: AssetGroupSelector!, $partitions: [String!]
 }
 """
 
-VERSION = "query Version { version }"
+PING = """
+query Ping($location: String!) {
+  version
+  workspaceLocationEntryOrError(name: $location) {
+    __typename
+    ... on WorkspaceLocationEntry {
+      loadStatus
+      locationOrLoadError { __typename ... on PythonError { message } }
+    }
+    ... on Error { message }
+  }
+}
+"""
 
 
 def newest_finished_runs(count: int) -> str:
