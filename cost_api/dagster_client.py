@@ -136,10 +136,14 @@ class DagsterClient:
         result = self._expect(data["launchRun"], "LaunchRunSuccess")
         return str(result["run"]["runId"])
 
-    async def cancel_run(self, run_id: str) -> None:
-        """Cancel a run (a queued one never starts)."""
+    async def cancel_run(self, run_id: str) -> bool:
+        """Cancel a run (a queued one never starts); False if it had already finished."""
         data = await self._execute(q.TERMINATE_RUN, {"runId": run_id})
-        self._expect(data["terminateRun"], "TerminateRunSuccess", run_id)
+        result = data["terminateRun"]
+        if result.get("__typename") == "TerminateRunFailure":
+            return False  # ended on its own meanwhile: nothing left to cancel
+        self._expect(result, "TerminateRunSuccess", run_id)
+        return True
 
     async def get_run(self, run_id: str) -> CollectionRun:
         """One run with its metadata, and its cause when it failed. Raises RunNotFound."""
