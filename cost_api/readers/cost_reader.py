@@ -25,11 +25,12 @@ from cost_api.schemas import (
     TypeCosts,
 )
 
-# Columns in the order CostLine lists them; the sort makes pages deterministic (offset paging).
+# Columns in the order CostLine lists them, then the period's line count (computed before
+# LIMIT); the sort covers every column so pages are deterministic (offset paging).
 METRICS_SQL = """
 SELECT toDate(ChargePeriodStart) AS day, provider, BillingAccountId, ServiceName, ResourceId,
        RegionId, ChargeCategory, BilledCost, EffectiveCost, ListCost, ContractedCost,
-       BillingCurrency
+       BillingCurrency, count() OVER () AS total
 FROM costs_current(customer_id = {customer_id:String})
 WHERE provider IN {providers:Array(String)}
   AND ChargePeriodStart >= {start:DateTime('UTC')} AND ChargePeriodStart < {end:DateTime('UTC')}
@@ -39,6 +40,7 @@ ORDER BY day DESC, {metric:Identifier} DESC, provider, BillingAccountId, Service
 LIMIT {limit:UInt32} OFFSET {offset:UInt64}
 """
 
+# Only for a page past the end, which has no row to carry the count.
 COUNT_SQL = """
 SELECT count()
 FROM costs_current(customer_id = {customer_id:String})
@@ -133,8 +135,12 @@ class CostReader(ClickHouseReader):
     def get_cost_metrics(self, period: Period, *, limit: int, offset: int) -> CostLinesPage:
         """One page of the period's stored lines, newest day first, biggest first within a day."""
         rows = self.rows(METRICS_SQL, self._bind(period, limit=limit, offset=offset))
-        count = int(self.rows(COUNT_SQL, self._bind(period))[0][0])
-        data = [CostLine(**dict(zip(CostLine.model_fields, row, strict=True))) for row in rows]
+        if rows:
+            count = int(rows[0][-1])
+        else:
+            count = int(self.rows(COUNT_SQL, self._bind(period))[0][0]) if offset else 0
+        fields = list(CostLine.model_fields)
+        data = [CostLine(**dict(zip(fields, row[:-1], strict=True))) for row in rows]
         next_offset = offset + len(data)
         cursor = shaping.encode_cursor(period, next_offset) if next_offset < count else None
         return CostLinesPage(

@@ -11,6 +11,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from cost_api.params import Period
+from cost_api.readers.shaping import encode_cursor
 from tests.api import expected
 from tests.api.conftest import Api
 from tests.api.dataset import Dataset
@@ -255,3 +257,13 @@ def test_amounts_keep_every_digit_a_float_would_lose(api: Api, lines: pd.DataFra
     assert {c: money(a) for c, a in got.items()} == want
     # None of these totals is a binary float: a JSON number would have rounded them.
     assert all(Decimal(float(a)) != Decimal(a) for a in got.values())
+
+
+def test_a_page_past_the_end_is_empty_but_still_counts_the_lines(
+    api: Api, lines: pd.DataFrame
+) -> None:
+    start, end = api.today - timedelta(days=20), api.today
+    past_the_end = encode_cursor(Period(start, end), 10**6)
+    body = api.get("/api/v2/costs/acme/all/metrics", cursor=past_the_end).json()
+    assert body["data"] == [] and body["next_cursor"] is None
+    assert body["count"] == len(expected.select(lines, "acme", "all", start, end))
