@@ -166,7 +166,8 @@ def measure(base: str, token: str, requests: int) -> list[tuple[str, str, float,
                 http.get(path, params=params, timeout=60).raise_for_status()
                 timings.append((time.perf_counter() - began) * 1000)
             q = statistics.quantiles(timings, n=100, method="inclusive")
-            label = " ".join(f"{k}={v}" for k, v in params.items()) or "days=30 (default)"
+            default = "(newest day)" if endpoint == "latest" else "days=30 (default)"
+            label = " ".join(f"{k}={v}" for k, v in params.items()) or default
             results.append((endpoint, label, q[49], q[98]))
     return results
 

@@ -93,30 +93,35 @@ def resolve_period(days: int | None, start: date | None, end: date | None) -> Pe
     """The period a request asks for; 422 naming the parameter when it makes no sense.
 
     No dates: the last `days` days up to and including today (UTC). `start` only: from `start`
-    through today. `end` only: the `days` days before `end`. Both dates: exactly [start, end).
+    through today, or `days` days from `start`. `end` only: the `days` days before `end`.
+    Both dates: exactly [start, end), and `days` must not be given too.
     """
     max_days = max_period_days()
     for name, value in (("start", start), ("end", end)):
         if value is not None and not EARLIEST <= value <= LATEST:
             raise invalid(name, f"date must be between {EARLIEST} and {LATEST}", str(value))
-    if days is not None and start is not None and end is not None:
-        raise invalid("days", "give either days or start and end, not all three", days)
-    span = days or DEFAULT_DAYS
-    if start is None and end is None:
-        end = today_utc() + timedelta(days=1)
-        start = end - timedelta(days=span)
-    elif start is None:
-        assert end is not None
-        start = end - timedelta(days=span)
-    elif end is None:
-        end = max(today_utc() + timedelta(days=1), start + timedelta(days=1))
-    if end <= start:
-        raise invalid("end", f"end ({end}) must be after start ({start}); end is exclusive", end)
-    if (end - start).days > max_days:
-        raise invalid("start", f"the period may span at most {max_days} days", str(start))
-    if start < EARLIEST:
-        raise invalid("end", f"the period would start before {EARLIEST}", str(end))
-    return Period(start, end)
+    tomorrow = today_utc() + timedelta(days=1)
+    first: date
+    after: date
+    if start is not None and end is not None:
+        if days is not None:
+            raise invalid("days", "give either days or start and end, not all three", days)
+        first, after = start, end
+    elif start is not None:
+        first = start
+        after = start + timedelta(days=days) if days else max(tomorrow, start + timedelta(days=1))
+    else:
+        after = end if end is not None else tomorrow
+        first = after - timedelta(days=days or DEFAULT_DAYS)
+    if after <= first:
+        raise invalid(
+            "end", f"end ({after}) must be after start ({first}); end is exclusive", str(after)
+        )
+    if (after - first).days > max_days:
+        raise invalid("start", f"the period may span at most {max_days} days", str(first))
+    if first < EARLIEST:
+        raise invalid("end", f"the period would start before {EARLIEST}", str(after))
+    return Period(first, after)
 
 
 def parse_day(name: str, text: str | None) -> date | None:

@@ -42,13 +42,15 @@ def period_of(api: Api, name: str) -> tuple[dict[str, Any], date, date]:
     if name == "since start":
         start = today - timedelta(days=45)
         return {"start": start.isoformat()}, start, tomorrow
+    if name == "days from start":
+        start = today - timedelta(days=50)
+        return {"start": start.isoformat(), "days": 20}, start, start + timedelta(days=20)
     if name == "days before end":
         end = today - timedelta(days=10)
         return {"end": end.isoformat(), "days": 60}, end - timedelta(days=60), end
     raise AssertionError(name)
 
 
-PERIODS = ["default", "last 7 days", "three months", "since start", "days before end"]
 CASES = [
     ("acme", "all", "default", "billed"),
     ("acme", "aws", "three months", "effective"),
@@ -57,6 +59,7 @@ CASES = [
     ("globex", "vultr", "days before end", "billed"),
     ("acme", "gcp", "three months", "contracted"),
     ("initech", "all", "three months", "list"),
+    ("acme", "all", "days from start", "effective"),
 ]
 
 
