@@ -144,7 +144,7 @@ def period(
             ge=1,
             le=max_period_days(),
             description=f"The last N days up to and including today (UTC); default {DEFAULT_DAYS}. "
-            "With `end` only: the N days before `end`.",
+            "With `start` only: N days from `start`; with `end` only: the N days before `end`.",
         ),
     ] = None,
     start: Annotated[
