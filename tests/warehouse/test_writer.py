@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from datetime import date, timedelta
 from decimal import Decimal
@@ -213,3 +214,19 @@ def current_counts(client: Client) -> list[tuple[str, int]]:
             parameters={"c": "race"},
         ).result_rows
     ]
+
+
+def test_superseded_rows_are_deleted_from_storage_in_the_background(client: Client) -> None:
+    window = CostWindow("gc", "gcp", "0123-4567", WINDOW.start, WINDOW.end)
+    replace_window(client, window, line_set("first", 7, 50, "1"), source="test")
+    replace_window(client, window, line_set("second", 7, 10, "1"), source="test")
+    deadline = time.monotonic() + 60
+    stored = -1
+    while time.monotonic() < deadline:
+        stored = client.query(
+            "SELECT count() FROM costs WHERE customer_id = {c:String}", parameters={"c": "gc"}
+        ).result_rows[0][0]
+        if stored == 70:
+            break
+        time.sleep(0.5)
+    assert stored == 70
