@@ -19,6 +19,8 @@ from cost_pipelines.warehouse.schema import COSTS_TABLE, LOADS_TABLE
 PROVIDERS = ("aws", "azure", "gcp", "vultr")
 
 MONEY_COLUMNS = ("BilledCost", "EffectiveCost", "ListCost", "ContractedCost", "PricingQuantity")
+# Cost columns that default to BilledCost when a provider does not supply them.
+BILLED_FALLBACK_COLUMNS = ("EffectiveCost", "ListCost", "ContractedCost")
 TIME_COLUMNS = ("ChargePeriodStart", "ChargePeriodEnd", "BillingPeriodStart", "BillingPeriodEnd")
 TEXT_COLUMNS = (
     "BillingAccountName",
@@ -98,8 +100,12 @@ def _utc(value: Any, column: str, row: int) -> datetime:
     return ts.to_pydatetime()
 
 
+def _absent(value: Any) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and pd.isna(value))
+
+
 def _money(value: Any, column: str, row: int) -> Decimal:
-    if value is None or (isinstance(value, float) and pd.isna(value)):
+    if _absent(value):
         return _ZERO
     if isinstance(value, float):
         # Floats cannot carry exact costs; go through repr so 0.1 stays 0.1.
@@ -145,10 +151,16 @@ def _normalise(window: CostWindow, rows: pd.DataFrame) -> dict[str, list[Any]]:
         values = records.get(column)
         out[column] = [_utc(v, column, i) for i, v in enumerate(values)] if values else default
     for column in MONEY_COLUMNS:
-        values = records.get(column)
-        out[column] = (
-            [_money(v, column, i) for i, v in enumerate(values)] if values else [_ZERO] * n
-        )
+        values = records.get(column) or [None] * n
+        out[column] = [_money(v, column, i) for i, v in enumerate(values)]
+    for column in BILLED_FALLBACK_COLUMNS:
+        # Not supplied: the provider publishes no separate price for this line, so (as FOCUS
+        # does for providers without negotiated or amortized pricing) it equals BilledCost.
+        supplied = records.get(column) or [None] * n
+        out[column] = [
+            billed if _absent(value) else amount
+            for value, amount, billed in zip(supplied, out[column], out["BilledCost"], strict=True)
+        ]
     for column in TEXT_COLUMNS:
         values = records.get(column)
         out[column] = (
@@ -166,6 +178,108 @@ def _normalise(window: CostWindow, rows: pd.DataFrame) -> dict[str, list[Any]]:
     return out
 
 
+@dataclass(frozen=True)
+class StagedLoad:
+    """A new set of rows for a window, stored but not yet visible to readers."""
+
+    window: CostWindow
+    load_id: uuid.UUID
+    loaded_at: datetime
+    source: str
+    run_id: str
+    rows_written: int
+    billed_by_currency: dict[str, Decimal]
+
+
+def stage(
+    client: Client, window: CostWindow, rows: pd.DataFrame, *, source: str, run_id: str = ""
+) -> StagedLoad:
+    """Validate the rows and store them under a fresh load id that no reader follows yet."""
+    columns = _normalise(window, rows)
+    n = len(rows)
+    now = datetime.now(UTC)
+    # Milliseconds: the precision `collected_at` keeps, so a load's rows compare equal to it.
+    loaded_at = now.replace(microsecond=now.microsecond // 1000 * 1000)
+    staged = StagedLoad(
+        window,
+        uuid.uuid4(),
+        loaded_at,
+        source,
+        run_id,
+        n,
+        _totals(columns["BillingCurrency"], columns["BilledCost"]),
+    )
+    stamp: dict[str, list[Any]] = {
+        "customer_id": [window.customer_id] * n,
+        "provider": [window.provider] * n,
+        "BillingAccountId": [window.billing_account_id] * n,
+        "source": [source] * n,
+        "load_id": [staged.load_id] * n,
+        "collection_run_id": [run_id] * n,
+        "collected_at": [loaded_at] * n,
+    }
+    data: dict[str, list[Any]] = {**columns, **stamp}
+    if n:
+        client.insert(
+            COSTS_TABLE,
+            [data[c] for c in STORED_COLUMNS],
+            column_names=list(STORED_COLUMNS),
+            column_oriented=True,
+        )
+    return staged
+
+
+def publish(client: Client, staged: StagedLoad) -> None:
+    """Point every day of the window at the staged load, in one insert: readers switch from the
+    old set to the new one at once. Of two loads of one window, the later-staged one wins."""
+    window = staged.window
+    pointer: list[Any] = [window.customer_id, window.provider, window.billing_account_id]
+    extra = [staged.load_id, staged.loaded_at, staged.source, staged.run_id]
+    client.insert(
+        LOADS_TABLE,
+        [[*pointer, day, *extra] for day in window.days],
+        column_names=[
+            "customer_id",
+            "provider",
+            "BillingAccountId",
+            "charge_date",
+            "load_id",
+            "loaded_at",
+            "source",
+            "collection_run_id",
+        ],
+    )
+
+
+def clean_up(client: Client, staged: StagedLoad) -> None:
+    """Drop the window's rows of loads staged before this one (superseded or failed); readers
+    already ignore them. Only older loads: a later load of the same window running at the same
+    time keeps its rows. The delete runs in the background (a synchronous one waited ~6 s for the
+    mutation scheduler), one per month partition the window touches so only those parts are
+    rewritten."""
+    window = staged.window
+    for partition in sorted({day.year * 100 + day.month for day in window.days}):
+        client.command(
+            "DELETE FROM costs IN PARTITION {partition:UInt32} "
+            "WHERE customer_id = {customer_id:String} AND provider = {provider:String} "
+            "AND BillingAccountId = {account:String} "
+            "AND ChargePeriodStart >= {start:Date} AND ChargePeriodStart < {end:Date} "
+            "AND collected_at < {loaded_at:DateTime64(3, 'UTC')} AND load_id != {load_id:UUID}",
+            parameters={
+                "partition": partition,
+                "customer_id": window.customer_id,
+                "provider": window.provider,
+                "account": window.billing_account_id,
+                "start": window.start,
+                "end": window.end,
+                # Bound as naive UTC text: the placeholder's type carries the zone.
+                "loaded_at": staged.loaded_at.replace(tzinfo=None),
+                "load_id": staged.load_id,
+            },
+            settings={"lightweight_deletes_sync": 0},
+        )
+
+
 def replace_window(
     client: Client,
     window: CostWindow,
@@ -181,71 +295,10 @@ def replace_window(
     which follows the per-day pointers in `cost_loads`); one insert then moves every day's pointer
     to the new load, and the superseded rows are deleted afterwards.
     """
-    columns = _normalise(window, rows)
-    n = len(rows)
-    load_id = uuid.uuid4()
-    loaded_at = datetime.now(UTC)
-    stamp: dict[str, list[Any]] = {
-        "customer_id": [window.customer_id] * n,
-        "provider": [window.provider] * n,
-        "BillingAccountId": [window.billing_account_id] * n,
-        "source": [source] * n,
-        "load_id": [load_id] * n,
-        "collection_run_id": [run_id] * n,
-        "collected_at": [loaded_at] * n,
-    }
-    data: dict[str, list[Any]] = {**columns, **stamp}
-    if n:
-        client.insert(
-            COSTS_TABLE,
-            [data[c] for c in STORED_COLUMNS],
-            column_names=list(STORED_COLUMNS),
-            column_oriented=True,
-        )
-    days = window.days
-    pointer: list[Any] = [window.customer_id, window.provider, window.billing_account_id]
-    client.insert(
-        LOADS_TABLE,
-        [[*pointer, day, load_id, loaded_at, source, run_id] for day in days],
-        column_names=[
-            "customer_id",
-            "provider",
-            "BillingAccountId",
-            "charge_date",
-            "load_id",
-            "loaded_at",
-            "source",
-            "collection_run_id",
-        ],
-    )
-    _delete_superseded(client, window, load_id)
-    return ReplaceResult(
-        window, load_id, n, _totals(columns["BillingCurrency"], columns["BilledCost"])
-    )
-
-
-def _delete_superseded(client: Client, window: CostWindow, load_id: uuid.UUID) -> None:
-    """Drop the window's rows of older (or failed) loads; readers already ignore them, so the
-    delete runs in the background (a synchronous one waited ~6 s for the mutation scheduler),
-    one per month partition the window touches so only those parts are rewritten."""
-    for partition in sorted({day.year * 100 + day.month for day in window.days}):
-        client.command(
-            "DELETE FROM costs IN PARTITION {partition:UInt32} "
-            "WHERE customer_id = {customer_id:String} AND provider = {provider:String} "
-            "AND BillingAccountId = {account:String} "
-            "AND ChargePeriodStart >= {start:Date} AND ChargePeriodStart < {end:Date} "
-            "AND load_id != {load_id:UUID}",
-            parameters={
-                "partition": partition,
-                "customer_id": window.customer_id,
-                "provider": window.provider,
-                "account": window.billing_account_id,
-                "start": window.start,
-                "end": window.end,
-                "load_id": load_id,
-            },
-            settings={"lightweight_deletes_sync": 0},
-        )
+    staged = stage(client, window, rows, source=source, run_id=run_id)
+    publish(client, staged)
+    clean_up(client, staged)
+    return ReplaceResult(window, staged.load_id, staged.rows_written, staged.billed_by_currency)
 
 
 def _totals(currencies: Iterable[str], amounts: Iterable[Decimal]) -> dict[str, Decimal]:

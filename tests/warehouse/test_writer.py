@@ -18,7 +18,14 @@ from clickhouse_connect.driver.client import Client
 
 from cost_pipelines.warehouse.connection import WarehouseSettings, create_client
 from cost_pipelines.warehouse.schema import migrate
-from cost_pipelines.warehouse.writer import CostWindow, InvalidCostRows, replace_window
+from cost_pipelines.warehouse.writer import (
+    CostWindow,
+    InvalidCostRows,
+    clean_up,
+    publish,
+    replace_window,
+    stage,
+)
 from tests.support import WarehouseProcess, start_warehouse
 
 WINDOW = CostWindow("acme", "aws", "111122223333", date(2026, 10, 1), date(2026, 10, 8))
@@ -152,6 +159,14 @@ def test_malformed_values_are_named_with_their_row_and_column(
         replace_window(client, WINDOW, rows, source="test")
 
 
+WRITE_ORDER = ["a", "b", "c", "a", "c"]
+
+
+def is_subsequence(items: list[str], sequence: list[str]) -> bool:
+    remaining = iter(sequence)
+    return all(any(item == candidate for candidate in remaining) for item in items)
+
+
 READER = textwrap.dedent(
     """
     import json, sys, pathlib
@@ -183,12 +198,13 @@ def test_a_reader_in_another_process_sees_one_whole_set_at_a_time(
     }
     sizes = {label: len(rows) for label, rows in sets.items()}
     stop_file, out_file = tmp_path / "stop", tmp_path / "seen.json"
+    replace_window(client, window, sets["a"], source="test")
     reader = subprocess.Popen(
         [sys.executable, "-c", READER, str(warehouse.port), str(stop_file), str(out_file)]
     )
     try:
-        for rows in sets.values():
-            replace_window(client, window, rows, source="test")
+        for label in WRITE_ORDER[1:]:
+            replace_window(client, window, sets[label], source="test")
         stop_file.touch()
         assert reader.wait(timeout=60) == 0
     finally:
@@ -197,11 +213,12 @@ def test_a_reader_in_another_process_sees_one_whole_set_at_a_time(
     seen = json.loads(out_file.read_text())
     assert len(seen) >= 5, "the reader should have read while the writer worked"
     for observation in seen:
-        assert observation == [] or (
-            len(observation) == 1 and observation[0][1] == sizes[observation[0][0]]
-        ), f"partial or mixed window seen: {observation}"
-    labels = [observation[0][0] for observation in seen if observation]
-    assert labels == sorted(labels), "a reader saw an older set after a newer one"
+        assert len(observation) == 1 and observation[0][1] == sizes[observation[0][0]], (
+            f"empty, partial or mixed window seen: {observation}"
+        )
+    labels = [observation[0][0] for observation in seen]
+    changes = [label for i, label in enumerate(labels) if i == 0 or labels[i - 1] != label]
+    assert is_subsequence(changes, WRITE_ORDER), f"sets seen out of write order: {changes}"
     assert [[label, n] for label, n in current_counts(client)] == [["c", sizes["c"]]]
 
 
@@ -230,3 +247,39 @@ def test_superseded_rows_are_deleted_from_storage_in_the_background(client: Clie
             break
         time.sleep(0.5)
     assert stored == 70
+
+
+def test_overlapping_loads_of_one_window_leave_the_later_one_whole(client: Client) -> None:
+    window = CostWindow("overlap", "aws", "1", WINDOW.start, WINDOW.end)
+    for finish_first in ("earlier", "later"):
+        earlier = stage(client, window, line_set("earlier", 7, 5, "1"), source="test")
+        later = stage(client, window, line_set("later", 7, 3, "2"), source="test")
+        order = [earlier, later] if finish_first == "earlier" else [later, earlier]
+        for staged in order:
+            publish(client, staged)
+            clean_up(client, staged)
+        rows = current(client, "overlap")
+        assert set(rows["label"]) == {"later"}, finish_first
+        assert len(rows) == 21
+
+
+def test_cost_columns_a_provider_does_not_supply_equal_the_billed_cost(client: Client) -> None:
+    window = CostWindow("fallback", "vultr", "1", WINDOW.start, WINDOW.end)
+    rows = pd.DataFrame(
+        {
+            "ChargePeriodStart": ["2026-10-02", "2026-10-03"],
+            "BilledCost": ["12.5", "-3"],
+            "ListCost": ["14", "0"],
+            "BillingCurrency": ["USD", "USD"],
+        }
+    )
+    replace_window(client, window, rows, source="test")
+    stored = client.query(
+        "SELECT BilledCost, EffectiveCost, ListCost, ContractedCost "
+        "FROM costs_current(customer_id={c:String}) ORDER BY ChargePeriodStart",
+        parameters={"c": "fallback"},
+    ).result_rows
+    assert stored == [
+        (Decimal("12.5"), Decimal("12.5"), Decimal("14"), Decimal("12.5")),
+        (Decimal("-3"), Decimal("-3"), Decimal("0"), Decimal("-3")),
+    ]
