@@ -11,7 +11,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from cost_api.auth import ApiKey, KeyRing
 from cost_api.settings import ApiSettings, get_settings
-from cost_pipelines.resources.clickhouse import shared_client
+from cost_api.warehouse import api_client
 from cost_pipelines.warehouse.connection import WarehouseSettings
 
 CUSTOMER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
@@ -23,9 +23,9 @@ _bearer = HTTPBearer(auto_error=False, description="API key: `Authorization: Bea
 
 def get_warehouse(request: Request) -> Client:
     """The process-wide ClickHouse client (created on first use, so the API starts even when the
-    warehouse is down; the 503 handler answers for it then)."""
+    warehouse is down; the 503 handler answers for it then). It never migrates the schema."""
     settings: WarehouseSettings = request.app.state.warehouse_settings
-    return shared_client(settings)
+    return api_client(settings)
 
 
 def get_keyring(request: Request) -> KeyRing:

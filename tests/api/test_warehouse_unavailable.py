@@ -17,6 +17,7 @@ from cost_api.readers import clickhouse_reader
 from cost_api.readers.clickhouse_reader import ClickHouseReader
 from cost_api.settings import get_settings
 from cost_pipelines.warehouse.connection import WarehouseSettings, create_client
+from cost_pipelines.warehouse.schema import migrate
 from tests.api.conftest import serve_api
 from tests.support import start_warehouse
 
@@ -30,6 +31,9 @@ SOCKET_TIMEOUT_S = 2
 def own_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """A warehouse of this module only: these tests stop it."""
     process = start_warehouse(tmp_path_factory.mktemp("doomed-warehouse"))
+    client = create_client(WarehouseSettings(warehouse_port=process.port))
+    migrate(client)  # as `cost-migrate` does before the API starts: the API never migrates
+    client.close()
     yield process
     if _alive(process.pid):
         os.kill(process.pid, signal.SIGCONT)

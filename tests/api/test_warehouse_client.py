@@ -1,0 +1,116 @@
+"""The API's warehouse client: it never changes the schema, and a warehouse that hangs while the
+client connects holds up only the requests that need that warehouse."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from clickhouse_connect.driver.exceptions import OperationalError
+from fastapi.testclient import TestClient
+
+from cost_api.auth import add_key
+from cost_api.settings import get_settings
+from cost_api.warehouse import api_client
+from cost_pipelines.warehouse.connection import WarehouseSettings
+from tests.api.conftest import serve_api
+from tests.support import WarehouseProcess
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def unmigrated_database(warehouse: WarehouseProcess) -> Iterator[str]:
+    """A database on the test warehouse that `cost-migrate` never ran on."""
+    name = f"unmigrated_{uuid.uuid4().hex[:8]}"
+    admin = warehouse.client()
+    admin.command("CREATE DATABASE {name:Identifier}", parameters={"name": name})
+    try:
+        yield name
+    finally:
+        admin.command("DROP DATABASE IF EXISTS {name:Identifier}", parameters={"name": name})
+        admin.close()
+
+
+@pytest.fixture
+def api_on_unmigrated(
+    warehouse: WarehouseProcess, unmigrated_database: str, tmp_path: Path
+) -> Iterator[tuple[TestClient, str]]:
+    keys = tmp_path / "keys.yaml"
+    token = add_key(keys, "finops", ["*"])
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setenv("CLICKHOUSE_DATABASE", unmigrated_database)
+        with serve_api(monkeypatch, warehouse.port, keys) as client:
+            yield client, token
+    get_settings.cache_clear()
+
+
+def test_reading_never_creates_or_migrates_a_table(
+    warehouse: WarehouseProcess, unmigrated_database: str, api_on_unmigrated: Any
+) -> None:
+    client, token = api_on_unmigrated
+
+    answer = client.get(
+        "/api/v2/costs/acme/all/total", headers={"Authorization": f"Bearer {token}"}
+    )
+
+    assert answer.status_code != 200
+    tables = warehouse.client().query(
+        "SELECT name FROM system.tables WHERE database = {db:String}",
+        parameters={"db": unmigrated_database},
+    )
+    assert tables.result_rows == []
+
+
+def _silent_peer() -> tuple[socket.socket, threading.Event, list[socket.socket]]:
+    """A TCP peer that accepts connections and never answers: a warehouse hung mid-connect."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    connected = threading.Event()
+    held: list[socket.socket] = []
+
+    def accept() -> None:
+        try:
+            while True:
+                conn, _ = listener.accept()
+                held.append(conn)
+                connected.set()
+        except OSError:
+            return  # the listener was closed
+
+    threading.Thread(target=accept, daemon=True).start()
+    return listener, connected, held
+
+
+def test_a_hanging_warehouse_does_not_hold_up_clients_of_another(
+    warehouse: WarehouseProcess,
+) -> None:
+    listener, connected, held = _silent_peer()
+    hung = WarehouseSettings(warehouse_port=listener.getsockname()[1], clickhouse_query_timeout_s=5)
+    failures: list[BaseException] = []
+
+    def connect_to_hung() -> None:
+        try:
+            api_client(hung)
+        except OperationalError as exc:
+            failures.append(exc)
+
+    stuck = threading.Thread(target=connect_to_hung)
+    stuck.start()
+    try:
+        assert connected.wait(10), "the client never reached the hung warehouse"
+        live = api_client(
+            WarehouseSettings(warehouse_port=warehouse.port, clickhouse_database="system")
+        )
+        assert live.command("SELECT 1") == 1
+        assert stuck.is_alive(), "the live warehouse's client waited for the hung connect"
+    finally:
+        stuck.join()
+        listener.close()
+        for conn in held:
+            conn.close()
+    assert len(failures) == 1  # the hung warehouse itself still fails, as a connection error
