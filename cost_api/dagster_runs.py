@@ -9,6 +9,8 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from cost_pipelines.runs import IN_FLIGHT as IN_FLIGHT  # re-exported for dagster_client
+
 # Dagster run status -> the status users see.
 STATUS = {
     "QUEUED": "queued",
@@ -25,7 +27,6 @@ STATUS = {
 DAGSTER_STATUSES: dict[str, list[str]] = {}
 for _dagster, _ours in STATUS.items():
     DAGSTER_STATUSES.setdefault(_ours, []).append(_dagster)
-IN_FLIGHT = ["QUEUED", "NOT_STARTED", "STARTING", "STARTED"]
 MAX_CAUSE_LENGTH = 2000
 
 

@@ -28,15 +28,11 @@ from dagster._core.definitions.unresolved_asset_job_definition import (
 from cost_pipelines.assets.collection import CustomersResource
 from cost_pipelines.customers import CustomerBook, ProviderConfig
 from cost_pipelines.devstack.dagster import PAIR_TAG, pair_tag_value
+from cost_pipelines.runs import IN_FLIGHT
 
 SCHEDULE_NAME = "collect_costs_every_15_minutes"
 CRON = "*/15 * * * *"
-IN_FLIGHT = [
-    DagsterRunStatus.QUEUED,
-    DagsterRunStatus.NOT_STARTED,
-    DagsterRunStatus.STARTING,
-    DagsterRunStatus.STARTED,
-]
+IN_FLIGHT_STATUSES = [DagsterRunStatus(name) for name in IN_FLIGHT]
 
 
 @dataclass(frozen=True)
@@ -65,7 +61,7 @@ def last_success(instance: DagsterInstance, pair: Pair) -> datetime | None:
 
 def in_flight(instance: DagsterInstance, pair: Pair) -> bool:
     """A run for the pair is queued, starting or running (scheduled or manual)."""
-    return bool(instance.get_runs(RunsFilter(tags=pair.tags, statuses=IN_FLIGHT), limit=1))
+    return bool(instance.get_runs(RunsFilter(tags=pair.tags, statuses=IN_FLIGHT_STATUSES), limit=1))
 
 
 def is_due(instance: DagsterInstance, pair: Pair, config: ProviderConfig, now: datetime) -> bool:
