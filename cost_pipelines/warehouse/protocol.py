@@ -198,8 +198,9 @@ class Exchange:
             if not query:
                 return OK_REPLY
         settings, http_settings, bind = classify(params, files)
-        if self.method == "GET":
-            settings.setdefault("readonly", "2")  # as ClickHouse: GET never modifies data
+        if self.method == "GET" and settings.get("readonly", "0") in ("", "0"):
+            # As ClickHouse: GET never modifies data, not even when the URL asks readonly=0.
+            settings["readonly"] = "2"
         database = params.get("database") or None
 
         head, split = self._statement_head(query, chunks)

@@ -494,9 +494,14 @@ def test_a_syntax_error_is_a_400_with_code_62(warehouse: WarehouseEndpoint, clie
 
 
 @slow
-def test_get_requests_cannot_modify_data(warehouse: WarehouseEndpoint) -> None:
-    path = "/?" + urlencode({"query": "CREATE TABLE never (a UInt8) ENGINE = Memory"})
-    status, headers, body = raw(warehouse, "GET", path)
+@pytest.mark.parametrize("readonly", [None, "0"])
+def test_get_requests_cannot_modify_data(
+    warehouse: WarehouseEndpoint, readonly: str | None
+) -> None:
+    query = {"query": "CREATE TABLE never (a UInt8) ENGINE = Memory"}
+    if readonly is not None:
+        query["readonly"] = readonly  # asking for write access over GET changes nothing
+    status, headers, body = raw(warehouse, "GET", "/?" + urlencode(query))
     assert status == 500 and headers["X-ClickHouse-Exception-Code"] == "164"
     assert b"method GET implies readonly" in body
 
