@@ -8,6 +8,7 @@ every process it started, newest first.
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -100,6 +101,16 @@ class Stack:
                 pass
 
 
+def _warehouse_password(data_dir: Path) -> str:
+    """A password for the local warehouse, made once: other local users of the machine cannot
+    query it (or read files through it) without access to DATA_DIR."""
+    path = data_dir / "warehouse-password"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(24) + "\n")
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
 def _demo_key(data_dir: Path, keys_file: Path) -> str:
     """The demo key: created once (only its hash goes in the keys file), shown at every start."""
     token_file = data_dir / "demo-api-key"
@@ -123,6 +134,9 @@ def start(stack: Stack) -> None:
     env = dict(os.environ)
     env.update({name: str(port) for name, port in ports.items()})
     env["DATA_DIR"] = str(data_dir)
+    if "CLICKHOUSE_URL" not in env:
+        password = _warehouse_password(data_dir)
+        env["WAREHOUSE_PASSWORD"] = env["CLICKHOUSE_PASSWORD"] = password
 
     warehouse_args = ["--data-dir", str(data_dir / "warehouse"), "--host", "127.0.0.1"]
     warehouse_args += ["--port", str(ports["WAREHOUSE_PORT"])]
@@ -164,6 +178,7 @@ make run: the system is up (data in {data_dir})
   Dagster UI   {dagster_url}
   API          {api_url}   (docs: {api_url}/docs)
   Warehouse    http://127.0.0.1:{ports["WAREHOUSE_PORT"]}   (ClickHouse HTTP interface)
+               user default, password in {data_dir / "warehouse-password"}
   Demo API key {token}
   Try: curl -H "Authorization: Bearer {token}" {api_url}/api/v2/costs/demo/all/total
 Ctrl-C stops everything.""",
