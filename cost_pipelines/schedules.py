@@ -32,6 +32,7 @@ from cost_pipelines.runs import IN_FLIGHT
 
 SCHEDULE_NAME = "collect_costs_every_15_minutes"
 CRON = "*/15 * * * *"
+MAX_ERRORS_SHOWN = 5  # a skip reason is one line in the UI; every error is logged anyway
 IN_FLIGHT_STATUSES = [DagsterRunStatus(name) for name in IN_FLIGHT]
 
 
@@ -97,6 +98,16 @@ def due_run_requests(
                 )
 
 
+def skip_message(book: CustomerBook, now: datetime) -> str:
+    """Why a tick launched nothing, with the customers file's problems so the UI shows them."""
+    message = f"nothing due at {now:%Y-%m-%d %H:%M} UTC"
+    if not book.errors:
+        return message
+    shown = "; ".join(book.errors[:MAX_ERRORS_SHOWN])
+    more = len(book.errors) - MAX_ERRORS_SHOWN
+    return f"{message}; customers file: {shown}" + (f" (and {more} more)" if more > 0 else "")
+
+
 def _warn(log: object | None, message: str) -> None:
     warning = getattr(log, "warning", None)
     if callable(warning):
@@ -126,7 +137,7 @@ def build_collection_schedule(
         now = context.scheduled_execution_time or datetime.now(UTC)
         requests = list(due_run_requests(context.instance, book, now, context.log))
         if not requests:
-            yield SkipReason(f"nothing due at {now:%Y-%m-%d %H:%M} UTC")
+            yield SkipReason(skip_message(book, now))
         yield from requests
 
     return collect_costs_every_15_minutes

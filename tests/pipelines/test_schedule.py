@@ -181,6 +181,26 @@ def test_pairs_already_queued_or_running_get_no_second_run(
 def test_an_unreadable_customers_file_skips_the_tick_with_the_reason(
     instance: DagsterInstance, tmp_path: Path
 ) -> None:
-    data = _tick(instance, tmp_path / "missing.yaml", NOW)
+    missing = tmp_path / "missing.yaml"
+    data = _tick(instance, missing, NOW)
     assert not data.run_requests
-    assert data.skip_message == "nothing due at 2026-11-30 12:00 UTC"
+    assert data.skip_message == (
+        f"nothing due at 2026-11-30 12:00 UTC; customers file: {missing}: cannot read: "
+        "No such file or directory"
+    )
+
+
+def test_a_customers_file_with_only_errors_skips_the_tick_naming_each_error(
+    instance: DagsterInstance, tmp_path: Path
+) -> None:
+    customers = write_customers(
+        tmp_path / "customers.yaml",
+        {
+            "broken": {"providers": {"aws": {"billing_account_id": "not-an-account"}}},
+            "Bad.Id": {"providers": {"vultr": VULTR}},
+        },
+    )
+    message = _tick(instance, customers, NOW).skip_message or ""
+    assert message.startswith("nothing due at 2026-11-30 12:00 UTC; customers file: ")
+    assert "customer 'broken': providers.aws.billing_account_id" in message
+    assert "customer 'Bad.Id': id must be" in message
