@@ -9,14 +9,14 @@ from typing import Any
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError
 
-from cost_api.errors import ServiceUnavailable
+from cost_api.errors import ServiceUnavailable, engine_code
 from cost_pipelines.warehouse.connection import WarehouseSettings, create_client
 
 # A read the API serves must answer fast or not at all: the engine aborts it after this long and
 # the client gets 503 instead of a hanging request. (The socket timeout for a warehouse that does
 # not answer at all is CLICKHOUSE_QUERY_TIMEOUT_S.)
 READ_TIMEOUT_S = 10
-_TIMEOUT_EXCEEDED = "TIMEOUT_EXCEEDED"
+_TIMEOUT_EXCEEDED = 159
 
 
 class ClickHouseReader:
@@ -52,7 +52,7 @@ class ClickHouseReader:
                 settings={"max_execution_time": READ_TIMEOUT_S, "timeout_overflow_mode": "throw"},
             )
         except DatabaseError as exc:
-            if _TIMEOUT_EXCEEDED in str(exc):
+            if engine_code(exc) == _TIMEOUT_EXCEEDED:
                 raise ServiceUnavailable(
                     "warehouse", f"the query took longer than {READ_TIMEOUT_S} s"
                 ) from exc

@@ -3,6 +3,7 @@ client connects holds up only the requests that need that warehouse."""
 
 from __future__ import annotations
 
+import logging
 import socket
 import threading
 import uuid
@@ -11,13 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from clickhouse_connect.driver.exceptions import OperationalError
+from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
 from fastapi.testclient import TestClient
 
 from cost_api.auth import add_key
+from cost_api.errors import engine_code, warehouse_unavailable
 from cost_api.settings import get_settings
 from cost_api.warehouse import api_client
-from cost_pipelines.warehouse.connection import WarehouseSettings
+from cost_pipelines.warehouse.connection import WarehouseSettings, create_client
 from tests.api.conftest import serve_api
 from tests.support import WarehouseProcess
 
@@ -114,3 +116,43 @@ def test_a_hanging_warehouse_does_not_hold_up_clients_of_another(
         for conn in held:
             conn.close()
     assert len(failures) == 1  # the hung warehouse itself still fails, as a connection error
+
+
+def test_a_query_the_warehouse_rejects_is_a_short_500_logged_with_the_engine_message(
+    api_on_unmigrated: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    client, token = api_on_unmigrated
+
+    with caplog.at_level(logging.ERROR, logger="cost_api.errors"):
+        answer = client.get(
+            "/api/v2/costs/acme/all/total", headers={"Authorization": f"Bearer {token}"}
+        )
+
+    assert answer.status_code == 500
+    assert answer.json() == {"detail": "internal error: the warehouse rejected the query"}
+    assert "Retry-After" not in answer.headers
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "costs_current" in logged  # the engine's own words, kept server-side
+
+
+def test_only_unreachable_slow_or_busy_warehouses_count_as_unavailable(
+    warehouse: WarehouseProcess,
+) -> None:
+    client = warehouse.client()
+    with pytest.raises(DatabaseError) as timed_out:
+        client.query(
+            "SELECT sleepEachRow(0.5) FROM numbers(8) SETTINGS max_block_size = 1",
+            settings={"max_execution_time": 1, "timeout_overflow_mode": "throw"},
+        )
+    with pytest.raises(DatabaseError) as bad_query:
+        client.query("SELECT no_such_column FROM system.one")
+    with socket.create_server(("127.0.0.1", 0)) as closed:
+        port = closed.getsockname()[1]
+    with pytest.raises(OperationalError) as unreachable:
+        create_client(WarehouseSettings(warehouse_port=port))
+
+    assert engine_code(timed_out.value) == 159 and warehouse_unavailable(timed_out.value)
+    assert warehouse_unavailable(unreachable.value)
+    assert warehouse_unavailable(DatabaseError("Code: 209. DB::NetException: Timeout", code=209))
+    assert warehouse_unavailable(DatabaseError("Code: 159. Timeout exceeded: elapsed 10 s"))
+    assert not warehouse_unavailable(bad_query.value)
