@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from dagster import (
     AssetKey,
@@ -34,6 +34,12 @@ SCHEDULE_NAME = "collect_costs_every_15_minutes"
 CRON = "*/15 * * * *"
 MAX_ERRORS_SHOWN = 5  # a skip reason is one line in the UI; every error is logged anyway
 IN_FLIGHT_STATUSES = [DagsterRunStatus(name) for name in IN_FLIGHT]
+# After a failure (bad credentials, a provider outage) a pair waits 15 min, then 30, 60, ... but
+# never longer than its poll interval, so a broken pair is not re-launched (and, on AWS, billed)
+# every tick. Cancelled runs say nothing about the pair's health and are ignored.
+FIRST_FAILURE_BACKOFF = timedelta(minutes=15)
+_FINISHED = [DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE]
+_FAILURES_COUNTED = 12  # 15 min * 2**11 is weeks: beyond any poll interval, the cap applies
 
 
 @dataclass(frozen=True)
@@ -65,11 +71,38 @@ def in_flight(instance: DagsterInstance, pair: Pair) -> bool:
     return bool(instance.get_runs(RunsFilter(tags=pair.tags, statuses=IN_FLIGHT_STATUSES), limit=1))
 
 
+def failure_backoff(
+    instance: DagsterInstance, pair: Pair, poll_interval: timedelta
+) -> tuple[datetime, timedelta] | None:
+    """When the pair's newest finished run failed: when that was, and how long to wait after it
+    (doubling with each consecutive failure, capped at the poll interval)."""
+    records = instance.get_run_records(
+        RunsFilter(tags=pair.tags, statuses=_FINISHED), limit=_FAILURES_COUNTED
+    )
+    failures = 0
+    for record in records:
+        if record.dagster_run.status != DagsterRunStatus.FAILURE:
+            break
+        failures += 1
+    if not failures:
+        return None
+    newest = records[0]
+    if newest.end_time is not None:
+        failed_at = datetime.fromtimestamp(newest.end_time, UTC)
+    else:  # a run marked failed without a failure event: its last update is when it failed
+        stamp = newest.update_timestamp
+        failed_at = stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
+    return failed_at, min(poll_interval, FIRST_FAILURE_BACKOFF * 2 ** (failures - 1))
+
+
 def is_due(instance: DagsterInstance, pair: Pair, config: ProviderConfig, now: datetime) -> bool:
     if in_flight(instance, pair):
         return False
     last = last_success(instance, pair)
-    return last is None or now - last >= config.min_poll_interval
+    if last is not None and now - last < config.min_poll_interval:
+        return False
+    backoff = failure_backoff(instance, pair, config.min_poll_interval)
+    return backoff is None or now - backoff[0] >= backoff[1]
 
 
 def due_run_requests(
@@ -126,7 +159,8 @@ def build_collection_schedule(
         default_status=DefaultScheduleStatus.RUNNING,
         job=job,
         description="Every 15 minutes, collect each customer/provider pair whose minimum poll "
-        "interval has passed since its last successful collection",
+        "interval has passed since its last successful collection; after failures a pair waits "
+        "15 min, doubling per consecutive failure, at most its poll interval",
     )
     def collect_costs_every_15_minutes(
         context: ScheduleEvaluationContext, customers: CustomersResource

@@ -123,15 +123,32 @@ def _collected(instance: DagsterInstance, customer: str, provider: str, at: date
     )
 
 
-def _run(instance: DagsterInstance, customer: str, provider: str, status: DagsterRunStatus) -> None:
-    """Record a run of that pair in the given status, as the API or an earlier tick made it."""
+_END_EVENTS = {
+    DagsterRunStatus.SUCCESS: DagsterEventType.RUN_SUCCESS,
+    DagsterRunStatus.FAILURE: DagsterEventType.RUN_FAILURE,
+}
+
+
+def _run(
+    instance: DagsterInstance,
+    customer: str,
+    provider: str,
+    status: DagsterRunStatus,
+    ended: datetime | None = None,
+) -> None:
+    """Record a run of that pair in the given status, as the API or an earlier tick made it;
+    a finished run ends at `ended` the way Dagster records it (through its end event)."""
     tags = {"customer_id": customer, "provider": provider, "trigger": "manual"}
     location = InProcessCodeLocationOrigin(LoadableTargetOrigin(python_file=__file__))
     origin = RemoteJobOrigin(RemoteRepositoryOrigin(location, "__repository__"), "collect_costs")
+    started = DagsterRunStatus.STARTED if ended else status
     run = DagsterRun(
-        "collect_costs", make_new_run_id(), status=status, tags=tags, remote_job_origin=origin
+        "collect_costs", make_new_run_id(), status=started, tags=tags, remote_job_origin=origin
     )
     instance.add_run(run)
+    if ended:
+        event = DagsterEvent(_END_EVENTS[status].value, job_name="collect_costs")
+        instance.run_storage.handle_run_event(run.run_id, event, ended)
 
 
 def test_the_schedule_ticks_every_15_minutes_in_utc_and_runs_by_default(
@@ -173,9 +190,81 @@ def test_pairs_already_queued_or_running_get_no_second_run(
 ) -> None:
     _run(instance, "acme", "aws", DagsterRunStatus.QUEUED)
     _run(instance, "globex", "aws", DagsterRunStatus.STARTED)
-    _run(instance, "acme", "vultr", DagsterRunStatus.FAILURE)  # finished: no obstacle
+    # finished a day ago: no obstacle
+    _run(instance, "acme", "vultr", DagsterRunStatus.FAILURE, ended=NOW - timedelta(days=1))
 
     assert _due(instance, customers_file, NOW) == {("acme", "vultr")}
+
+
+def test_a_failing_pair_waits_15_minutes_after_its_failure(
+    instance: DagsterInstance, customers_file: Path
+) -> None:
+    _run(instance, "acme", "aws", DagsterRunStatus.FAILURE, ended=NOW - timedelta(minutes=10))
+
+    assert ("acme", "aws") not in _due(instance, customers_file, NOW)
+    assert ("acme", "aws") in _due(instance, customers_file, NOW + timedelta(minutes=5))
+
+
+def test_each_consecutive_failure_doubles_the_wait(
+    instance: DagsterInstance, customers_file: Path
+) -> None:
+    for minutes_ago in (200, 150, 100):
+        _run(
+            instance,
+            "acme",
+            "aws",
+            DagsterRunStatus.FAILURE,
+            ended=NOW - timedelta(minutes=minutes_ago),
+        )
+    # Third failure in a row: 15 * 2 * 2 = 60 minutes after the newest one.
+    assert ("acme", "aws") not in _due(instance, customers_file, NOW - timedelta(minutes=45))
+    assert ("acme", "aws") in _due(instance, customers_file, NOW - timedelta(minutes=40))
+
+
+def test_the_wait_after_failures_never_exceeds_the_poll_interval(
+    instance: DagsterInstance, customers_file: Path
+) -> None:
+    for hours_ago in range(10, 0, -1):  # ten failures: 15 min * 2**9 would be 128 hours
+        _run(
+            instance,
+            "globex",
+            "aws",
+            DagsterRunStatus.FAILURE,
+            ended=NOW - timedelta(hours=hours_ago),
+        )
+        _run(
+            instance,
+            "acme",
+            "aws",
+            DagsterRunStatus.FAILURE,
+            ended=NOW - timedelta(hours=hours_ago),
+        )
+
+    # globex polls every 30 minutes, acme's AWS every 6 hours (the default).
+    assert _due(instance, customers_file, NOW - timedelta(minutes=45)) == {("acme", "vultr")}
+    assert _due(instance, customers_file, NOW - timedelta(minutes=30)) == {
+        ("acme", "vultr"),
+        ("globex", "aws"),
+    }
+    assert ("acme", "aws") not in _due(instance, customers_file, NOW + timedelta(hours=4))
+    assert ("acme", "aws") in _due(instance, customers_file, NOW + timedelta(hours=5))
+
+
+def test_a_success_ends_the_failure_streak(instance: DagsterInstance, customers_file: Path) -> None:
+    for hours_ago in (5, 4, 3):
+        _run(
+            instance,
+            "acme",
+            "vultr",
+            DagsterRunStatus.FAILURE,
+            ended=NOW - timedelta(hours=hours_ago),
+        )
+    _run(instance, "acme", "vultr", DagsterRunStatus.SUCCESS, ended=NOW - timedelta(hours=2))
+    _collected(instance, "acme", "vultr", NOW - timedelta(hours=2))
+    _run(instance, "acme", "vultr", DagsterRunStatus.FAILURE, ended=NOW - timedelta(minutes=20))
+
+    # One failure since the success: 15 minutes, not the hour four in a row would cost.
+    assert ("acme", "vultr") in _due(instance, customers_file, NOW)
 
 
 def test_an_unreadable_customers_file_skips_the_tick_with_the_reason(
