@@ -81,7 +81,10 @@ class CollectionRunPublic(BaseModel):
     totals: dict[str, Money] = Field(description="BilledCost of the window per currency")
     window_start: str | None
     window_end: str | None = Field(description="Exclusive")
-    error: FailurePublic | None
+    error: FailurePublic | None = Field(
+        description="Why a failed run failed: given by collection-status; always null in "
+        "collection-history (follow the item's status_url)"
+    )
     status_url: str
     dagster_url: str
 

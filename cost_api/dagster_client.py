@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
@@ -146,15 +145,13 @@ class DagsterClient:
         return True
 
     async def get_run(self, run_id: str) -> CollectionRun:
-        """One run with its metadata, and its cause when it failed. Raises RunNotFound."""
+        """One run with its metadata and tags, without its failure cause (see `failure_of`: the
+        caller checks the run's customer first). Raises RunNotFound."""
         data = await self._execute(q.RUN, {"runId": run_id})
-        raw = self._expect(data["runOrError"], "Run", run_id)
-        run = parse_run(raw)
-        if run.dagster_status == "FAILURE":
-            run.failure = await self._failure(run_id)
-        return run
+        return parse_run(self._expect(data["runOrError"], "Run", run_id))
 
-    async def _failure(self, run_id: str) -> RunFailure | None:
+    async def failure_of(self, run_id: str) -> RunFailure | None:
+        """Why a failed run failed, read from its event log (one or more log pages)."""
         events: list[dict[str, Any]] = []
         cursor: str | None = None
         for _ in range(MAX_LOG_PAGES):
@@ -174,7 +171,8 @@ class DagsterClient:
         cursor: str | None = None,
         limit: int = 20,
     ) -> RunPage:
-        """The customer's collection runs, newest first, one page after `cursor` (a run id)."""
+        """The customer's collection runs, newest first, one page after `cursor` (a run id),
+        without failure causes."""
         tags = [{"key": "customer_id", "value": customer_id}]
         if provider:
             tags.append({"key": "provider", "value": provider})
@@ -184,11 +182,9 @@ class DagsterClient:
         variables = {"filter": run_filter, "cursor": cursor, "limit": limit + 1}
         data = await self._execute(q.RUNS, variables)
         result = self._expect(data["runsOrError"], "Runs")
+        # No failure causes here: they live in each run's event log, one request per run, which
+        # a page of a long history cannot afford. collection-status reads the cause of one run.
         runs = [parse_run(raw) for raw in result["results"][:limit]]
-        failed = [run for run in runs if run.dagster_status == "FAILURE"]
-        causes = await asyncio.gather(*(self._failure(run.run_id) for run in failed))
-        for run, cause in zip(failed, causes, strict=True):
-            run.failure = cause
         more = len(result["results"]) > limit
         return RunPage(runs, int(result["count"]), runs[-1].run_id if more and runs else None)
 

@@ -178,15 +178,20 @@ async def get_collection_status(
         run = await dagster.get_run(task_id)
     except RunNotFound:
         raise HTTPException(status.HTTP_404_NOT_FOUND, UNKNOWN_TASK) from None
-    # Another customer's run answers exactly like an unknown one: ids reveal nothing.
+    # Another customer's run answers exactly like an unknown one: ids reveal nothing. The scope
+    # comes from the run's tags, so a foreign run's event log is never read.
     if not run.customer_id or not key.may_read(run.customer_id):
         raise HTTPException(status.HTTP_404_NOT_FOUND, UNKNOWN_TASK)
+    if run.dagster_status == "FAILURE":
+        run.failure = await dagster.failure_of(task_id)
     return run_public(run, request, settings.dagster_ui_url)
 
 
 @router.get(
     "/{customer_id}/collection-history",
     summary="A customer's collection runs, newest first, scheduled and manual",
+    description="Items carry `error: null`; a failed run's cause is on its `status_url` "
+    "(collection-status), which reads it from the run's event log.",
 )
 async def get_collection_history(
     customer_id: CustomerId,

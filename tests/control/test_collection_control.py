@@ -3,7 +3,9 @@ warehouse. The last test stops Dagster, so it stays last in this module."""
 
 from __future__ import annotations
 
+import json
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -13,6 +15,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from cost_api.dagster_client import DagsterClient
 from cost_api.main import create_app
 from cost_api.settings import get_settings
 from cost_pipelines.devstack.dagster import stop_dagster
@@ -191,6 +194,72 @@ def test_a_key_sees_no_task_of_another_customer(stack: Stack) -> None:
     assert (foreign.status_code, foreign.json()) == (unknown.status_code, unknown.json())
     assert foreign.status_code == 404
     assert history.status_code == 403 and launch.status_code == 403
+
+
+class RecordingTransport(httpx.AsyncHTTPTransport):
+    """The real HTTP transport to Dagster, noting the name of every GraphQL operation sent."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.operations: list[str] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        document = json.loads(request.content)["query"]
+        self.operations.append(document.split("(", 1)[0].split()[-1])
+        return await super().handle_async_request(request)
+
+
+@pytest.fixture
+def recorded(stack: Stack) -> Iterator[tuple[TestClient, RecordingTransport]]:
+    """The API with its Dagster client on a recording transport."""
+    settings = get_settings()
+    transport = RecordingTransport()
+    app = create_app()
+    app.state.dagster = DagsterClient(
+        settings.dagster_graphql_url, settings.dagster_location_name, transport=transport
+    )
+    app.state.customers_file = None
+    app.state.trigger_locks = {}
+    with TestClient(app) as client:
+        yield client, transport
+
+
+def test_history_reads_no_run_logs_and_status_gives_the_cause(
+    stack: Stack, recorded: tuple[TestClient, RecordingTransport]
+) -> None:
+    client, transport = recorded
+    history = client.get(
+        "/api/v2/costs/badco/collection-history",
+        params={"status": "failure"},
+        headers=stack.headers(),
+    ).json()
+    history_operations = list(transport.operations)
+    status = client.get(history["data"][0]["status_url"], headers=stack.headers()).json()
+
+    assert len(history["data"]) >= 2
+    assert {(r["status"], r["error"]) for r in history["data"]} == {("failure", None)}
+    assert history_operations == ["Runs"]  # one request for the page, none per failed run
+    assert status["status"] == "failure" and status["error"]["step"] in ("aws_costs", "vultr_costs")
+    assert transport.operations[1:] == ["Run", "RunLogs"]
+
+
+def test_a_key_asking_for_another_customers_run_never_reads_its_logs(
+    stack: Stack, recorded: tuple[TestClient, RecordingTransport]
+) -> None:
+    client, transport = recorded
+    history = client.get(
+        "/api/v2/costs/badco/collection-history",
+        params={"status": "failure", "limit": 1},
+        headers=stack.headers(),
+    ).json()
+    transport.operations.clear()
+
+    answer = client.get(
+        history["data"][0]["status_url"], headers=stack.headers(stack.outsider_token)
+    )
+
+    assert answer.status_code == 404
+    assert transport.operations == ["Run"]
 
 
 def test_trigger_for_a_provider_the_customer_does_not_have_is_rejected(stack: Stack) -> None:
