@@ -125,7 +125,10 @@ class TrendPoint(BaseModel):
     end: date = Field(description="Day after the bucket's last day inside the period")
     amount: Money
     change: Money | None = Field(description="Against the previous bucket; null for the first")
-    change_percent: Percent
+    change_percent: Percent = Field(
+        description="change / |previous amount| x 100, so a rise is positive even from a "
+        "credit (negative) bucket; null for the first bucket and after a zero bucket"
+    )
 
 
 class CurrencyTrend(BaseModel):
@@ -139,7 +142,12 @@ class CostTrends(CostScope):
 
     period: PeriodPublic
     group_by: str
-    series: list[CurrencyTrend]
+    series: list[CurrencyTrend] = Field(
+        description="One series per currency with cost in the period, every bucket present. "
+        "A period without any cost gives one all-zero series per currency this customer and "
+        "provider have in any period; `[]` only when they have no cost at all yet (there is no "
+        "currency to state the zeros in)."
+    )
 
 
 class ResourceCost(BaseModel):

@@ -72,6 +72,14 @@ GROUP BY day, BillingCurrency
 ORDER BY day, BillingCurrency
 """
 
+# Only for a trend over a period without cost: the currencies to state its zeros in.
+CURRENCIES_SQL = """
+SELECT DISTINCT BillingCurrency
+FROM costs_current(customer_id = {customer_id:String})
+WHERE provider IN {providers:Array(String)}
+ORDER BY BillingCurrency
+"""
+
 BY_RESOURCE_SQL = """
 SELECT provider, ResourceId, BillingCurrency, max(ResourceName), max(ServiceName),
        sum({metric:Identifier}) AS amount,
@@ -157,9 +165,11 @@ class CostReader(ClickHouseReader):
         return shaping.latest(self._scope(), rows)
 
     def get_cost_trends(self, period: Period, group_by: shaping.Grain) -> CostTrends:
-        """Cost per day, ISO week or month bucket, zero-filled, per currency."""
+        """Cost per day, ISO week or month bucket, zero-filled, per currency; a period without
+        cost is zero in each currency the customer has for the provider in any period."""
         rows = self.rows(DAILY_SQL, self._bind(period))
-        return shaping.trends(self._scope(), period, group_by, rows)
+        currencies = [] if rows else [row[0] for row in self.rows(CURRENCIES_SQL, self._bind())]
+        return shaping.trends(self._scope(), period, group_by, rows, currencies)
 
     def get_cost_by_resource(self, period: Period, *, limit: int) -> ResourceCosts:
         """The `limit` most expensive resources of each currency, with their share."""

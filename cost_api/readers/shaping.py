@@ -103,8 +103,18 @@ def latest(scope: dict[str, Any], rows: Rows) -> LatestCosts:
     )
 
 
-def trends(scope: dict[str, Any], period: Period, grain: Grain, rows: Rows) -> CostTrends:
+def trends(
+    scope: dict[str, Any],
+    period: Period,
+    grain: Grain,
+    rows: Rows,
+    zero_currencies: Sequence[str] = (),
+) -> CostTrends:
+    """Per currency of `rows`, plus an all-zero series for each of `zero_currencies` without
+    rows: the change percent is against |previous| so its sign is the direction of change."""
     by_bucket: dict[str, dict[date, Decimal]] = defaultdict(lambda: defaultdict(lambda: ZERO))
+    for currency in zero_currencies:
+        by_bucket.setdefault(currency, defaultdict(lambda: ZERO))
     for day, currency, amount in rows:
         by_bucket[currency][bucket_start(day, grain)] += amount
     series = []
@@ -115,7 +125,7 @@ def trends(scope: dict[str, Any], period: Period, grain: Grain, rows: Rows) -> C
         for bucket, first, after in buckets(period, grain):
             amount = sums.get(bucket, ZERO)
             change = None if previous is None else amount - previous
-            share = None if previous is None else percent(amount - previous, previous)
+            share = None if previous is None else percent(amount - previous, abs(previous))
             points.append(
                 TrendPoint(
                     bucket=bucket,

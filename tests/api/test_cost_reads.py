@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -13,9 +13,12 @@ import pytest
 
 from cost_api.params import Period
 from cost_api.readers.shaping import encode_cursor
+from cost_pipelines.warehouse.connection import WarehouseSettings, create_client
+from cost_pipelines.warehouse.writer import CostWindow, replace_window
 from tests.api import expected
 from tests.api.conftest import Api
 from tests.api.dataset import Dataset
+from tests.support import WarehouseProcess
 
 pytestmark = pytest.mark.slow
 
@@ -165,7 +168,7 @@ def test_trends_show_every_bucket_and_the_change_from_the_previous_one(
             assert money(point["change"]) == now - before
             assert (
                 None if point["change_percent"] is None else Decimal(point["change_percent"])
-            ) == expected.pct(now - before, before)
+            ) == expected.pct(now - before, abs(before))
 
 
 def test_trends_fill_days_without_cost_with_zero(api: Api, lines: pd.DataFrame) -> None:
@@ -174,6 +177,62 @@ def test_trends_fill_days_without_cost_with_zero(api: Api, lines: pd.DataFrame) 
     (series,) = body["series"]
     assert len(series["points"]) == 10
     assert [money(p["amount"]) for p in series["points"][-4:]] == [Decimal(0)] * 4
+
+
+def test_trends_of_a_period_without_cost_are_zero_in_the_customers_currencies(
+    api: Api, lines: pd.DataFrame
+) -> None:
+    # globex's vultr account has no lines for its last four days, and costs before them.
+    body = api.get("/api/v2/costs/globex/vultr/trends", days=4).json()
+    currencies = sorted(expected.select(lines, "globex", "vultr", None, None)["BillingCurrency"])
+
+    assert [s["currency"] for s in body["series"]] == sorted(set(currencies)) == ["USD"]
+    [series] = body["series"]
+    assert money(series["total"]) == 0
+    assert [(p["bucket"], money(p["amount"])) for p in series["points"]] == [
+        (str(api.today - timedelta(days=n)), Decimal(0)) for n in (3, 2, 1, 0)
+    ]
+
+
+def test_trends_of_a_customer_without_any_cost_have_no_series(api: Api) -> None:
+    body = api.get("/api/v2/costs/nobody-yet/all/trends", days=4).json()
+    assert body["series"] == []
+
+
+def test_a_rise_after_a_credit_bucket_has_a_positive_change_percent(
+    api: Api, warehouse: WarehouseProcess
+) -> None:
+    first = api.today - timedelta(days=3)
+    amounts = [Decimal("-10.00"), Decimal("5.00"), Decimal("2.50")]  # a refund, then usage
+    rows = pd.DataFrame(
+        {
+            "ChargePeriodStart": [
+                datetime.combine(first + timedelta(days=i), time(), UTC) for i in range(3)
+            ],
+            "BilledCost": amounts,
+            "BillingCurrency": ["USD"] * 3,
+        }
+    )
+    client = create_client(WarehouseSettings(warehouse_port=warehouse.port))
+    try:
+        window = CostWindow("refunded", "aws", "444444444444", first, first + timedelta(days=3))
+        replace_window(client, window, rows, source="test")
+    finally:
+        client.close()
+
+    body = api.get(
+        "/api/v2/costs/refunded/aws/trends",
+        start=str(first),
+        end=str(first + timedelta(days=3)),
+    ).json()
+
+    [series] = body["series"]
+    assert [money(p["amount"]) for p in series["points"]] == amounts
+    got = [p["change_percent"] and Decimal(p["change_percent"]) for p in series["points"]]
+    want = [None] + [
+        expected.pct(now - before, abs(before)) for before, now in itertools.pairwise(amounts)
+    ]
+    assert got == want == [None, Decimal(150), Decimal(-50)]
 
 
 @pytest.mark.parametrize(("customer", "provider", "period", "metric"), CASES[:3])
