@@ -2,8 +2,10 @@
 (`gcp_billing_export_resource_v1_<BILLING_ACCOUNT>`), resource-level lines per day.
 
 One query per billing account, bound by named parameters (never formatted into the SQL):
-billing account, [start, end) on usage_start_time, and _PARTITIONTIME >= start, which prunes
-partitions (a row is never exported before its usage starts) so a run scans only the window.
+billing account, [start, end) on usage_start_time, and _PARTITIONTIME >= start - 1 day, which
+prunes partitions so a run scans only the window: the export is partitioned by export date in US
+Pacific time, so usage of the first day's early hours (UTC) can sit in the previous partition,
+and a row is never exported before its usage starts.
 Mapping to FOCUS: BilledCost/EffectiveCost <- cost, ListCost <- cost_at_list, each entry of
 `credits` becomes its own "Credit" line (net = cost + credits, as Google defines it), cost_type
 "tax" -> "Tax", "adjustment" -> "Adjustment", otherwise "Usage"; labels become Tags.
@@ -36,7 +38,7 @@ SELECT billing_account_id, service.description AS service, sku.id AS sku_id,
   usage.pricing_unit AS pricing_unit
 FROM `{table}`
 WHERE billing_account_id = @billing_account_id AND usage_start_time >= @start
-  AND usage_start_time < @end AND _PARTITIONTIME >= @start
+  AND usage_start_time < @end AND _PARTITIONTIME >= TIMESTAMP_SUB(@start, INTERVAL 1 DAY)
 """
 # project.dataset.table: what BigQuery allows in ids, so the formatted name cannot carry SQL.
 _TABLE_ID = re.compile(r"^[a-z][a-z0-9-]{4,29}\.[A-Za-z0-9_]{1,1024}\.[A-Za-z0-9_]{1,1024}$")

@@ -16,13 +16,19 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from cost_pipelines.sandbox.bills import GeneratedLine
-from cost_pipelines.sandbox.gcp_export import TABLE_PREFIX, cell, export_rows
+from cost_pipelines.sandbox.gcp_export import (
+    DEFAULT_EXPORT_DELAY,
+    TABLE_PREFIX,
+    cell,
+    export_rows,
+)
 from cost_pipelines.sandbox.gcp_query import BigQueryError, ParsedQuery, parse_query
 from cost_pipelines.sandbox.simulator import Request, Response, Simulator
 
@@ -77,6 +83,7 @@ class BigQueryBilling(Simulator):
         lines: Iterable[GeneratedLine] = (),
         *,
         page_size: int = 1000,
+        export_delay: timedelta = DEFAULT_EXPORT_DELAY,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
@@ -84,13 +91,14 @@ class BigQueryBilling(Simulator):
         self._public_keys = {key["client_email"]: _public_key(key) for key in service_account_keys}
         self.exports = {e.table: e for e in exports}
         self.page_size = page_size
+        self.export_delay = export_delay  # sets each line's export time, hence its partition
         self._tokens: dict[str, tuple[str, float]] = {}
         self._jobs: OrderedDict[str, tuple[ParsedQuery, list[dict[str, Any]], bool]] = OrderedDict()
         self.set_lines(lines)
 
     def set_lines(self, lines: Iterable[GeneratedLine]) -> None:
         """Replace the export tables' content (e.g. with a restated, backfilled version)."""
-        rows = export_rows(lines)
+        rows = export_rows(lines, self.export_delay)
         with self.lock:
             self._rows = rows
 

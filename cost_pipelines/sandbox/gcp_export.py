@@ -1,6 +1,8 @@
 """The GCP detailed billing export table (`gcp_billing_export_resource_v1_<ACCOUNT>`) as BigQuery
 stores it, built from generated bills, and written the way the BigQuery REST API writes values:
-strings in `v`, records as nested `f`, repeated fields as lists, FLOAT64 like Java's toString."""
+strings in `v`, records as nested `f`, repeated fields as lists, FLOAT64 like Java's toString.
+Rows sit in the partition of their export date in US Pacific time, as in Google's export, so the
+first hours (UTC) of a day's usage can sit in the previous day's partition."""
 
 from __future__ import annotations
 
@@ -9,11 +11,16 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from cost_pipelines.sandbox.bills import GeneratedLine
 from cost_pipelines.sandbox.simulator import decimal_text
 
 TABLE_PREFIX = "gcp_billing_export_resource_v1_"
+PARTITION_TIME = "_partitiontime"  # the pseudo-column, kept in each row beside its fields
+PARTITION_ZONE = ZoneInfo("America/Los_Angeles")
+# Usage of day D (00:00 UTC) exported at D+1 03:00 UTC = D 19:00/20:00 Pacific: partition D.
+DEFAULT_EXPORT_DELAY = timedelta(days=1, hours=3)
 
 
 def _field(name: str, kind: str, *sub: dict[str, Any], mode: str = "NULLABLE") -> dict[str, Any]:
@@ -72,8 +79,16 @@ SCHEMA: dict[str, dict[str, Any]] = {
 }
 
 
-def export_rows(lines: Iterable[GeneratedLine]) -> list[dict[str, Any]]:
-    """One export row per usage or tax line, each usage row carrying its credits."""
+def partition_time(export_time: datetime) -> datetime:
+    """_PARTITIONTIME of a row: midnight (as a UTC timestamp) of its Pacific export date."""
+    return datetime.combine(export_time.astimezone(PARTITION_ZONE).date(), time(0), UTC)
+
+
+def export_rows(
+    lines: Iterable[GeneratedLine], export_delay: timedelta = DEFAULT_EXPORT_DELAY
+) -> list[dict[str, Any]]:
+    """One export row per usage or tax line, each usage row carrying its credits, exported
+    `export_delay` after its usage starts (under 7-8 h puts it in the previous Pacific day)."""
     rows: dict[tuple, dict[str, Any]] = {}
     credits: list[GeneratedLine] = []
     for line in lines:
@@ -82,7 +97,7 @@ def export_rows(lines: Iterable[GeneratedLine]) -> list[dict[str, Any]]:
         if line.charge_category == "Credit":
             credits.append(line)
         else:
-            rows[_key(line)] = _row(line)
+            rows[_key(line)] = _row(line, export_delay)
     for credit in credits:
         rows[_key(credit, "Usage")]["credits"].append(
             {
@@ -107,8 +122,9 @@ def _key(line: GeneratedLine, category: str | None = None) -> tuple:
     )
 
 
-def _row(line: GeneratedLine) -> dict[str, Any]:
+def _row(line: GeneratedLine, export_delay: timedelta) -> dict[str, Any]:
     start = datetime.combine(line.charge_date, time(0), tzinfo=UTC)
+    exported = start + export_delay
     tax = line.charge_category == "Tax"
     return {
         "billing_account_id": line.billing_account_id,
@@ -127,7 +143,7 @@ def _row(line: GeneratedLine) -> dict[str, Any]:
         "labels": [{"key": k, "value": v} for k, v in sorted(line.tags.items())],
         "location": {"location": line.region, "country": "", "region": line.region, "zone": ""},
         "resource": {"name": line.resource_name, "global_name": line.resource_id},
-        "export_time": start + timedelta(days=1, hours=3),
+        "export_time": exported,
         "cost": line.billed_cost,
         "currency": line.currency,
         "currency_conversion_rate": Decimal(1),
@@ -141,6 +157,7 @@ def _row(line: GeneratedLine) -> dict[str, Any]:
         "invoice": {"month": line.charge_date.strftime("%Y%m")},
         "cost_type": "tax" if tax else "regular",
         "cost_at_list": line.list_cost,
+        PARTITION_TIME: partition_time(exported),
     }
 
 

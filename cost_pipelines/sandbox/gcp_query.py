@@ -7,7 +7,7 @@ import operator
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cost_pipelines.sandbox.gcp_export import SCHEMA
@@ -20,10 +20,12 @@ _SELECT = re.compile(
 )
 _ITEM = re.compile(r"^(?P<path>\w+(?:\.\w+)?)(?:\s+AS\s+(?P<alias>\w+))?$", re.I)
 _PREDICATE = re.compile(
-    r"^(?P<column>billing_account_id|usage_start_time|_PARTITIONTIME)\s*"
-    r"(?P<op>=|>=|<=|<|>)\s*@(?P<param>\w+)$",
+    r"^(?P<column>billing_account_id|usage_start_time|_PARTITIONTIME)\s*(?P<op>=|>=|<=|<|>)\s*"
+    r"(?:@(?P<param>\w+)|TIMESTAMP_SUB\(\s*@(?P<sub_param>\w+)\s*,\s*INTERVAL\s+"
+    r"(?P<amount>\d+)\s+(?P<unit>DAY|HOUR|MINUTE)\s*\))$",
     re.I,
 )
+_UNITS = {"day": "days", "hour": "hours", "minute": "minutes"}
 _OPS: dict[str, Callable[[Any, Any], bool]] = {
     "=": operator.eq,
     ">=": operator.ge,
@@ -81,12 +83,8 @@ class ParsedQuery:
     filters: tuple[tuple[str, Callable[[Any, Any], bool], Any], ...]
 
     def matches(self, row: Mapping[str, Any]) -> bool:
-        for column, compare, value in self.filters:
-            # Each day's usage lands in that day's partition in the sandbox's export.
-            actual = row["usage_start_time" if column == "_partitiontime" else column]
-            if not compare(actual, value):
-                return False
-        return True
+        # _partitiontime is kept in each row (from its Pacific export date), see gcp_export.
+        return all(compare(row[column], value) for column, compare, value in self.filters)
 
 
 def invalid_query(message: str) -> BigQueryError:
@@ -154,17 +152,25 @@ def _filters(where: str, params: Mapping[str, tuple[str, str]]) -> tuple:
         found = _PREDICATE.match(predicate.strip())
         if not found:
             raise invalid_query(f"The sandbox's BigQuery cannot evaluate: {predicate.strip()}")
-        column, name = found["column"].lower(), found["param"]
+        column, name = found["column"].lower(), found["param"] or found["sub_param"]
         if name not in params:
             raise invalid_query(f"Query parameter '{name}' not found")
         kind, raw = params[name]
         expected = _COLUMN_TYPE[column]
+        if found["sub_param"] and kind != "TIMESTAMP":
+            raise invalid_query(
+                f"No matching signature for function TIMESTAMP_SUB for argument types: {kind}, "
+                "INTERVAL. Supported signature: TIMESTAMP_SUB(TIMESTAMP, INTERVAL INT64 "
+                "DATE_TIME_PART)"
+            )
         if kind != expected:
             raise invalid_query(
                 f"No matching signature for operator {found['op']} for argument types: "
                 f"{expected}, {kind}. Supported signature: ANY {found['op']} ANY"
             )
         value: Any = raw if kind == "STRING" else _timestamp(raw)
+        if found["sub_param"]:
+            value -= timedelta(**{_UNITS[found["unit"].lower()]: int(found["amount"])})
         out.append((column, _OPS[found["op"]], value))
     return tuple(out)
 

@@ -104,6 +104,25 @@ def test_stored_costs_equal_the_export_amounts_credits_and_taxes_included(
     assert credits[0] > 0 and credits[1] < 0
 
 
+def test_usage_exported_into_the_previous_days_partition_is_collected(
+    tmp_path: Path, bigquery: BigQueryBilling, warehouse_resource: ClickHouseResource
+) -> None:
+    # Exported 4 h after it starts, a day's usage sits in the previous Pacific day's partition.
+    bigquery.export_delay = timedelta(hours=4)
+    bigquery.set_lines(bills("initech", 5))
+    customers = write_customers(tmp_path / "c.yaml", {"initech": entry("initech")})
+
+    [result] = run_costs(
+        GCP, RESOURCE, customers, ["initech"], warehouse_resource, START, END
+    ).values()
+
+    assert result.success
+    expected = billed_by_day_and_service(bills("initech", 5), START, END)
+    stored = stored_by_day_and_service(warehouse_resource, "initech", "gcp")
+    assert {day for day, _ in stored} == {day for day, _ in expected}  # the first day included
+    assert stored == expected
+
+
 def test_a_backfilled_export_replaces_the_window(
     tmp_path: Path, bigquery: BigQueryBilling, warehouse_resource: ClickHouseResource
 ) -> None:

@@ -6,7 +6,7 @@ import base64
 import json
 import time
 from collections.abc import Iterator
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -211,3 +211,39 @@ def test_int64_timestamps_are_given_when_asked(
     token = access_token(bigquery.base_url, keys[0])
     answer = run_query(bigquery.base_url, token, formatOptions={"useInt64Timestamp": True}).json()
     assert answer["rows"][0]["f"][2]["v"] == "1740873600000000"
+
+
+def _days(bigquery: BigQueryBilling, token: str, partition_filter: str) -> set[float]:
+    """The usage days (epoch seconds) a query with that partition filter returns on one page."""
+    answer = run_query(bigquery.base_url, token, f"{QUERY} AND {partition_filter}").json()
+    assert not answer.get("pageToken"), answer.get("error")
+    return {float(r["f"][2]["v"]) for r in answer.get("rows", [])}
+
+
+def test_rows_sit_in_the_partition_of_their_pacific_export_date(
+    bigquery: BigQueryBilling, keys: list[dict[str, str]]
+) -> None:
+    # Exported 4 h after usage starts: 04:00 UTC is 20:00 Pacific the day before.
+    bigquery.page_size = 1000
+    bigquery.export_delay = timedelta(hours=4)
+    bigquery.set_lines(LINES)
+    token = access_token(bigquery.base_url, keys[0])
+    march_2, march_3, march_4 = (
+        datetime(2025, 3, day, tzinfo=UTC).timestamp() for day in (2, 3, 4)
+    )
+
+    # 2 March's usage is in the 1 March partition: a filter from 2 March loses it.
+    assert _days(bigquery, token, "_PARTITIONTIME >= @start") == {march_3, march_4}
+    widened = "_PARTITIONTIME >= TIMESTAMP_SUB(@start, INTERVAL 1 DAY)"
+    assert _days(bigquery, token, widened) == {march_2, march_3, march_4}
+
+
+def test_timestamp_sub_of_a_date_parameter_is_invalid_query(
+    bigquery: BigQueryBilling, keys: list[dict[str, str]]
+) -> None:
+    token = access_token(bigquery.base_url, keys[0])
+    query = f"{QUERY} AND _PARTITIONTIME >= TIMESTAMP_SUB(@day, INTERVAL 1 DAY)"
+    day = {"name": "day", "parameterType": {"type": "DATE"}, "parameterValue": {"value": "x"}}
+    response = run_query(bigquery.base_url, token, query, queryParameters=[*params(), day])
+    assert response.status_code == 400
+    assert "No matching signature for function TIMESTAMP_SUB" in response.json()["error"]["message"]
