@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated
 
 from clickhouse_connect.driver.client import Client
@@ -12,10 +11,14 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from cost_api.auth import ApiKey, KeyRing
 from cost_api.settings import ApiSettings, get_settings
 from cost_api.warehouse import api_client
+from cost_pipelines.customers import (
+    CUSTOMER_ID,
+    CUSTOMER_ID_MAX_LENGTH,
+    CUSTOMER_ID_PATTERN,
+    CUSTOMER_ID_RULE,
+)
 from cost_pipelines.warehouse.connection import WarehouseSettings
 
-CUSTOMER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
-_CUSTOMER_ID = re.compile(CUSTOMER_ID_PATTERN)
 FORBIDDEN_DETAIL = "this API key may not read that customer"
 
 _bearer = HTTPBearer(auto_error=False, description="API key: `Authorization: Bearer <key>`")
@@ -56,7 +59,7 @@ def readable_customer(
         str,
         Path(
             description="Customer id as configured in the customers file",
-            max_length=64,
+            max_length=CUSTOMER_ID_MAX_LENGTH,
             pattern=CUSTOMER_ID_PATTERN,
         ),
     ],
@@ -71,9 +74,9 @@ def readable_customer(
 
 def check_customer_access(customer_id: str, key: ApiKey) -> str:
     """Same rule for customer ids that arrive in a body or query rather than the path."""
-    if not _CUSTOMER_ID.match(customer_id):
+    if not CUSTOMER_ID.match(customer_id):
         raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_ENTITY, "customer_id: letters, digits, _ . - (max 64)"
+            status.HTTP_422_UNPROCESSABLE_ENTITY, f"customer_id: {CUSTOMER_ID_RULE}"
         )
     if not key.may_read(customer_id):
         raise HTTPException(status.HTTP_403_FORBIDDEN, FORBIDDEN_DETAIL)

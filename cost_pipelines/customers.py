@@ -14,7 +14,14 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 CUSTOMERS_FILE_ENV = "CUSTOMERS_FILE"
-CUSTOMER_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+# The one rule for customer ids, in the customers file and in every API path, query and body:
+# ids become Dagster partition keys, run tags and URL segments, so they stay plain.
+CUSTOMER_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+CUSTOMER_ID_MAX_LENGTH = 63
+CUSTOMER_ID_RULE = (
+    "lowercase letters, digits, '-' or '_', starting with a letter or digit (at most 63)"
+)
+CUSTOMER_ID = re.compile(CUSTOMER_ID_PATTERN)
 _ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
 # Values that are plainly secrets, pasted where an environment variable NAME belongs.
 _LOOKS_LIKE_SECRET = re.compile(r"^(AKIA|ASIA)[A-Z0-9]{12,}$|[/+=]|^[A-Za-z0-9]{32,}$")
@@ -187,10 +194,7 @@ def parse_customers(document: Any, source: str) -> CustomerBook:
     for raw_id, entry in entries.items():
         customer_id = str(raw_id)
         if not CUSTOMER_ID.match(customer_id):
-            book.errors.append(
-                f"{source}: customer {customer_id!r}: id must be lowercase letters, digits, "
-                "'-' or '_' (at most 63)"
-            )
+            book.errors.append(f"{source}: customer {customer_id!r}: id must be {CUSTOMER_ID_RULE}")
             continue
         try:
             parsed = _CustomerEntry.model_validate(entry)

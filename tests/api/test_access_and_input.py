@@ -71,6 +71,11 @@ BAD_INPUT: list[tuple[str, dict[str, Any], str]] = [
     ("/api/v2/costs/acm%C3%A9/all/total", {}, "customer_id"),
     ("/api/v1/aws/costs", {}, "customer_id"),
     ("/api/v1/aws/costs", {"customer_id": "a;drop table costs"}, "customer_id"),
+    # The customers file's rule (cost_pipelines.customers): no uppercase, no '.', at most 63.
+    ("/api/v2/costs/Acme/all/total", {}, "customer_id"),
+    ("/api/v2/costs/acme.corp/all/total", {}, "customer_id"),
+    ("/api/v2/costs/" + "a" * 64 + "/all/total", {}, "customer_id"),
+    ("/api/v1/aws/costs", {"customer_id": "ACME"}, "customer_id"),
 ]
 
 

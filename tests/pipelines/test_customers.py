@@ -5,7 +5,11 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-from cost_pipelines.customers import AwsConfig, load_customers
+from fastapi import HTTPException
+
+from cost_api import deps
+from cost_api.auth import ALL_CUSTOMERS, ApiKey
+from cost_pipelines.customers import CUSTOMER_ID_PATTERN, AwsConfig, load_customers
 from tests.pipelines.conftest import write_customers
 
 GOOD_AWS = {"billing_account_id": "123456789012"}
@@ -86,3 +90,25 @@ def test_an_unreadable_or_malformed_file_gives_no_customers_and_the_reason(tmp_p
     assert load_customers(tmp_path / "list.yaml").errors == [
         f"{tmp_path / 'list.yaml'}: expected a top-level 'customers:' mapping of id -> entry"
     ]
+
+
+def test_the_api_checks_customer_ids_by_the_customers_files_own_rule(tmp_path: Path) -> None:
+    assert deps.CUSTOMER_ID_PATTERN is CUSTOMER_ID_PATTERN
+    ids = ["acme", "a" * 63, "a" * 64, "Acme", "acme.corp", "acme_2-b", "-acme"]
+    path = write_customers(
+        tmp_path / "customers.yaml",
+        {
+            customer: {"providers": {"aws": {"billing_account_id": "123456789012"}}}
+            for customer in ids
+        },
+    )
+    loaded = set(load_customers(path).customers)
+    assert loaded == {"acme", "a" * 63, "acme_2-b"}
+    every_customer = ApiKey("ops", "0" * 64, frozenset({ALL_CUSTOMERS}))
+    accepted = set()
+    for customer in ids:
+        try:
+            accepted.add(deps.check_customer_access(customer, every_customer))
+        except HTTPException as refused:
+            assert refused.status_code == 422 and "lowercase" in str(refused.detail)
+    assert accepted == loaded
