@@ -150,7 +150,9 @@ class CostReader(ClickHouseReader):
         fields = list(CostLine.model_fields)
         data = [CostLine(**dict(zip(fields, row[:-1], strict=True))) for row in rows]
         next_offset = offset + len(data)
-        cursor = shaping.encode_cursor(period, next_offset) if next_offset < count else None
+        cursor = (
+            shaping.encode_cursor(self.query, period, next_offset) if next_offset < count else None
+        )
         return CostLinesPage(
             **self._scope(),
             period=PeriodPublic.of(period),

@@ -50,13 +50,14 @@ def get_cost_metrics(
         str | None,
         Query(
             max_length=512,
-            description="`next_cursor` of the previous page; it carries the first page's period",
+            description="`next_cursor` of the previous page; it carries the first page's period "
+            "and is valid only for the same customer, provider and cost_metric",
         ),
     ] = None,
 ) -> CostLinesPage:
     offset = 0
     if cursor is not None:
-        period, offset = decode_cursor(cursor)
+        period, offset = decode_cursor(cursor, reader.query)
     return reader.get_cost_metrics(period, limit=limit, offset=offset)
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from cost_api.params import Period
+from cost_api.params import CostMetric, CostQuery, Period, Provider
 from cost_api.readers.shaping import encode_cursor
 from cost_pipelines.warehouse.connection import WarehouseSettings, create_client
 from cost_pipelines.warehouse.writer import CostWindow, replace_window
@@ -325,7 +325,33 @@ def test_a_page_past_the_end_is_empty_but_still_counts_the_lines(
     api: Api, lines: pd.DataFrame
 ) -> None:
     start, end = api.today - timedelta(days=20), api.today
-    past_the_end = encode_cursor(Period(start, end), 10**6)
+    acme_billed = CostQuery("acme", Provider.all, CostMetric.billed)
+    past_the_end = encode_cursor(acme_billed, Period(start, end), 10**6)
     body = api.get("/api/v2/costs/acme/all/metrics", cursor=past_the_end).json()
     assert body["data"] == [] and body["next_cursor"] is None
     assert body["count"] == len(expected.select(lines, "acme", "all", start, end))
+
+
+@pytest.mark.parametrize(
+    ("reused_on", "metric"),
+    [
+        ("/api/v2/costs/acme/aws/metrics", "billed"),  # another provider
+        ("/api/v2/costs/globex/all/metrics", "billed"),  # another customer
+        ("/api/v2/costs/acme/all/metrics", "list"),  # another cost metric
+    ],
+)
+def test_a_cursor_reused_on_another_list_is_rejected_naming_cursor(
+    api: Api, reused_on: str, metric: str
+) -> None:
+    first = api.get("/api/v2/costs/acme/all/metrics", limit=5).json()
+    cursor = first["next_cursor"]
+    assert cursor is not None
+
+    same_list = api.get("/api/v2/costs/acme/all/metrics", limit=5, cursor=cursor)
+    other_list = api.get(reused_on, limit=5, cursor=cursor, cost_metric=metric)
+
+    assert same_list.status_code == 200
+    assert other_list.status_code == 422
+    [error] = other_list.json()["detail"]
+    assert error["loc"] == ["query", "cursor"]
+    assert "another list" in error["msg"]
