@@ -17,7 +17,6 @@ fragment RunFields on Run {
       ... on IntMetadataEntry { intRepr }
       ... on TextMetadataEntry { text }
       ... on JsonMetadataEntry { jsonString }
-      ... on FloatMetadataEntry { floatRepr }
     }
   }
 }

@@ -50,7 +50,8 @@ Percent = Annotated[
 
 
 class ErrorMessage(BaseModel):
-    """A short reason: missing key (401), forbidden customer (403), warehouse down (503)."""
+    """A short reason: missing key (401), forbidden customer (403), rejected query (500),
+    service down (503)."""
 
     detail: str
 

@@ -113,12 +113,9 @@ ORDER BY BillingCurrency
 class CostReader(ClickHouseReader):
     """The costs of one customer and provider (or all), in the chosen FOCUS cost column."""
 
-    def __init__(self, client: Client | None, query: CostQuery) -> None:
+    def __init__(self, client: Client, query: CostQuery) -> None:
         super().__init__(client)
         self.query = query
-
-    def __enter__(self) -> CostReader:
-        return self
 
     def _scope(self) -> dict[str, Any]:
         return {

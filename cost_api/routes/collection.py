@@ -22,20 +22,15 @@ from cost_api.control_deps import Customers, Dagster, close_dagster, trigger_loc
 from cost_api.dagster_client import DagsterClient, RunNotFound
 from cost_api.dagster_runs import DAGSTER_STATUSES, CollectionRun
 from cost_api.deps import CurrentKey, CustomerId, Settings, check_customer_access
+from cost_api.responses import COLLECTION
 from cost_api.schemas import ErrorMessage
 from cost_pipelines.customers import CustomerBook
 
 RUN_ID_PATTERN = r"^[A-Za-z0-9\-]{1,64}$"
 UNKNOWN_TASK = "no collection task with this id"
-ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"model": ErrorMessage, "description": "No or unknown API key"},
-    403: {"model": ErrorMessage, "description": "The key may not use this customer"},
-    502: {"model": ErrorMessage, "description": "Dagster answered with an error"},
-    503: {"model": ErrorMessage, "description": "Dagster is down or too slow"},
-}
 
 router = APIRouter(
-    prefix="/api/v2/costs", tags=["collection"], responses=ERRORS, lifespan=close_dagster
+    prefix="/api/v2/costs", tags=["collection"], responses=COLLECTION, lifespan=close_dagster
 )
 
 

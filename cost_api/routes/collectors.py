@@ -16,14 +16,14 @@ from cost_api.collection_models import (
 from cost_api.control_deps import Customers, Dagster, close_dagster
 from cost_api.dagster_runs import STATUS, LastSuccess
 from cost_api.deps import CurrentKey
-from cost_api.routes.collection import ERRORS
+from cost_api.responses import COLLECTION
 
 # The schedule ticks every 15 minutes; a pair past its interval is collected at the next tick or,
 # if that run is still queued behind others, the one after. Later than that is overdue.
 DUE_GRACE = timedelta(minutes=30)
 
 router = APIRouter(
-    prefix="/api/v2/collectors", tags=["collection"], responses=ERRORS, lifespan=close_dagster
+    prefix="/api/v2/collectors", tags=["collection"], responses=COLLECTION, lifespan=close_dagster
 )
 
 

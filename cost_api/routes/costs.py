@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
@@ -11,31 +10,23 @@ from cost_api.deps import Warehouse
 from cost_api.params import Costs, Limit, PeriodParam
 from cost_api.readers.cost_reader import CostReader
 from cost_api.readers.shaping import Grain, decode_cursor
+from cost_api.responses import COST_READS
 from cost_api.schemas import (
     CostLinesPage,
     CostTrends,
-    ErrorMessage,
     LatestCosts,
     ResourceCosts,
     TotalCost,
     TypeCosts,
 )
 
-# The failures every read can answer with, documented once for OpenAPI.
-ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"model": ErrorMessage, "description": "No or unknown API key"},
-    403: {"model": ErrorMessage, "description": "The key may not read this customer"},
-    503: {"model": ErrorMessage, "description": "The warehouse is down or too slow"},
-}
-
 router = APIRouter(
-    prefix="/api/v2/costs/{customer_id}/{provider}", tags=["costs"], responses=ERRORS
+    prefix="/api/v2/costs/{customer_id}/{provider}", tags=["costs"], responses=COST_READS
 )
 
 
-def cost_reader(query: Costs, warehouse: Warehouse) -> Iterator[CostReader]:
-    with CostReader(warehouse, query) as reader:
-        yield reader
+def cost_reader(query: Costs, warehouse: Warehouse) -> CostReader:
+    return CostReader(warehouse, query)
 
 
 Reader = Annotated[CostReader, Depends(cost_reader)]

@@ -13,14 +13,14 @@ from fastapi import APIRouter, Query, Request, Response
 from cost_api.deps import CUSTOMER_ID_PATTERN, CurrentKey, Warehouse, check_customer_access
 from cost_api.params import CostMetric, CostQuery, PeriodParam, Provider, reject_unknown_query
 from cost_api.readers.cost_reader import CostReader
-from cost_api.routes.costs import ERRORS
+from cost_api.responses import COST_READS
 from cost_api.schemas import TypeCosts
 
 DEPRECATED_SINCE = datetime(2026, 11, 1, tzinfo=UTC)
 SUNSET = datetime(2027, 6, 1, tzinfo=UTC)
 LEGACY_PROVIDERS = (Provider.aws, Provider.gcp, Provider.azure)
 
-router = APIRouter(prefix="/api/v1", tags=["legacy"], deprecated=True, responses=ERRORS)
+router = APIRouter(prefix="/api/v1", tags=["legacy"], deprecated=True, responses=COST_READS)
 
 
 def deprecation_headers(response: Response, successor: str) -> None:
@@ -52,8 +52,8 @@ def legacy_route(provider: Provider) -> Callable[..., TypeCosts]:
         check_customer_access(customer_id, key)
         reject_unknown_query(request)
         deprecation_headers(response, f"/api/v2/costs/{customer_id}/{provider}/by-type")
-        with CostReader(warehouse, CostQuery(customer_id, provider, cost_metric)) as reader:
-            return reader.get_cost_by_type(period)
+        reader = CostReader(warehouse, CostQuery(customer_id, provider, cost_metric))
+        return reader.get_cost_by_type(period)
 
     read_costs.__name__ = f"legacy_{provider}_costs"
     read_costs.__doc__ = (

@@ -43,6 +43,26 @@ def test_amounts_are_documented_as_exact_decimal_strings(api: Api) -> None:
     assert amount["type"] == "string" and amount["pattern"]
 
 
+def test_each_router_documents_the_failures_of_the_service_behind_it(api: Api) -> None:
+    paths = api.client.get("/openapi.json").json()["paths"]
+    reads = [paths[f"{V2}/{e}"]["get"] for e in ("total", "trends")]
+    reads.append(paths["/api/v1/aws/costs"]["get"])
+    control = [
+        paths["/api/v2/costs/trigger-collection"]["post"],
+        paths["/api/v2/costs/{customer_id}/collection-history"]["get"],
+        paths["/api/v2/collectors/status"]["get"],
+    ]
+
+    for operation in reads:
+        codes = operation["responses"]
+        assert {"401", "403", "500", "503"} <= codes.keys() and "502" not in codes
+        assert "warehouse" in codes["503"]["description"]
+    for operation in control:
+        codes = operation["responses"]
+        assert {"401", "403", "502", "503"} <= codes.keys()
+        assert "Dagster" in codes["503"]["description"]
+
+
 # The schema is read from an app built at import (schemathesis parametrizes at collection time);
 # the fixture below runs that app's lifespan against the loaded warehouse.
 APP = create_app()

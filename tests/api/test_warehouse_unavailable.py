@@ -65,7 +65,8 @@ def test_a_read_running_past_its_time_limit_becomes_503(
 ) -> None:
     monkeypatch.setattr(clickhouse_reader, "READ_TIMEOUT_S", 1)
     client = create_client(WarehouseSettings(warehouse_port=own_warehouse.port))
-    with ClickHouseReader(client) as reader, pytest.raises(ServiceUnavailable) as raised:
+    reader = ClickHouseReader(client)
+    with pytest.raises(ServiceUnavailable) as raised:
         reader.rows(
             "SELECT sleepEachRow(0.5) FROM numbers({n:UInt32}) SETTINGS max_block_size = 1",
             {"n": 8},
