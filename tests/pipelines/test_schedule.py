@@ -85,13 +85,15 @@ def _definitions(customers_file: Path) -> Definitions:
 
 def _tick(instance: DagsterInstance, customers_file: Path, at: datetime) -> ScheduleExecutionData:
     defs = _definitions(customers_file)
-    context = build_schedule_context(
+    # Closed on the way out: the context's own instance otherwise stays Dagster's current one
+    # after it is garbage collected, and a later tick fails on its dead weak reference.
+    with build_schedule_context(
         instance=instance,
         scheduled_execution_time=at,
         resources={"customers": CustomersResource(path=str(customers_file))},
         repository_def=defs.get_repository_def(),
-    )
-    return defs.resolve_schedule_def(SCHEDULE_NAME).evaluate_tick(context)
+    ) as context:
+        return defs.resolve_schedule_def(SCHEDULE_NAME).evaluate_tick(context)
 
 
 def _due(instance: DagsterInstance, customers_file: Path, at: datetime) -> set[tuple[str, str]]:
