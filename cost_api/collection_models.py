@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from cost_api.schemas import Money
+from cost_pipelines.customers import CUSTOMER_ID_MAX_LENGTH
 
 ProviderName = Literal["aws", "azure", "gcp", "vultr"]
 RunStatus = Literal["queued", "starting", "running", "canceling", "success", "failure", "canceled"]
@@ -20,7 +21,7 @@ class TriggerRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    customer_id: str = Field(max_length=64, examples=["acme"])
+    customer_id: str = Field(max_length=CUSTOMER_ID_MAX_LENGTH, examples=["acme"])
     providers: list[ProviderName] | None = Field(
         default=None, min_length=1, description="Default: every provider the customer has"
     )

@@ -10,7 +10,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 
-from cost_api.deps import CUSTOMER_ID_PATTERN, CurrentKey, Warehouse, check_customer_access
+from cost_api.deps import (
+    CUSTOMER_ID_MAX_LENGTH,
+    CUSTOMER_ID_PATTERN,
+    CurrentKey,
+    Warehouse,
+    check_customer_access,
+)
 from cost_api.params import CostMetric, CostQuery, PeriodParam, Provider, reject_unknown_query
 from cost_api.readers.cost_reader import CostReader
 from cost_api.responses import COST_READS
@@ -39,7 +45,7 @@ def legacy_route(provider: Provider) -> Callable[..., TypeCosts]:
         customer_id: Annotated[
             str,
             Query(
-                max_length=64,
+                max_length=CUSTOMER_ID_MAX_LENGTH,
                 pattern=CUSTOMER_ID_PATTERN,
                 description="Customer id (V2 has it in the path)",
             ),
