@@ -66,18 +66,6 @@ def run_aws_costs(
     )
 
 
-def materialization_metadata(result: ExecuteInProcessResult) -> dict[str, Any]:
-    [event] = result.get_asset_materialization_events()
-    return {k: v.value for k, v in event.materialization.metadata.items()}
-
-
-def failure_message(result: ExecuteInProcessResult) -> str:
-    [failure] = [e for e in result.all_events if e.is_step_failure]
-    error = failure.step_failure_data.error
-    assert error is not None
-    return error.to_string()
-
-
 def stored_by_day_and_service(
     warehouse: ClickHouseResource, customer_id: str
 ) -> dict[tuple[str, str], Decimal]:

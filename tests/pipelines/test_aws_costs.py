@@ -15,13 +15,13 @@ from tests.pipelines.aws_helpers import (
     ENDPOINT_ENV,
     aws_account,
     aws_entry,
-    failure_message,
-    materialization_metadata,
     queued_by_day_and_service,
     run_aws_costs,
     stored_by_day_and_service,
 )
 from tests.pipelines.conftest import AwsError, AwsPeer, write_customers
+from tests.pipelines.rest_helpers import failure as failure_message
+from tests.pipelines.rest_helpers import metadata as materialization_metadata
 
 pytestmark = pytest.mark.slow
 

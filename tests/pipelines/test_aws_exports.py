@@ -17,11 +17,11 @@ from tests.pipelines.aws_helpers import (
     ENDPOINT_ENV,
     aws_account,
     aws_entry,
-    failure_message,
-    materialization_metadata,
     run_aws_costs,
 )
 from tests.pipelines.conftest import write_customers
+from tests.pipelines.rest_helpers import failure as failure_message
+from tests.pipelines.rest_helpers import metadata as materialization_metadata
 
 pytestmark = pytest.mark.slow
 

@@ -13,8 +13,9 @@ from cost_pipelines.assets.collection import CustomersResource, build_cost_asset
 from cost_pipelines.assets.gcp import GCP
 from cost_pipelines.resources.aws import AwsResource
 from cost_pipelines.resources.clickhouse import ClickHouseResource
-from tests.pipelines.aws_helpers import aws_entry, failure_message
+from tests.pipelines.aws_helpers import aws_entry
 from tests.pipelines.conftest import write_customers
+from tests.pipelines.rest_helpers import failure as failure_message
 
 
 def _fail(customers_file: Path, customer_id: str, asset: object, **config: str) -> str:
