@@ -21,9 +21,15 @@ from types import FrameType
 import httpx
 
 from cost_api.auth import add_key
-from cost_pipelines.devstack.dagster import start_dagster, stop_dagster, write_dagster_home
+from cost_pipelines.devstack.dagster import (
+    DagsterStartError,
+    start_dagster,
+    stop_dagster,
+    write_dagster_home,
+)
 from cost_pipelines.sandbox.demo import ENV_FILE_NAME as SANDBOX_ENV_FILE
 from cost_pipelines.sandbox.demo import read_environment_file
+from cost_pipelines.warehouse.connection import WarehouseSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -128,22 +134,22 @@ def start(stack: Stack) -> None:
         name: _port(name, default)
         for name, default in (("WAREHOUSE_PORT", 8123), ("DAGSTER_PORT", 3000), ("API_PORT", 8000))
     }
+    embedded = not os.environ.get("CLICKHOUSE_URL")  # else: the user's own ClickHouse
     for name, port in ports.items():
-        _ensure_free(name, port)
+        if embedded or name != "WAREHOUSE_PORT":
+            _ensure_free(name, port)
     data_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
     env.update({name: str(port) for name, port in ports.items()})
     env["DATA_DIR"] = str(data_dir)
-    if "CLICKHOUSE_URL" not in env:
+    if embedded:
         password = _warehouse_password(data_dir)
         env["WAREHOUSE_PASSWORD"] = env["CLICKHOUSE_PASSWORD"] = password
-
-    warehouse_args = ["--data-dir", str(data_dir / "warehouse"), "--host", "127.0.0.1"]
-    warehouse_args += ["--port", str(ports["WAREHOUSE_PORT"])]
-    warehouse = stack.spawn("warehouse", [str(BIN / "cost-warehouse"), *warehouse_args], env)
-    _wait_until(
-        "the warehouse", _http_ok(f"http://127.0.0.1:{ports['WAREHOUSE_PORT']}/ping"), warehouse
-    )
+        warehouse_args = ["--data-dir", str(data_dir / "warehouse"), "--host", "127.0.0.1"]
+        warehouse_args += ["--port", str(ports["WAREHOUSE_PORT"])]
+        warehouse = stack.spawn("warehouse", [str(BIN / "cost-warehouse"), *warehouse_args], env)
+        ping = f"http://127.0.0.1:{ports['WAREHOUSE_PORT']}/ping"
+        _wait_until("the warehouse", _http_ok(ping), warehouse)
     subprocess.run([str(BIN / "cost-migrate")], env=env, check=True)
 
     if "CUSTOMERS_FILE" not in env:
@@ -172,13 +178,18 @@ def start(stack: Stack) -> None:
     api = stack.spawn("api", [str(BIN / "cost-api"), "--port", str(ports["API_PORT"])], env)
     _wait_until("the API", _http_ok(f"{api_url}/openapi.json"), api)
 
+    warehouse_line = (
+        f"http://127.0.0.1:{ports['WAREHOUSE_PORT']}   (ClickHouse HTTP interface)\n"
+        f"               user default, password in {data_dir / 'warehouse-password'}"
+        if embedded
+        else WarehouseSettings().describe()
+    )
     print(
         f"""
 make run: the system is up (data in {data_dir})
   Dagster UI   {dagster_url}
   API          {api_url}   (docs: {api_url}/docs)
-  Warehouse    http://127.0.0.1:{ports["WAREHOUSE_PORT"]}   (ClickHouse HTTP interface)
-               user default, password in {data_dir / "warehouse-password"}
+  Warehouse    {warehouse_line}
   Demo API key {token}
   Try: curl -H "Authorization: Bearer {token}" {api_url}/api/v2/costs/demo/all/total
 Ctrl-C stops everything.""",
@@ -202,7 +213,7 @@ def main() -> int:
         return 1
     except KeyboardInterrupt:
         return 0
-    except (StackError, subprocess.CalledProcessError) as exc:
+    except (StackError, DagsterStartError, subprocess.CalledProcessError) as exc:
         print(f"make run: {exc}", file=sys.stderr, flush=True)
         return 2
     finally:
