@@ -4,7 +4,6 @@ as long as the QPU retry-after header says)."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -13,6 +12,7 @@ import httpx
 
 from cost_pipelines.customers import AzureConfig
 from cost_pipelines.resources.rest import (
+    BearerToken,
     RestApi,
     RestResource,
     endpoint,
@@ -24,7 +24,6 @@ from cost_pipelines.resources.retry import Paginator
 LOGIN_URL = "https://login.microsoftonline.com"
 MANAGEMENT_URL = "https://management.azure.com"
 API_VERSION = "2025-03-01"
-_TOKEN_MARGIN_S = 120  # renew this long before expiry: a long paging run outlives a token
 
 
 def azure_error_text(response: httpx.Response) -> str:
@@ -40,35 +39,6 @@ def azure_error_text(response: httpx.Response) -> str:
         codes = body.get("error_codes") or ["?"]
         return f"{error} (AADSTS{codes[0]})"
     return response.text[:200]
-
-
-@dataclass
-class _EntraToken:
-    """A bearer token for Azure Resource Manager, fetched again shortly before it expires."""
-
-    api: RestApi
-    token_url: str
-    form: dict[str, str]
-    value: str = ""
-    expires_at: float = 0.0
-
-    def headers(self) -> Mapping[str, str]:
-        if time.monotonic() > self.expires_at - _TOKEN_MARGIN_S:
-            self._renew()
-        return {"Authorization": f"Bearer {self.value}"}
-
-    def _renew(self) -> None:
-        response = self.api.request(
-            "POST",
-            self.token_url,
-            "Entra ID",
-            authenticated=False,
-            token_exchange=True,  # Entra answers 400 for unknown apps and tenants, 401 for secrets
-            data=self.form,
-        )
-        body = response.json()
-        self.value = str(body["access_token"])
-        self.expires_at = time.monotonic() + float(body.get("expires_in", 3599))
 
 
 @dataclass
@@ -115,15 +85,18 @@ class AzureResource(RestResource):
         )
         sandbox = endpoint(config.endpoint_url_env, "")  # one local server plays both hosts
         api = self.open_api(customer_id, "Azure Cost Management", error_text=azure_error_text)
-        token = _EntraToken(
-            api,
-            f"{sandbox or LOGIN_URL}/{tenant}/oauth2/v2.0/token",
-            {
-                "grant_type": "client_credentials",
-                "client_id": client_id,
-                "client_secret": client_secret,
-                "scope": "https://management.azure.com/.default",
-            },
-        )
-        api.auth_headers = token.headers
+        token_url = f"{sandbox or LOGIN_URL}/{tenant}/oauth2/v2.0/token"
+        form = {
+            "grant_type": "client_credentials",
+            "client_id": client_id,
+            "client_secret": client_secret,
+            "scope": "https://management.azure.com/.default",
+        }
+
+        def exchange() -> Mapping[str, Any]:
+            # Entra answers 400 for unknown apps and tenants, 401 for a wrong secret.
+            kwargs: dict[str, Any] = {"authenticated": False, "token_exchange": True}
+            return dict(api.request("POST", token_url, "Entra ID", data=form, **kwargs).json())
+
+        api.auth_headers = BearerToken(exchange).headers
         return AzureSession(api, sandbox or MANAGEMENT_URL)

@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from cost_pipelines.customers import GcpConfig
 from cost_pipelines.resources.rest import (
+    BearerToken,
     CredentialsRejected,
     RestApi,
     RestResource,
@@ -30,7 +31,6 @@ from cost_pipelines.resources.retry import Paginator
 BIGQUERY_URL = "https://bigquery.googleapis.com"
 SCOPE = "https://www.googleapis.com/auth/bigquery.readonly"
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
-_TOKEN_MARGIN_S = 120
 _KEY_FIELDS = ("client_email", "private_key", "token_uri")
 
 
@@ -92,30 +92,6 @@ def read_key_file(customer_id: str, path: str) -> dict[str, str]:
 
 
 @dataclass
-class _GoogleToken:
-    api: RestApi
-    key: dict[str, str]
-    value: str = ""
-    expires_at: float = 0.0
-
-    def headers(self) -> Mapping[str, str]:
-        if time.monotonic() > self.expires_at - _TOKEN_MARGIN_S:
-            form = {"grant_type": JWT_BEARER, "assertion": signed_assertion(self.key, time.time())}
-            response = self.api.request(
-                "POST",
-                self.key["token_uri"],
-                "Google OAuth2",
-                authenticated=False,
-                token_exchange=True,
-                data=form,
-            )
-            body = response.json()
-            self.value = str(body["access_token"])
-            self.expires_at = time.monotonic() + float(body.get("expires_in", 3599))
-        return {"Authorization": f"Bearer {self.value}"}
-
-
-@dataclass
 class GcpSession:
     """One customer's BigQuery access."""
 
@@ -160,5 +136,13 @@ class GcpResource(RestResource):
         path = env_credential(customer_id, "gcp", config.credentials, "service_account_file")
         key = read_key_file(customer_id, path)
         api = self.open_api(customer_id, "BigQuery", error_text=google_error_text)
-        api.auth_headers = _GoogleToken(api, key).headers
+
+        def exchange() -> Mapping[str, Any]:
+            # A fresh signed assertion for each exchange: it is only valid for an hour.
+            form = {"grant_type": JWT_BEARER, "assertion": signed_assertion(key, time.time())}
+            kwargs: dict[str, Any] = {"authenticated": False, "token_exchange": True}
+            answer = api.request("POST", key["token_uri"], "Google OAuth2", data=form, **kwargs)
+            return dict(answer.json())
+
+        api.auth_headers = BearerToken(exchange).headers
         return GcpSession(api, endpoint(config.endpoint_url_env, BIGQUERY_URL))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -70,6 +71,27 @@ def env_credential(
             f"(providers.{provider}.credentials.{key}) is not set"
         )
     return value
+
+
+# Renew a bearer token this long before it expires: a long paging run outlives a token.
+TOKEN_MARGIN_S = 120
+
+
+@dataclass
+class BearerToken:
+    """An OAuth2 access token, fetched again shortly before it expires. `exchange` asks the
+    identity provider and returns its JSON answer ({access_token, expires_in})."""
+
+    exchange: Callable[[], Mapping[str, Any]]
+    value: str = ""
+    expires_at: float = 0.0
+
+    def headers(self) -> Mapping[str, str]:
+        if time.monotonic() > self.expires_at - TOKEN_MARGIN_S:
+            body = self.exchange()
+            self.value = str(body["access_token"])
+            self.expires_at = time.monotonic() + float(body.get("expires_in", 3599))
+        return {"Authorization": f"Bearer {self.value}"}
 
 
 @dataclass
