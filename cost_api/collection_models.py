@@ -9,8 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from cost_api.schemas import Money
 from cost_pipelines.customers import CUSTOMER_ID_MAX_LENGTH
+from cost_pipelines.providers import ProviderKey as ProviderName
 
-ProviderName = Literal["aws", "azure", "gcp", "vultr"]
 RunStatus = Literal["queued", "starting", "running", "canceling", "success", "failure", "canceled"]
 Trigger = Literal["scheduled", "manual"]
 Freshness = Literal["fresh", "due", "overdue", "failing"]

@@ -21,7 +21,7 @@ from cost_api.dagster_runs import (
     parse_run,
 )
 from cost_api.errors import ServiceUnavailable
-from cost_pipelines.devstack.dagster import PAIR_TAG, pair_tag_value
+from cost_pipelines.runs import PAIR_TAG, pair_tag_value
 
 REPOSITORY_NAME = "__repository__"
 JOB_NAME = "collect_costs"

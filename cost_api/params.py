@@ -12,7 +12,7 @@ from fastapi.dependencies.models import Dependant
 
 from cost_api.deps import CustomerId
 from cost_api.settings import get_settings
-from cost_pipelines.warehouse.writer import PROVIDERS
+from cost_pipelines.providers import PROVIDERS
 
 DEFAULT_DAYS = 30
 MAX_LIMIT = 1000

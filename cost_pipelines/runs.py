@@ -6,3 +6,12 @@ from __future__ import annotations
 # run gets no second one, from the schedule or the API. Names, not enums, so the API can use them
 # in GraphQL filters without importing Dagster.
 IN_FLIGHT: list[str] = ["QUEUED", "NOT_STARTED", "STARTING", "STARTED"]
+
+# Manual and scheduled runs carry this tag; the run queue lets one run per value go at a time, so a
+# customer/provider pair is never collected twice at once (the windowed replace would race).
+PAIR_TAG = "cost_pipelines/pair"
+
+
+def pair_tag_value(customer_id: str, provider: str) -> str:
+    """The value of PAIR_TAG for one customer/provider pair."""
+    return f"{customer_id}.{provider}"

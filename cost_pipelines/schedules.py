@@ -6,30 +6,37 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from dagster import (
     AssetKey,
     AssetRecordsFilter,
+    AssetSelection,
     DagsterInstance,
     DagsterRunStatus,
     DefaultScheduleStatus,
-    JobDefinition,
+    PartitionsDefinition,
     RunRequest,
     RunsFilter,
     ScheduleDefinition,
     ScheduleEvaluationContext,
     SkipReason,
+    define_asset_job,
+    in_process_executor,
     schedule,
 )
-from dagster._core.definitions.unresolved_asset_job_definition import (
-    UnresolvedAssetJobDefinition,
-)
 
-from cost_pipelines.assets.collection import CustomersResource
+from cost_pipelines.assets.collection import GROUP
 from cost_pipelines.customers import CustomerBook, ProviderConfig
-from cost_pipelines.devstack.dagster import PAIR_TAG, pair_tag_value
-from cost_pipelines.runs import IN_FLIGHT
+from cost_pipelines.resources.customers import CustomersResource
+from cost_pipelines.runs import IN_FLIGHT, PAIR_TAG, pair_tag_value
 
+if TYPE_CHECKING:  # what define_asset_job returns; Dagster does not export the name
+    from dagster._core.definitions.unresolved_asset_job_definition import (
+        UnresolvedAssetJobDefinition,
+    )
+
+JOB_NAME = "collect_costs"
 SCHEDULE_NAME = "collect_costs_every_15_minutes"
 CRON = "*/15 * * * *"
 MAX_ERRORS_SHOWN = 5  # a skip reason is one line in the UI; every error is logged anyway
@@ -147,9 +154,20 @@ def _warn(log: object | None, message: str) -> None:
         warning(message)
 
 
-def build_collection_schedule(
-    job: JobDefinition | UnresolvedAssetJobDefinition,
-) -> ScheduleDefinition:
+def collection_job(partitions: PartitionsDefinition) -> UnresolvedAssetJobDefinition:
+    """`collect_costs`: one customer's costs from the selected providers (every run selects its
+    assets: the schedule one per pair, the API the pairs it was asked for)."""
+    return define_asset_job(
+        JOB_NAME,
+        selection=AssetSelection.groups(GROUP),
+        partitions_def=partitions,
+        # One asset per run: a step process of its own would only add seconds.
+        executor_def=in_process_executor,
+        description="Collect one customer's costs from the selected providers",
+    )
+
+
+def build_collection_schedule() -> ScheduleDefinition:
     """The schedule over the `collect_costs` job, running by default."""
 
     @schedule(
@@ -157,7 +175,7 @@ def build_collection_schedule(
         cron_schedule=CRON,
         execution_timezone="UTC",
         default_status=DefaultScheduleStatus.RUNNING,
-        job=job,
+        job_name=JOB_NAME,
         description="Every 15 minutes, collect each customer/provider pair whose minimum poll "
         "interval has passed since its last successful collection; after failures a pair waits "
         "15 min, doubling per consecutive failure, at most its poll interval",

@@ -83,7 +83,7 @@ def warehouse_command(data_dir: str | Path, port: int, host: str = "127.0.0.1") 
     return [
         sys.executable,
         "-m",
-        "cost_pipelines.warehouse.server",
+        "cost_local.warehouse.server",
         "--data-dir",
         str(data_dir),
         "--host",

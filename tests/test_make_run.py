@@ -68,7 +68,7 @@ def start_stack(tmp_path: Path, env_extra: dict[str, str] | None = None) -> Runn
     log_path = tmp_path / "make-run.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "scripts.run"],
+            [sys.executable, "-m", "cost_local.run"],
             cwd=REPO_ROOT,
             env=env,
             stdout=log,

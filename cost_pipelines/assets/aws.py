@@ -27,7 +27,7 @@ import pandas as pd
 from cost_pipelines.assets.aws_exports import fetch_focus_export
 from cost_pipelines.assets.collection import DateWindow, Fetched, ProviderSpec
 from cost_pipelines.customers import AwsConfig
-from cost_pipelines.resources.aws import AwsSession
+from cost_pipelines.resources.aws import AwsResource, AwsSession
 from cost_pipelines.resources.retry import Paginator
 
 SOURCE_COST_EXPLORER = "aws_cost_explorer"
@@ -158,5 +158,5 @@ AWS = ProviderSpec(
     ),
     kinds=frozenset({"aws"}),
     fetch=fetch_aws,
-    client_resource_key="aws",
+    resource=AwsResource(),
 )

@@ -18,7 +18,7 @@ import pandas as pd
 
 from cost_pipelines.assets.collection import DateWindow, Fetched, ProviderSpec
 from cost_pipelines.customers import AzureConfig
-from cost_pipelines.resources.azure import AzureSession
+from cost_pipelines.resources.azure import AzureResource, AzureSession
 from cost_pipelines.resources.rest import ApiRefused
 
 SOURCE = "azure_cost_management"
@@ -113,5 +113,5 @@ AZURE = ProviderSpec(
     ),
     kinds=frozenset({"azure"}),
     fetch=fetch_azure,
-    client_resource_key="azure",
+    resource=AzureResource(),
 )

@@ -4,17 +4,17 @@ module supplies only a `ProviderSpec`: how to open its client and fetch FOCUS ro
 
 from collections import defaultdict
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 import pandas as pd
 from dagster import (
     AssetExecutionContext,
     AssetsDefinition,
     Config,
-    ConfigurableResource,
     Failure,
     MaterializeResult,
     MetadataValue,
@@ -27,9 +27,8 @@ from cost_pipelines.customers import (
     CollectionSettings,
     CustomerBook,
     ProviderConfig,
-    load_customers,
-    load_customers_from_env,
 )
+from cost_pipelines.providers import ProviderKey
 from cost_pipelines.resources.retry import CollectionFailure
 from cost_pipelines.warehouse.writer import (
     REQUIRED_COLUMNS,
@@ -63,19 +62,24 @@ class Fetched:
     window: DateWindow | None = None
 
 
+class CollectorResource(Protocol):
+    """A provider's client resource: opens one customer's session for one collection."""
+
+    def session(self, customer_id: str, config: Any) -> AbstractContextManager[Any]: ...
+
+
 @dataclass(frozen=True)
 class ProviderSpec:
     """Everything provider-specific about one cost asset."""
 
-    provider: str
+    provider: ProviderKey
     title: str
     description: str
     kinds: frozenset[str]
-    # fetch(window, config, client) -> Fetched; None while the collector is not written yet.
-    fetch: Callable[[DateWindow, Any, Any], Fetched] | None = None
-    # The resource key (bound in definitions.py) whose `session_for(customer_id, config)`
-    # opens the client that fetch uses.
-    client_resource_key: str | None = None
+    # fetch(window, config, session) -> Fetched, with the session the resource opened.
+    fetch: Callable[[DateWindow, Any, Any], Fetched]
+    # The client resource, bound in definitions.py under the provider's key.
+    resource: CollectorResource
 
 
 class CollectionConfig(Config):
@@ -83,20 +87,6 @@ class CollectionConfig(Config):
 
     start: str | None = Field(default=None, pattern=_DATE, description="YYYY-MM-DD, inclusive")
     end: str | None = Field(default=None, pattern=_DATE, description="YYYY-MM-DD, exclusive")
-
-
-class CustomersResource(ConfigurableResource):
-    """The customers file; empty path = the CUSTOMERS_FILE environment variable."""
-
-    path: str | None = None
-
-    def load(self) -> CustomerBook:
-        return load_customers(self.path) if self.path else load_customers_from_env()
-
-
-def customer_partitions(book: CustomerBook) -> StaticPartitionsDefinition:
-    """One partition per customer of the customers file, so each customer shows in the UI."""
-    return StaticPartitionsDefinition(book.partition_keys)
 
 
 def trailing_window(today: date, settings: CollectionSettings) -> DateWindow:
@@ -187,16 +177,12 @@ def collect(
     """One customer's collection for one provider: fetch the window, replace it, report."""
     customer_id = context.partition_key
     config = _provider_config(context.resources.customers.load(), customer_id, spec)
-    if spec.fetch is None:
-        raise Failure(f"{spec.title} collection is not implemented yet; {customer_id!r} skipped")
     window = requested_window(run_config, trailing_window(datetime.now(UTC).date(), config))
     context.log.info(f"{spec.title} for {customer_id}: collecting [{window.start}, {window.end})")
+    resource: CollectorResource = getattr(context.resources, spec.provider)
     try:
-        client: Any = None
-        if spec.client_resource_key:
-            resource = getattr(context.resources, spec.client_resource_key)
-            client = resource.session_for(customer_id, config)
-        fetched = spec.fetch(window, config, client)
+        with resource.session(customer_id, config) as session:
+            fetched = spec.fetch(window, config, session)
     except CollectionFailure as exc:
         raise Failure(str(exc)) from None
     if fetched.window is not None:
@@ -226,9 +212,6 @@ def build_cost_asset(
     spec: ProviderSpec, partitions: StaticPartitionsDefinition
 ) -> AssetsDefinition:
     """The `<provider>_costs` asset, partitioned per customer."""
-    resource_keys = {"warehouse", "customers"}
-    if spec.client_resource_key:
-        resource_keys.add(spec.client_resource_key)
 
     @asset(
         name=f"{spec.provider}_costs",
@@ -237,7 +220,7 @@ def build_cost_asset(
         owners=OWNERS,
         description=spec.description,
         partitions_def=partitions,
-        required_resource_keys=resource_keys,
+        required_resource_keys={"warehouse", "customers", spec.provider},
         tags={"provider": spec.provider},
     )
     def _cost_asset(context: AssetExecutionContext, config: CollectionConfig) -> MaterializeResult:

@@ -24,7 +24,7 @@ import pandas as pd
 
 from cost_pipelines.assets.collection import DateWindow, Fetched, ProviderSpec
 from cost_pipelines.customers import GcpConfig
-from cost_pipelines.resources.gcp import GcpSession
+from cost_pipelines.resources.gcp import GcpResource, GcpSession
 from cost_pipelines.resources.rest import ApiRefused
 
 SOURCE = "gcp_bigquery_billing_export"
@@ -171,5 +171,5 @@ GCP = ProviderSpec(
     ),
     kinds=frozenset({"gcp", "bigquery"}),
     fetch=fetch_gcp,
-    client_resource_key="gcp",
+    resource=GcpResource(),
 )

@@ -16,7 +16,7 @@ import pandas as pd
 from cost_pipelines.assets.collection import DateWindow, Fetched, ProviderSpec
 from cost_pipelines.customers import VultrConfig
 from cost_pipelines.resources.rest import ApiRefused
-from cost_pipelines.resources.vultr import VultrSession
+from cost_pipelines.resources.vultr import VultrResource, VultrSession
 
 SOURCE = "vultr_billing"
 CATEGORY = {
@@ -106,5 +106,5 @@ VULTR = ProviderSpec(
     ),
     kinds=frozenset({"vultr"}),
     fetch=fetch_vultr,
-    client_resource_key="vultr",
+    resource=VultrResource(),
 )

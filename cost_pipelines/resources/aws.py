@@ -4,8 +4,9 @@ throttling retried in our one retry helper and rejected credentials turned into 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
@@ -85,7 +86,7 @@ def classify_aws_error(exc: BaseException) -> Retry | None:
     return None
 
 
-@dataclass(frozen=True)
+@dataclass
 class AwsSession:
     """One customer's way into AWS: clients per service and calls with retries."""
 
@@ -95,14 +96,24 @@ class AwsSession:
     botocore_config: BotoConfig
     policy: RetryPolicy
     credentials_source: str
+    _clients: list[Any] = field(default_factory=list)
 
     def client(self, service: str, region: str | None = None) -> Any:
-        return self.session.client(
+        """A client for one service; closed with the session."""
+        client = self.session.client(
             service,  # type: ignore[call-overload]
             region_name=region or self.session.region_name,
             endpoint_url=self.endpoint_url,
             config=self.botocore_config,
         )
+        self._clients.append(client)
+        return client
+
+    def close(self) -> None:
+        """Close every client this session vended (their connection pools)."""
+        for client in self._clients:
+            client.close()
+        self._clients.clear()
 
     def call(self, operation: Callable[..., Any], what: str, **params: Any) -> Any:
         """Call one API operation with retries; credential failures become CredentialsRejected."""
@@ -156,7 +167,9 @@ class AwsResource(ConfigurableResource):
     connect_timeout_s: float = 10.0
     read_timeout_s: float = 60.0
 
-    def session_for(self, customer_id: str, config: AwsConfig) -> AwsSession:
+    @contextmanager
+    def session(self, customer_id: str, config: AwsConfig) -> Iterator[AwsSession]:
+        """One customer's AWS access for one collection; its clients are closed after."""
         creds = config.credentials
         names = [creds.access_key_id_env, creds.secret_access_key_env]
         if creds.access_key_id_env or creds.secret_access_key_env:
@@ -185,7 +198,7 @@ class AwsResource(ConfigurableResource):
                 f"customer {customer_id!r}: cannot use {source}: {type(exc).__name__}"
             ) from None
         endpoint = os.environ.get(config.endpoint_url_env) if config.endpoint_url_env else None
-        return AwsSession(
+        aws = AwsSession(
             customer_id=customer_id,
             session=session,
             endpoint_url=endpoint or None,
@@ -195,3 +208,7 @@ class AwsResource(ConfigurableResource):
             ),
             credentials_source=source,
         )
+        try:
+            yield aws
+        finally:
+            aws.close()

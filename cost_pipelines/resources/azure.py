@@ -5,6 +5,7 @@ as long as the QPU retry-after header says)."""
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,7 +75,10 @@ class AzureSession:
 class AzureResource(RestResource):
     """Opens Cost Management sessions from the customers file's env var names."""
 
-    def session_for(self, customer_id: str, config: AzureConfig) -> AzureSession:
+    @contextmanager
+    def session(self, customer_id: str, config: AzureConfig) -> Iterator[AzureSession]:
+        """One customer's Cost Management access for one collection; closed after."""
+
         def secret(key: str) -> str:
             return env_credential(customer_id, "azure", config.credentials, key)
 
@@ -84,7 +88,6 @@ class AzureResource(RestResource):
             secret("client_secret"),
         )
         sandbox = endpoint(config.endpoint_url_env, "")  # one local server plays both hosts
-        api = self.open_api(customer_id, "Azure Cost Management", error_text=azure_error_text)
         token_url = f"{sandbox or LOGIN_URL}/{tenant}/oauth2/v2.0/token"
         form = {
             "grant_type": "client_credentials",
@@ -92,11 +95,14 @@ class AzureResource(RestResource):
             "client_secret": client_secret,
             "scope": "https://management.azure.com/.default",
         }
+        with self.open_api(
+            customer_id, "Azure Cost Management", error_text=azure_error_text
+        ) as api:
 
-        def exchange() -> Mapping[str, Any]:
-            # Entra answers 400 for unknown apps and tenants, 401 for a wrong secret.
-            kwargs: dict[str, Any] = {"authenticated": False, "token_exchange": True}
-            return dict(api.request("POST", token_url, "Entra ID", data=form, **kwargs).json())
+            def exchange() -> Mapping[str, Any]:
+                # Entra answers 400 for unknown apps and tenants, 401 for a wrong secret.
+                kwargs: dict[str, Any] = {"authenticated": False, "token_exchange": True}
+                return dict(api.request("POST", token_url, "Entra ID", data=form, **kwargs).json())
 
-        api.auth_headers = BearerToken(exchange).headers
-        return AzureSession(api, sandbox or MANAGEMENT_URL)
+            api.auth_headers = BearerToken(exchange).headers
+            yield AzureSession(api, sandbox or MANAGEMENT_URL)

@@ -8,6 +8,7 @@ import base64
 import json
 import time
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -132,17 +133,19 @@ class GcpSession:
 class GcpResource(RestResource):
     """Opens BigQuery sessions from a service-account key file named by an env var."""
 
-    def session_for(self, customer_id: str, config: GcpConfig) -> GcpSession:
+    @contextmanager
+    def session(self, customer_id: str, config: GcpConfig) -> Iterator[GcpSession]:
+        """One customer's BigQuery access for one collection; its HTTP client is closed after."""
         path = env_credential(customer_id, "gcp", config.credentials, "service_account_file")
         key = read_key_file(customer_id, path)
-        api = self.open_api(customer_id, "BigQuery", error_text=google_error_text)
+        with self.open_api(customer_id, "BigQuery", error_text=google_error_text) as api:
 
-        def exchange() -> Mapping[str, Any]:
-            # A fresh signed assertion for each exchange: it is only valid for an hour.
-            form = {"grant_type": JWT_BEARER, "assertion": signed_assertion(key, time.time())}
-            kwargs: dict[str, Any] = {"authenticated": False, "token_exchange": True}
-            answer = api.request("POST", key["token_uri"], "Google OAuth2", data=form, **kwargs)
-            return dict(answer.json())
+            def exchange() -> Mapping[str, Any]:
+                # A fresh signed assertion for each exchange: it is only valid for an hour.
+                form = {"grant_type": JWT_BEARER, "assertion": signed_assertion(key, time.time())}
+                kwargs: dict[str, Any] = {"authenticated": False, "token_exchange": True}
+                answer = api.request("POST", key["token_uri"], "Google OAuth2", data=form, **kwargs)
+                return dict(answer.json())
 
-        api.auth_headers = BearerToken(exchange).headers
-        return GcpSession(api, endpoint(config.endpoint_url_env, BIGQUERY_URL))
+            api.auth_headers = BearerToken(exchange).headers
+            yield GcpSession(api, endpoint(config.endpoint_url_env, BIGQUERY_URL))

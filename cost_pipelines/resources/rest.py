@@ -7,7 +7,8 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, NoReturn
@@ -166,25 +167,29 @@ class RestResource(ConfigurableResource):
     connect_timeout_s: float = 10.0
     read_timeout_s: float = 120.0
 
+    @contextmanager
     def open_api(
         self,
         customer_id: str,
         title: str,
         *,
-        auth_headers: Callable[[], Mapping[str, str]] = dict,
         error_text: Callable[[httpx.Response], str] = lambda r: r.text[:300],
-    ) -> RestApi:
+    ) -> Iterator[RestApi]:
+        """One customer's HTTP client for one provider, closed when the collection is done."""
         timeout = httpx.Timeout(self.read_timeout_s, connect=self.connect_timeout_s)
-        return RestApi(
+        api = RestApi(
             customer_id=customer_id,
             title=title,
             http=httpx.Client(timeout=timeout, headers={"User-Agent": USER_AGENT}),
             policy=RetryPolicy(
                 self.retry_attempts, self.retry_base_delay_s, self.retry_max_delay_s
             ),
-            auth_headers=auth_headers,
             error_text=error_text,
         )
+        try:
+            yield api
+        finally:
+            api.close()
 
 
 def endpoint(config_env: str | None, default: str) -> str:

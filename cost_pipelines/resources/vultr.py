@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,8 +65,10 @@ class VultrSession:
 class VultrResource(RestResource):
     """Opens Vultr sessions with the API key the customers file names by env var."""
 
-    def session_for(self, customer_id: str, config: VultrConfig) -> VultrSession:
+    @contextmanager
+    def session(self, customer_id: str, config: VultrConfig) -> Iterator[VultrSession]:
+        """One customer's Vultr access for one collection; its HTTP client is closed after."""
         key = env_credential(customer_id, "vultr", config.credentials, "api_key")
-        api = self.open_api(customer_id, "Vultr", error_text=vultr_error_text)
-        api.auth_headers = lambda: {"Authorization": f"Bearer {key}"}
-        return VultrSession(api, endpoint(config.endpoint_url_env, VULTR_URL))
+        with self.open_api(customer_id, "Vultr", error_text=vultr_error_text) as api:
+            api.auth_headers = lambda: {"Authorization": f"Bearer {key}"}
+            yield VultrSession(api, endpoint(config.endpoint_url_env, VULTR_URL))

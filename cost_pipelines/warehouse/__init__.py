@@ -1,2 +1,3 @@
-"""The ClickHouse warehouse: connection settings, schema migrations, the window-replace write path
-and the embedded ClickHouse HTTP endpoint (chDB) used when no server is configured."""
+"""How the project talks to ClickHouse: connection settings, schema migrations and the
+window-replace write path. The embedded endpoint used when no server is configured lives in
+`cost_local.warehouse`."""

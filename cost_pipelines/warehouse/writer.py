@@ -14,9 +14,8 @@ from typing import Any
 import pandas as pd
 from clickhouse_connect.driver.client import Client
 
+from cost_pipelines.providers import PROVIDERS
 from cost_pipelines.warehouse.schema import COSTS_TABLE, LOADS_TABLE
-
-PROVIDERS = ("aws", "azure", "gcp", "vultr")
 
 MONEY_COLUMNS = ("BilledCost", "EffectiveCost", "ListCost", "ContractedCost", "PricingQuantity")
 # Cost columns that default to BilledCost when a provider does not supply them.

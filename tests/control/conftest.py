@@ -25,9 +25,9 @@ from moto.server import ThreadedMotoServer
 from cost_api.auth import add_key
 from cost_api.main import create_app
 from cost_api.settings import get_settings
-from cost_pipelines.devstack.dagster import start_dagster, stop_dagster, write_dagster_home
-from cost_pipelines.sandbox.aws import reset_moto
-from cost_pipelines.sandbox.catalog import demo_accounts
+from cost_local.dagster_dev import start_dagster, stop_dagster, write_dagster_home
+from cost_local.sandbox.aws import reset_moto
+from cost_local.sandbox.catalog import demo_accounts
 from tests.support import start_warehouse
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -18,10 +18,10 @@ from fastapi.testclient import TestClient
 from cost_api.dagster_client import DagsterClient
 from cost_api.main import create_app
 from cost_api.settings import get_settings
-from cost_pipelines.devstack.dagster import stop_dagster
-from cost_pipelines.sandbox.aws import cost_explorer_results, queue_cost_and_usage
-from cost_pipelines.sandbox.bills import generate_bills
-from cost_pipelines.sandbox.catalog import demo_accounts
+from cost_local.dagster_dev import stop_dagster
+from cost_local.sandbox.aws import cost_explorer_results, queue_cost_and_usage
+from cost_local.sandbox.bills import generate_bills
+from cost_local.sandbox.catalog import demo_accounts
 from tests.control.conftest import (
     GOOD_SECRET,
     REJECTED_KEY_ID,

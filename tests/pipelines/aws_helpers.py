@@ -11,11 +11,12 @@ from typing import Any
 
 from dagster import ExecuteInProcessResult, StaticPartitionsDefinition, materialize
 
+from cost_local.sandbox.catalog import Account, demo_accounts
 from cost_pipelines.assets.aws import AWS
-from cost_pipelines.assets.collection import CustomersResource, build_cost_asset
+from cost_pipelines.assets.collection import build_cost_asset
 from cost_pipelines.resources.aws import AwsResource
 from cost_pipelines.resources.clickhouse import ClickHouseResource
-from cost_pipelines.sandbox.catalog import Account, demo_accounts
+from cost_pipelines.resources.customers import CustomersResource
 
 ENDPOINT_ENV = "TEST_AWS_ENDPOINT"
 

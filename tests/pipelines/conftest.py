@@ -19,8 +19,8 @@ import pytest
 import yaml
 from moto.server import ThreadedMotoServer
 
+from cost_local.sandbox.aws import reset_moto
 from cost_pipelines.resources.clickhouse import ClickHouseResource
-from cost_pipelines.sandbox.aws import reset_moto
 from tests.support import WarehouseProcess, start_warehouse
 
 CE_TARGET = "AWSInsightsIndexService.GetCostAndUsage"

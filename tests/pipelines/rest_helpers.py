@@ -12,9 +12,10 @@ from typing import Any
 
 from dagster import ExecuteInProcessResult, StaticPartitionsDefinition, materialize
 
-from cost_pipelines.assets.collection import CustomersResource, ProviderSpec, build_cost_asset
+from cost_local.sandbox.bills import GeneratedLine
+from cost_pipelines.assets.collection import ProviderSpec, build_cost_asset
 from cost_pipelines.resources.clickhouse import ClickHouseResource
-from cost_pipelines.sandbox.bills import GeneratedLine
+from cost_pipelines.resources.customers import CustomersResource
 
 
 def run_costs(
@@ -28,7 +29,6 @@ def run_costs(
 ) -> dict[str, ExecuteInProcessResult]:
     """Materialize `<provider>_costs` for each customer over [start, end), as runs would."""
     asset = build_cost_asset(spec, StaticPartitionsDefinition(customer_ids))
-    assert spec.client_resource_key is not None
     window = {"start": start.isoformat(), "end": end.isoformat()}
     return {
         customer_id: materialize(
@@ -37,7 +37,7 @@ def run_costs(
             resources={
                 "warehouse": warehouse,
                 "customers": CustomersResource(path=str(customers_file)),
-                spec.client_resource_key: client_resource,
+                spec.provider: client_resource,
             },
             run_config={"ops": {f"{spec.provider}_costs": {"config": window}}},
             raise_on_error=False,

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from cost_local.sandbox.aws import cost_explorer_results, queue_cost_and_usage, reset_moto
+from cost_local.sandbox.bills import generate_bills, restate
 from cost_pipelines.resources.clickhouse import ClickHouseResource
-from cost_pipelines.sandbox.aws import cost_explorer_results, queue_cost_and_usage, reset_moto
-from cost_pipelines.sandbox.bills import generate_bills, restate
 from tests.pipelines.aws_helpers import (
     ENDPOINT_ENV,
     aws_account,

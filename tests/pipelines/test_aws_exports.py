@@ -10,9 +10,9 @@ from pathlib import Path
 import boto3
 import pytest
 
+from cost_local.sandbox.aws_exports import write_focus_export
+from cost_local.sandbox.bills import GeneratedLine, generate_bills, restate
 from cost_pipelines.resources.clickhouse import ClickHouseResource
-from cost_pipelines.sandbox.aws_exports import write_focus_export
-from cost_pipelines.sandbox.bills import GeneratedLine, generate_bills, restate
 from tests.pipelines.aws_helpers import (
     ENDPOINT_ENV,
     aws_account,

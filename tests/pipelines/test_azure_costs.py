@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
+from cost_local.sandbox.azure import AzureApp, AzureCostManagement
+from cost_local.sandbox.bills import generate_bills, restate
+from cost_local.sandbox.catalog import Account, demo_accounts
 from cost_pipelines.assets.azure import AZURE
 from cost_pipelines.resources.azure import AzureResource
 from cost_pipelines.resources.clickhouse import ClickHouseResource
-from cost_pipelines.sandbox.azure import AzureApp, AzureCostManagement
-from cost_pipelines.sandbox.bills import generate_bills, restate
-from cost_pipelines.sandbox.catalog import Account, demo_accounts
 from tests.pipelines.conftest import write_customers
 from tests.pipelines.rest_helpers import (
     billed_by_day_and_service,

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from dagster import StaticPartitionsDefinition, materialize
 
 from cost_pipelines.assets.aws import AWS
-from cost_pipelines.assets.collection import CustomersResource, build_cost_asset
+from cost_pipelines.assets.collection import build_cost_asset
 from cost_pipelines.assets.gcp import GCP
 from cost_pipelines.resources.aws import AwsResource
 from cost_pipelines.resources.clickhouse import ClickHouseResource
+from cost_pipelines.resources.customers import CustomersResource
+from cost_pipelines.resources.gcp import GcpResource
 from tests.pipelines.aws_helpers import aws_entry
 from tests.pipelines.conftest import write_customers
 from tests.pipelines.rest_helpers import failure as failure_message
@@ -27,6 +28,7 @@ def _fail(customers_file: Path, customer_id: str, asset: object, **config: str) 
             "warehouse": ClickHouseResource(url="http://127.0.0.1:9"),
             "customers": CustomersResource(path=str(customers_file)),
             "aws": AwsResource(),
+            "gcp": GcpResource(),
         },
         run_config={"ops": {asset.key.path[0]: {"config": config}}} if config else None,  # type: ignore[attr-defined]
         raise_on_error=False,
@@ -52,9 +54,8 @@ PARTITIONS = StaticPartitionsDefinition(["acme", "broken"])
 def test_a_provider_the_customer_does_not_have_fails_as_not_configured(
     customers_file: Path,
 ) -> None:
-    # Declared without its client resource: the run must fail before any client is opened.
-    gcp = build_cost_asset(replace(GCP, client_resource_key=None), PARTITIONS)
-    message = _fail(customers_file, "acme", gcp)
+    # Its resource holds no credentials: the run must fail before any session is opened.
+    message = _fail(customers_file, "acme", build_cost_asset(GCP, PARTITIONS))
     assert "GCP is not configured for customer 'acme' (no providers.gcp entry in" in message
 
 

@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
+from cost_local.sandbox.bills import generate_bills, restate
+from cost_local.sandbox.catalog import Account, demo_accounts
+from cost_local.sandbox.gcp import BigQueryBilling, BillingExport, new_service_account_key
 from cost_pipelines.assets.gcp import GCP
 from cost_pipelines.resources.clickhouse import ClickHouseResource
 from cost_pipelines.resources.gcp import GcpResource
-from cost_pipelines.sandbox.bills import generate_bills, restate
-from cost_pipelines.sandbox.catalog import Account, demo_accounts
-from cost_pipelines.sandbox.gcp import BigQueryBilling, BillingExport, new_service_account_key
 from tests.pipelines.conftest import write_customers
 from tests.pipelines.rest_helpers import (
     billed_by_day_and_service,

@@ -4,7 +4,6 @@ and runs in flight."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -32,8 +31,9 @@ from dagster._core.storage.dagster_run import DagsterRun, make_new_run_id
 from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 
 from cost_pipelines.assets import PROVIDER_SPECS
-from cost_pipelines.assets.collection import CustomersResource, build_cost_asset
+from cost_pipelines.assets.collection import build_cost_asset
 from cost_pipelines.resources.clickhouse import ClickHouseResource
+from cost_pipelines.resources.customers import CustomersResource
 from cost_pipelines.schedules import CRON, SCHEDULE_NAME, build_collection_schedule
 from tests.pipelines.conftest import write_customers
 
@@ -68,17 +68,15 @@ def _definitions(customers_file: Path) -> Definitions:
     are declared without their provider client resources."""
     partitions = StaticPartitionsDefinition(["acme", "globex", "broken"])
     job = define_asset_job("collect_costs", partitions_def=partitions)
-    assets = [
-        build_cost_asset(replace(spec, client_resource_key=None), partitions)
-        for spec in PROVIDER_SPECS
-    ]
+    assets = [build_cost_asset(spec, partitions) for spec in PROVIDER_SPECS]
     return Definitions(
         assets=assets,
         jobs=[job],
-        schedules=[build_collection_schedule(job)],
+        schedules=[build_collection_schedule()],
         resources={
             "customers": CustomersResource(path=str(customers_file)),
             "warehouse": ClickHouseResource(),  # never connected to by the schedule
+            **{spec.provider: spec.resource for spec in PROVIDER_SPECS},  # nor these
         },
     )
 

@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
+from cost_local.sandbox.bills import GeneratedLine, generate_bills, restate
+from cost_local.sandbox.catalog import Account, demo_accounts
+from cost_local.sandbox.vultr import VultrBilling
 from cost_pipelines.assets.vultr import VULTR
 from cost_pipelines.resources.clickhouse import ClickHouseResource
 from cost_pipelines.resources.vultr import VultrResource
-from cost_pipelines.sandbox.bills import GeneratedLine, generate_bills, restate
-from cost_pipelines.sandbox.catalog import Account, demo_accounts
-from cost_pipelines.sandbox.vultr import VultrBilling
 from tests.pipelines.conftest import write_customers
 from tests.pipelines.rest_helpers import failure, metadata, run_costs
 

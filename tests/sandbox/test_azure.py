@@ -10,9 +10,9 @@ from decimal import Decimal
 import httpx
 import pytest
 
-from cost_pipelines.sandbox.azure import QPU_RETRY_HEADER, AzureApp, AzureCostManagement
-from cost_pipelines.sandbox.bills import generate_bills
-from cost_pipelines.sandbox.catalog import demo_accounts
+from cost_local.sandbox.azure import QPU_RETRY_HEADER, AzureApp, AzureCostManagement
+from cost_local.sandbox.bills import generate_bills
+from cost_local.sandbox.catalog import demo_accounts
 
 pytestmark = pytest.mark.slow
 APP = AzureApp("tenant-1", "client-1", "s3cret")

@@ -8,8 +8,8 @@ from decimal import Decimal
 
 import pytest
 
-from cost_pipelines.sandbox.bills import QUANTUM, GeneratedLine, generate_bills, restate, spike_day
-from cost_pipelines.sandbox.catalog import demo_accounts
+from cost_local.sandbox.bills import QUANTUM, GeneratedLine, generate_bills, restate, spike_day
+from cost_local.sandbox.catalog import demo_accounts
 
 START, END = date(2025, 1, 1), date(2026, 1, 1)
 ACCOUNTS = demo_accounts("acme")

@@ -15,10 +15,10 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from cost_pipelines.sandbox.bills import generate_bills
-from cost_pipelines.sandbox.catalog import demo_accounts
-from cost_pipelines.sandbox.gcp import JWT_BEARER, BigQueryBilling, BillingExport
-from cost_pipelines.sandbox.gcp import new_service_account_key as new_key
+from cost_local.sandbox.bills import generate_bills
+from cost_local.sandbox.catalog import demo_accounts
+from cost_local.sandbox.gcp import JWT_BEARER, BigQueryBilling, BillingExport
+from cost_local.sandbox.gcp import new_service_account_key as new_key
 
 pytestmark = pytest.mark.slow
 ACCOUNT = demo_accounts("acme")[2]

@@ -16,15 +16,16 @@ from pathlib import Path
 import pytest
 from dagster import StaticPartitionsDefinition, materialize
 
+from cost_local.sandbox.demo import read_environment_file
 from cost_pipelines.assets import PROVIDER_SPECS
-from cost_pipelines.assets.collection import CustomersResource, build_cost_asset
+from cost_pipelines.assets.collection import build_cost_asset
 from cost_pipelines.customers import load_customers
 from cost_pipelines.resources.aws import AwsResource
 from cost_pipelines.resources.azure import AzureResource
 from cost_pipelines.resources.clickhouse import ClickHouseResource
+from cost_pipelines.resources.customers import CustomersResource
 from cost_pipelines.resources.gcp import GcpResource
 from cost_pipelines.resources.vultr import VultrResource
-from cost_pipelines.sandbox.demo import read_environment_file
 from tests.support import WarehouseProcess, start_warehouse
 
 pytestmark = pytest.mark.slow

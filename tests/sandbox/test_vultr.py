@@ -11,9 +11,9 @@ from typing import Any
 import httpx
 import pytest
 
-from cost_pipelines.sandbox.bills import generate_bills
-from cost_pipelines.sandbox.catalog import demo_accounts
-from cost_pipelines.sandbox.vultr import VultrBilling
+from cost_local.sandbox.bills import generate_bills
+from cost_local.sandbox.catalog import demo_accounts
+from cost_local.sandbox.vultr import VultrBilling
 
 pytestmark = pytest.mark.slow
 ACCOUNT = demo_accounts("acme")[3]

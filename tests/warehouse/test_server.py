@@ -35,8 +35,8 @@ from clickhouse_connect.driver.exceptions import DatabaseError
 from clickhouse_connect.driver.external import ExternalData
 from clickhouse_connect.driver.summary import QuerySummary
 
-from cost_pipelines.warehouse.chdb_engine import error_from_engine
-from cost_pipelines.warehouse.http_codec import (
+from cost_local.warehouse.engine import error_from_engine
+from cost_local.warehouse.http_codec import (
     NEED_MORE,
     InsertSplit,
     split_insert,
@@ -627,7 +627,7 @@ def test_the_password_is_never_on_the_command_line_or_in_the_output(
 
 
 def run_cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "cost_pipelines.warehouse.server", *args]
+    command = [sys.executable, "-m", "cost_local.warehouse.server", *args]
     return subprocess.run(
         command, capture_output=True, text=True, timeout=timeout, env=warehouse_env()
     )
@@ -683,7 +683,7 @@ IN_THREAD = textwrap.dedent(
     """
     import sys
     import clickhouse_connect
-    from cost_pipelines.warehouse.server import serve
+    from cost_local.warehouse.server import serve
 
     for attempt in range(2):  # the second round proves shutdown() released the directory
         server = serve(sys.argv[1], "127.0.0.1", 0)

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from cost_pipelines.sandbox.gcp_export import SCHEMA
-from cost_pipelines.sandbox.simulator import Response
+from cost_local.sandbox.gcp_export import SCHEMA
+from cost_local.sandbox.simulator import Response
 
 _SELECT = re.compile(
     r"^\s*SELECT\s+(?P<select>.+?)\s+FROM\s+`(?P<table>[\w.-]+)`\s+WHERE\s+(?P<where>.+?)"

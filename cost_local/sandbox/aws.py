@@ -17,7 +17,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
-from cost_pipelines.sandbox.bills import GeneratedLine
+from cost_local.sandbox.bills import GeneratedLine
 
 MOTO_ACCOUNT = "123456789012"  # moto's default account: where unsigned-to-IAM keys land
 _ZERO = Decimal(0)

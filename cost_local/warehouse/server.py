@@ -20,9 +20,9 @@ from types import FrameType
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from cost_pipelines.warehouse.chdb_engine import Engine, EngineError
-from cost_pipelines.warehouse.http_codec import RequestBody
-from cost_pipelines.warehouse.protocol import (
+from cost_local.warehouse.engine import Engine, EngineError
+from cost_local.warehouse.http_codec import RequestBody
+from cost_local.warehouse.protocol import (
     OK_REPLY,
     TEXT,
     Credentials,
@@ -31,7 +31,7 @@ from cost_pipelines.warehouse.protocol import (
     authenticate,
 )
 
-logger = logging.getLogger("cost_pipelines.warehouse.server")
+logger = logging.getLogger("cost_local.warehouse.server")
 
 READY_LINE = (
     "cost-warehouse: serving ClickHouse HTTP on http://{host}:{port} "

@@ -15,8 +15,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from cost_pipelines.sandbox.aws import MOTO_ACCOUNT
-from cost_pipelines.sandbox.bills import GeneratedLine
+from cost_local.sandbox.aws import MOTO_ACCOUNT
+from cost_local.sandbox.bills import GeneratedLine
 
 FOCUS_AMOUNT = pa.decimal128(38, 12)
 

@@ -12,8 +12,8 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from cost_pipelines.sandbox.bills import GeneratedLine
-from cost_pipelines.sandbox.simulator import Request, Response, Simulator
+from cost_local.sandbox.bills import GeneratedLine
+from cost_local.sandbox.simulator import Request, Response, Simulator
 
 MAX_PER_PAGE = 500
 _ITEMS = re.compile(r"^/v2/billing/invoices/(?P<id>\d+)/items$")

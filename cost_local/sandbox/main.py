@@ -21,15 +21,15 @@ from types import FrameType
 
 from moto.server import ThreadedMotoServer
 
+from cost_local.sandbox import demo
+from cost_local.sandbox.aws import reset_moto, seed_cost_explorer
+from cost_local.sandbox.azure import AzureCostManagement
+from cost_local.sandbox.bills import GeneratedLine, generate_bills
+from cost_local.sandbox.gcp import BigQueryBilling
+from cost_local.sandbox.simulator import Simulator
+from cost_local.sandbox.vultr import VultrBilling
 from cost_pipelines.assets.collection import trailing_window
 from cost_pipelines.customers import AwsConfig
-from cost_pipelines.sandbox import demo
-from cost_pipelines.sandbox.aws import reset_moto, seed_cost_explorer
-from cost_pipelines.sandbox.azure import AzureCostManagement
-from cost_pipelines.sandbox.bills import GeneratedLine, generate_bills
-from cost_pipelines.sandbox.gcp import BigQueryBilling
-from cost_pipelines.sandbox.simulator import Simulator
-from cost_pipelines.sandbox.vultr import VultrBilling
 
 PORTS = {"aws": 5050, "azure": 5051, "gcp": 5052, "vultr": 5053}
 HISTORY_DAYS = 400  # a year and a bit: enough for any window a run may ask for

@@ -11,8 +11,8 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from cost_pipelines.sandbox.bills import QUANTUM, GeneratedLine
-from cost_pipelines.sandbox.simulator import Response
+from cost_local.sandbox.bills import QUANTUM, GeneratedLine
+from cost_local.sandbox.simulator import Response
 
 _USD_RATE = {"USD": Decimal(1), "EUR": Decimal("1.0842"), "GBP": Decimal("1.2675")}
 _CHARGE_TYPE = {"Usage": "Usage", "Purchase": "Purchase", "Credit": "Refund", "Tax": "Tax"}

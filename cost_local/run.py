@@ -21,14 +21,14 @@ from types import FrameType
 import httpx
 
 from cost_api.auth import add_key
-from cost_pipelines.devstack.dagster import (
+from cost_local.dagster_dev import (
     DagsterStartError,
     start_dagster,
     stop_dagster,
     write_dagster_home,
 )
-from cost_pipelines.sandbox.demo import ENV_FILE_NAME as SANDBOX_ENV_FILE
-from cost_pipelines.sandbox.demo import read_environment_file
+from cost_local.sandbox.demo import ENV_FILE_NAME as SANDBOX_ENV_FILE
+from cost_local.sandbox.demo import read_environment_file
 from cost_pipelines.warehouse.connection import WarehouseSettings
 
 ROOT = Path(__file__).resolve().parent.parent

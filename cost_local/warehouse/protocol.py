@@ -13,14 +13,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.message import Message
 
-from cost_pipelines.warehouse.chdb_engine import (
+from cost_local.warehouse.engine import (
     HTTP_LEVEL_SETTINGS,
     Engine,
     EngineError,
     QueryStats,
     external_table,
 )
-from cost_pipelines.warehouse.http_codec import (
+from cost_local.warehouse.http_codec import (
     NEED_MORE,
     InsertSplit,
     RequestBody,

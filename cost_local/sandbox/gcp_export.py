@@ -13,8 +13,8 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from cost_pipelines.sandbox.bills import GeneratedLine
-from cost_pipelines.sandbox.simulator import decimal_text
+from cost_local.sandbox.bills import GeneratedLine
+from cost_local.sandbox.simulator import decimal_text
 
 TABLE_PREFIX = "gcp_billing_export_resource_v1_"
 PARTITION_TIME = "_partitiontime"  # the pseudo-column, kept in each row beside its fields

@@ -12,9 +12,9 @@ from typing import Any
 
 import yaml
 
-from cost_pipelines.sandbox.azure import AzureApp
-from cost_pipelines.sandbox.catalog import Account, demo_accounts
-from cost_pipelines.sandbox.gcp import BillingExport, new_service_account_key
+from cost_local.sandbox.azure import AzureApp
+from cost_local.sandbox.catalog import Account, demo_accounts
+from cost_local.sandbox.gcp import BillingExport, new_service_account_key
 
 CUSTOMER_ID = "demo"
 ENV_FILE_NAME = "sandbox.env"

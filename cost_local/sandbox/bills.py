@@ -15,7 +15,7 @@ from decimal import Decimal
 from operator import attrgetter
 from typing import Any
 
-from cost_pipelines.sandbox.catalog import PRODUCTS, Account, Product, Resource, resources_of
+from cost_local.sandbox.catalog import PRODUCTS, Account, Product, Resource, resources_of
 
 QUANTUM = Decimal("1e-10")  # every amount is exact to 10 decimal places
 _ZERO = Decimal(0)

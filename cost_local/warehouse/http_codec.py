@@ -17,7 +17,7 @@ from typing import Any, Final, Literal
 import lz4.frame
 import zstandard
 
-from cost_pipelines.warehouse.chdb_engine import EngineError
+from cost_local.warehouse.engine import EngineError
 
 READ_SIZE = 1 << 20
 

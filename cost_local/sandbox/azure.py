@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from cost_pipelines.sandbox.azure_query import (
+from cost_local.sandbox.azure_query import (
     AzureError,
     aggregate,
     page_offset,
@@ -23,8 +23,8 @@ from cost_pipelines.sandbox.azure_query import (
     resource_group,
     skiptoken,
 )
-from cost_pipelines.sandbox.bills import GeneratedLine
-from cost_pipelines.sandbox.simulator import Request, Response, Simulator
+from cost_local.sandbox.bills import GeneratedLine
+from cost_local.sandbox.simulator import Request, Response, Simulator
 
 API_VERSIONS = ("2025-03-01", "2024-08-01", "2023-11-01", "2023-03-01")
 QPU_RETRY_HEADER = "x-ms-ratelimit-microsoft.costmanagement-qpu-retry-after"

@@ -22,15 +22,15 @@ from typing import Any
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from cost_pipelines.sandbox.bills import GeneratedLine
-from cost_pipelines.sandbox.gcp_export import (
+from cost_local.sandbox.bills import GeneratedLine
+from cost_local.sandbox.gcp_export import (
     DEFAULT_EXPORT_DELAY,
     TABLE_PREFIX,
     cell,
     export_rows,
 )
-from cost_pipelines.sandbox.gcp_query import BigQueryError, ParsedQuery, parse_query
-from cost_pipelines.sandbox.simulator import Request, Response, Simulator
+from cost_local.sandbox.gcp_query import BigQueryError, ParsedQuery, parse_query
+from cost_local.sandbox.simulator import Request, Response, Simulator
 
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 _QUERIES = re.compile(r"^/bigquery/v2/projects/(?P<project>[^/]+)/queries(?:/(?P<job>[^/]+))?$")

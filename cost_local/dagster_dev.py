@@ -13,20 +13,14 @@ from pathlib import Path
 import httpx
 import yaml
 
+from cost_pipelines.runs import PAIR_TAG
+
 READY_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 30.0
-# Manual and scheduled runs carry this tag; the run queue lets one run per value go at a time, so a
-# customer/provider pair is never collected twice at once (the windowed replace would race).
-PAIR_TAG = "cost_pipelines/pair"
 
 
 class DagsterStartError(RuntimeError):
     """`dagster dev` exited or did not answer in time; the message says which."""
-
-
-def pair_tag_value(customer_id: str, provider: str) -> str:
-    """The value of PAIR_TAG for one customer/provider pair."""
-    return f"{customer_id}.{provider}"
 
 
 def instance_config(

@@ -1,0 +1,1 @@
+"""cost-warehouse: the chDB ClickHouse engine behind the ClickHouse HTTP interface, on loopback."""

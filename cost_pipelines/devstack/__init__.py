@@ -1,1 +1,0 @@
-"""Local development stack pieces shared by `make run` and the integration tests."""
