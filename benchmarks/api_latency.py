@@ -26,9 +26,10 @@ import numpy as np
 import pandas as pd
 
 from cost_api.auth import add_key
+from cost_pipelines.providers import PROVIDERS
 from cost_pipelines.warehouse.connection import WarehouseSettings, create_client
 from cost_pipelines.warehouse.schema import migrate
-from cost_pipelines.warehouse.writer import PROVIDERS, CostWindow, replace_window
+from cost_pipelines.warehouse.writer import CostWindow, replace_window
 from tests.support import start_warehouse
 
 CUSTOMER = "bench-customer"

@@ -44,7 +44,9 @@ def export_root(export: AwsExport) -> str:
     return "/".join(part.strip("/") for part in (export.prefix, export.name) if part.strip("/"))
 
 
-def _latest_manifest(session: AwsSession, s3: Any, export: AwsExport, period: date) -> tuple:
+def _latest_manifest(
+    session: AwsSession, s3: Any, export: AwsExport, period: date
+) -> tuple[str | None, int]:
     """(key or None, requests made): the newest *Manifest.json of one billing period."""
     prefix = f"{export_root(export)}/metadata/BILLING_PERIOD={period:%Y-%m}/"
 
@@ -101,7 +103,7 @@ def _read_data_file(payload: bytes, uri: str) -> pd.DataFrame:
     frame = frame[[column for column in KEPT_COLUMNS if column in frame.columns]].copy()
     if "Tags" in frame.columns:
         frame["Tags"] = [_tags(value) for value in frame["Tags"]]
-    return frame
+    return pd.DataFrame(frame)
 
 
 def _in_window(frame: pd.DataFrame, window: DateWindow) -> pd.DataFrame:

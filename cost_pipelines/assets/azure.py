@@ -51,7 +51,9 @@ def periods(window: DateWindow) -> list[DateWindow]:
     return out
 
 
-def _costs(session: AzureSession, scope: str, period: DateWindow, cost_type: str) -> dict:
+def _costs(
+    session: AzureSession, scope: str, period: DateWindow, cost_type: str
+) -> dict[_Key, Decimal]:
     totals: dict[_Key, Decimal] = defaultdict(Decimal)
     for page in session.query(scope, query_body(period, cost_type)):
         names = [column["name"] for column in page["columns"]]

@@ -173,7 +173,7 @@ def _write(
 
 def collect(
     context: AssetExecutionContext, spec: ProviderSpec, run_config: CollectionConfig
-) -> MaterializeResult:
+) -> MaterializeResult[None]:
     """One customer's collection for one provider: fetch the window, replace it, report."""
     customer_id = context.partition_key
     config = _provider_config(context.resources.customers.load(), customer_id, spec)
@@ -223,7 +223,9 @@ def build_cost_asset(
         required_resource_keys={"warehouse", "customers", spec.provider},
         tags={"provider": spec.provider},
     )
-    def _cost_asset(context: AssetExecutionContext, config: CollectionConfig) -> MaterializeResult:
+    def _cost_asset(
+        context: AssetExecutionContext, config: CollectionConfig
+    ) -> MaterializeResult[None]:
         return collect(context, spec, config)
 
     return _cost_asset

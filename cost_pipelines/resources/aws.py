@@ -158,7 +158,7 @@ def _boto_config(connect_s: float, read_s: float) -> BotoConfig:
     )
 
 
-class AwsResource(ConfigurableResource):
+class AwsResource(ConfigurableResource):  # type: ignore[type-arg]
     """Builds boto3 sessions from the customers file's references (env var names or a profile)."""
 
     retry_attempts: int = 5

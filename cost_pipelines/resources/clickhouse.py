@@ -32,7 +32,7 @@ def shared_client(settings: WarehouseSettings) -> Client:
         return client
 
 
-class ClickHouseResource(ConfigurableResource):
+class ClickHouseResource(ConfigurableResource):  # type: ignore[type-arg]
     """The cost warehouse. Empty fields fall back to the environment (CLICKHOUSE_URL, ...)."""
 
     url: str | None = None

@@ -7,7 +7,7 @@ from dagster import ConfigurableResource
 from cost_pipelines.customers import CustomerBook, load_customers, load_customers_from_env
 
 
-class CustomersResource(ConfigurableResource):
+class CustomersResource(ConfigurableResource):  # type: ignore[type-arg]
     """The customers file; empty path = the CUSTOMERS_FILE environment variable."""
 
     path: str | None = None

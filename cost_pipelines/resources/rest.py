@@ -158,7 +158,7 @@ class RestApi:
         self.http.close()
 
 
-class RestResource(ConfigurableResource):
+class RestResource(ConfigurableResource):  # type: ignore[type-arg]
     """Retry and timeout settings every REST collector resource shares."""
 
     retry_attempts: int = 5

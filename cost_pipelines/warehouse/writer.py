@@ -93,7 +93,7 @@ def _utc(value: Any, column: str, row: int) -> datetime:
         ts = pd.Timestamp(value)
     except (ValueError, TypeError) as exc:
         raise InvalidCostRows(f"row {row}: {column} {value!r} is not a timestamp") from exc
-    if ts is pd.NaT:
+    if pd.isna(ts):
         raise InvalidCostRows(f"row {row}: {column} is missing")
     ts = ts.tz_localize(UTC) if ts.tzinfo is None else ts.tz_convert(UTC)
     return ts.to_pydatetime()

@@ -1,0 +1,94 @@
+"""The code location loads, and every place that names the providers names the same ones."""
+
+from __future__ import annotations
+
+import importlib
+from datetime import date
+from pathlib import Path
+from types import ModuleType
+from typing import get_args
+
+import pytest
+
+import cost_pipelines.definitions
+from cost_api.main import create_app
+from cost_pipelines.assets import PROVIDER_SPECS
+from cost_pipelines.customers import _Providers, load_customers
+from cost_pipelines.providers import PROVIDERS, ProviderKey
+from cost_pipelines.schedules import JOB_NAME, SCHEDULE_NAME
+from cost_pipelines.warehouse.writer import CostWindow, InvalidCostRows
+
+EXAMPLE_CUSTOMERS = Path(__file__).resolve().parents[2] / "config" / "customers.example.yaml"
+
+
+@pytest.fixture
+def definitions(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """The code location as `dagster dev` loads it, over the example customers file."""
+    monkeypatch.setenv("CUSTOMERS_FILE", str(EXAMPLE_CUSTOMERS))
+    return importlib.reload(cost_pipelines.definitions)
+
+
+def test_the_code_location_loads_with_its_job_schedule_and_one_asset_per_provider(
+    definitions: ModuleType,
+) -> None:
+    defs = definitions.defs
+    assert defs.resolve_job_def(JOB_NAME)
+    assert defs.resolve_schedule_def(SCHEDULE_NAME).job_name == JOB_NAME
+    keys = {key.to_user_string() for key in defs.resolve_asset_graph().get_all_asset_keys()}
+    assert keys == {f"{provider}_costs" for provider in PROVIDERS}
+
+
+def test_each_customer_of_the_customers_file_is_a_partition(definitions: ModuleType) -> None:
+    book = load_customers(EXAMPLE_CUSTOMERS)
+    assert not book.errors
+    assert sorted(definitions.partitions.get_partition_keys()) == sorted(book.customers)
+
+
+def test_each_provider_asset_requires_the_client_resource_bound_under_its_key(
+    definitions: ModuleType,
+) -> None:
+    defs = definitions.defs
+    resources = defs.resources or {}
+    for spec in PROVIDER_SPECS:
+        asset = defs.resolve_assets_def(f"{spec.provider}_costs")
+        assert spec.provider in asset.required_resource_keys
+        assert type(resources[spec.provider]) is type(spec.resource)
+
+
+def test_the_vocabulary_is_the_providers_of_the_specs_the_customers_file_and_the_writer() -> None:
+    assert get_args(ProviderKey) == PROVIDERS
+    assert tuple(spec.provider for spec in PROVIDER_SPECS) == PROVIDERS
+    assert tuple(_Providers.model_fields) == PROVIDERS
+    day, next_day = date(2026, 11, 1), date(2026, 11, 2)
+    for provider in PROVIDERS:
+        assert CostWindow("acme", provider, "1", day, next_day).provider == provider
+    with pytest.raises(InvalidCostRows, match="provider must be one of"):
+        CostWindow("acme", "oracle", "1", day, next_day)
+
+
+def test_the_api_accepts_exactly_the_providers_of_the_vocabulary() -> None:
+    schema = create_app().openapi()
+    total = schema["paths"]["/api/v2/costs/{customer_id}/{provider}/total"]["get"]
+    [provider] = [p for p in total["parameters"] if p["name"] == "provider"]
+    assert sorted(_enum(schema, provider["schema"])) == sorted([*PROVIDERS, "all"])
+    trigger = _component(schema, "TriggerRequest")["properties"]["providers"]
+    items = next(s for s in trigger["anyOf"] if s.get("type") == "array")["items"]
+    assert sorted(_enum(schema, items)) == sorted(PROVIDERS)
+
+
+def _component(schema: dict[str, object], name: str) -> dict[str, object]:
+    components = schema["components"]
+    assert isinstance(components, dict)
+    found = components["schemas"][name]
+    assert isinstance(found, dict)
+    return found
+
+
+def _enum(schema: dict[str, object], node: dict[str, object]) -> list[str]:
+    """The enum of a schema node, following one $ref."""
+    ref = node.get("$ref")
+    if isinstance(ref, str):
+        node = _component(schema, ref.rsplit("/", 1)[-1])
+    values = node.get("enum")
+    assert isinstance(values, list)
+    return [str(v) for v in values]
