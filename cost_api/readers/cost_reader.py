@@ -14,7 +14,8 @@ from clickhouse_connect.driver.client import Client
 from cost_api.params import CostQuery, Period
 from cost_api.readers import shaping
 from cost_api.readers.clickhouse_reader import ClickHouseReader
-from cost_api.schemas import (
+from cost_api.readers.cursor import encode_cursor
+from cost_api.schemas.costs import (
     CostLine,
     CostLinesPage,
     CostTrends,
@@ -147,9 +148,7 @@ class CostReader(ClickHouseReader):
         fields = list(CostLine.model_fields)
         data = [CostLine(**dict(zip(fields, row[:-1], strict=True))) for row in rows]
         next_offset = offset + len(data)
-        cursor = (
-            shaping.encode_cursor(self.query, period, next_offset) if next_offset < count else None
-        )
+        cursor = encode_cursor(self.query, period, next_offset) if next_offset < count else None
         return CostLinesPage(
             **self._scope(),
             period=PeriodPublic.of(period),

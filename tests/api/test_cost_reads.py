@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from cost_api.params import CostMetric, CostQuery, Period, Provider
-from cost_api.readers.shaping import encode_cursor
+from cost_api.readers.cursor import encode_cursor
 from cost_pipelines.warehouse.connection import WarehouseSettings, create_client
 from cost_pipelines.warehouse.writer import CostWindow, replace_window
 from tests.api import expected

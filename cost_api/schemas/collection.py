@@ -1,4 +1,4 @@
-"""What clients of collection control see: triggers, runs, history, collectors and health."""
+"""What clients of collection control see: triggers, runs, history and collectors."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from cost_api.schemas import Money
+from cost_api.schemas.costs import Money
 from cost_pipelines.customers import CUSTOMER_ID_MAX_LENGTH
 from cost_pipelines.providers import ProviderKey as ProviderName
 
@@ -126,19 +126,3 @@ class CollectorsStatus(BaseModel):
     collectors: list[CollectorPublic]
     schedules: list[SchedulePublic]
     checked_at: datetime
-
-
-class ComponentHealth(BaseModel):
-    status: Literal["up", "down"]
-    latency_ms: float | None = None
-    version: str | None = None
-    detail: str | None = None
-
-
-class Health(BaseModel):
-    """Up only when the API, the warehouse and Dagster all answer."""
-
-    status: Literal["up", "down"]
-    api: ComponentHealth
-    warehouse: ComponentHealth
-    dagster: ComponentHealth

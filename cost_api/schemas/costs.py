@@ -49,13 +49,6 @@ Percent = Annotated[
 ]
 
 
-class ErrorMessage(BaseModel):
-    """A short reason: missing key (401), forbidden customer (403), rejected query (500),
-    service down (503)."""
-
-    detail: str
-
-
 class PeriodPublic(BaseModel):
     start: date = Field(description="First day (UTC, inclusive)")
     end: date = Field(description="Day after the last day (UTC, exclusive)")
