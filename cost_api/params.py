@@ -5,14 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import Depends, Path, Query, Request
 from fastapi.dependencies.models import Dependant
 
 from cost_api.dependencies import CustomerIdDep, SettingsDep
 from cost_api.errors import InvalidParameter
-from cost_pipelines.providers import PROVIDERS
+from cost_pipelines.providers import PROVIDERS, ProviderKey
 
 DEFAULT_DAYS = 30
 MAX_LIMIT = 1000
@@ -21,19 +21,14 @@ EARLIEST = date(1970, 1, 1)
 LATEST = date(2106, 1, 1)
 
 
-class Provider(StrEnum):
-    """A cloud, or `all` of them."""
+# A cloud, or `all` of them: the words come from cost_pipelines.providers, so a provider added
+# there is a path value here too.
+ProviderChoice = Literal[ProviderKey, "all"]
 
-    aws = "aws"
-    azure = "azure"
-    gcp = "gcp"
-    vultr = "vultr"
-    all = "all"
 
-    @property
-    def members(self) -> list[str]:
-        """The stored provider values this choice reads."""
-        return list(PROVIDERS) if self is Provider.all else [self.value]
+def provider_members(choice: ProviderChoice) -> list[ProviderKey]:
+    """The stored provider values a choice reads."""
+    return list(PROVIDERS) if choice == "all" else [choice]
 
 
 class CostMetric(StrEnum):
@@ -165,7 +160,7 @@ class CostQuery:
     """What every cost read is about: one customer, one provider or all, and a cost column."""
 
     customer_id: str
-    provider: Provider
+    provider: ProviderChoice
     metric: CostMetric
 
     @property
@@ -193,7 +188,9 @@ def reject_unknown_query(request: Request) -> None:
 def cost_query(
     request: Request,
     customer_id: CustomerIdDep,
-    provider: Annotated[Provider, Path(description="aws, azure, gcp, vultr, or all of them")],
+    provider: Annotated[
+        ProviderChoice, Path(description=f"{', '.join(PROVIDERS)}, or all of them")
+    ],
     cost_metric: Annotated[
         CostMetric,
         Query(

@@ -11,7 +11,7 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
-from cost_api.params import CostQuery, Period
+from cost_api.params import CostQuery, Period, provider_members
 from cost_api.readers import shaping
 from cost_api.readers.clickhouse_reader import ClickHouseReader
 from cost_api.readers.cursor import encode_cursor
@@ -128,7 +128,7 @@ class CostReader(ClickHouseReader):
     def _bind(self, period: Period | None = None, **extra: Any) -> dict[str, Any]:
         values: dict[str, Any] = {
             "customer_id": self.query.customer_id,
-            "providers": self.query.provider.members,
+            "providers": provider_members(self.query.provider),
             "metric": self.query.column,
             **extra,
         }

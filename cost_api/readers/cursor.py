@@ -27,7 +27,7 @@ def encode_cursor(query: CostQuery, period: Period, offset: int) -> str:
     raw = json.dumps(
         {
             "c": query.customer_id,
-            "p": query.provider.value,
+            "p": query.provider,
             "m": query.metric.value,
             "s": period.start.isoformat(),
             "e": period.end.isoformat(),
@@ -52,7 +52,7 @@ def decode_cursor(cursor: str, query: CostQuery, max_days: int) -> tuple[Period,
         raise InvalidCursor(NOT_OURS, cursor)
     if not EARLIEST <= start < end <= LATEST or (end - start).days > max_days:
         raise InvalidCursor(NOT_OURS, cursor)
-    if scope != (query.customer_id, query.provider.value, query.metric.value):
+    if scope != (query.customer_id, query.provider, query.metric.value):
         raise InvalidCursor(
             "this cursor belongs to another list: use it with the customer, provider and "
             "cost_metric of the page that returned it",

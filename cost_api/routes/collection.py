@@ -24,13 +24,13 @@ from cost_api.schemas.collection import (
     CollectionRunPublic,
     ErrorLinkPublic,
     FailurePublic,
-    ProviderName,
     RunStatus,
     TaskPublic,
     TriggerAccepted,
     TriggerRequest,
 )
 from cost_pipelines.customers import CustomerBook
+from cost_pipelines.providers import ProviderKey
 
 RUN_ID_PATTERN = r"^[A-Za-z0-9\-]{1,64}$"
 UNKNOWN_TASK = "no collection task with this id"
@@ -197,7 +197,7 @@ async def get_collection_history(
     request: Request,
     dagster: DagsterDep,
     settings: SettingsDep,
-    provider: ProviderName | None = None,
+    provider: ProviderKey | None = None,
     run_status: Annotated[RunStatus | None, Query(alias="status")] = None,
     cursor: Annotated[
         str | None,

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from cost_api.schemas.costs import Money
 from cost_pipelines.customers import CUSTOMER_ID_MAX_LENGTH
-from cost_pipelines.providers import ProviderKey as ProviderName
+from cost_pipelines.providers import ProviderKey
 
 RunStatus = Literal["queued", "starting", "running", "canceling", "success", "failure", "canceled"]
 Trigger = Literal["scheduled", "manual"]
@@ -22,7 +22,7 @@ class TriggerRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     customer_id: str = Field(max_length=CUSTOMER_ID_MAX_LENGTH, examples=["acme"])
-    providers: list[ProviderName] | None = Field(
+    providers: list[ProviderKey] | None = Field(
         default=None, min_length=1, description="Default: every provider the customer has"
     )
     start: date | None = Field(default=None, description="First day to collect (UTC)")
@@ -41,7 +41,7 @@ class TaskPublic(BaseModel):
     """One collection run started (or found running) for one provider."""
 
     task_id: str = Field(description="The Dagster run id")
-    provider: ProviderName
+    provider: ProviderKey
     status: RunStatus
     existing: bool = Field(description="True when a queued or running run was reused")
     status_url: str

@@ -8,7 +8,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field, PlainSerializer, WithJsonSchema
 
-from cost_api.params import CostMetric, Period, Provider
+from cost_api.params import CostMetric, Period, ProviderChoice
 
 
 def decimal_text(value: Decimal) -> str:
@@ -63,7 +63,7 @@ class CostScope(BaseModel):
     """Which costs an answer is about."""
 
     customer_id: str
-    provider: Provider
+    provider: ProviderChoice
     cost_metric: CostMetric
 
 
