@@ -1,13 +1,16 @@
-"""Failures of the services behind the API, mapped once to clear answers (never a stack trace)."""
+"""Failures mapped once to clear answers (never a stack trace), and documented once in OpenAPI:
+the exceptions, their handlers, and the error tables the routers compose."""
 
 from __future__ import annotations
 
 import logging
 import re
+from typing import Any
 
 from clickhouse_connect.driver.exceptions import ClickHouseError, OperationalError
 from fastapi import FastAPI, Request, status
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +35,23 @@ class ServiceUnavailable(Exception):
         self.service = service
         self.reason = reason
         self.status_code = status_code
+
+
+class InvalidParameter(Exception):
+    """A query parameter that passed its schema but makes no sense (422 naming the parameter)."""
+
+    def __init__(self, parameter: str, message: str, value: Any = None) -> None:
+        super().__init__(f"{parameter}: {message}")
+        self.parameter = parameter
+        self.message = message
+        self.value = value
+
+    def detail(self) -> list[dict[str, Any]]:
+        """Shaped like FastAPI's own validation errors."""
+        value = self.value
+        shown = value if value is None or isinstance(value, int | str) else str(value)
+        loc = ["query", self.parameter]
+        return [{"loc": loc, "msg": self.message, "type": "value_error", "input": shown}]
 
 
 def engine_code(exc: ClickHouseError) -> int | None:
@@ -71,3 +91,47 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(
             {"detail": f"{exc.service} unavailable: {exc.reason}"}, status_code=exc.status_code
         )
+
+    @app.exception_handler(InvalidParameter)
+    async def invalid_parameter(_: Request, exc: InvalidParameter) -> JSONResponse:
+        return JSONResponse(
+            {"detail": exc.detail()}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT
+        )
+
+
+# -- the error answers the routers document, each defined once and composed per router ---------
+
+
+class ErrorMessage(BaseModel):
+    """A short reason: missing key (401), forbidden customer (403), rejected query (500),
+    service down (503)."""
+
+    detail: str
+
+
+Responses = dict[int | str, dict[str, Any]]
+
+AUTH: Responses = {
+    401: {"model": ErrorMessage, "description": "No or unknown API key"},
+    403: {"model": ErrorMessage, "description": "The key may not use this customer"},
+}
+WAREHOUSE: Responses = {
+    500: {"model": ErrorMessage, "description": "The warehouse rejected the query (logged)"},
+    503: {"model": ErrorMessage, "description": "The warehouse is down, too slow or too busy"},
+}
+DAGSTER: Responses = {
+    502: {"model": ErrorMessage, "description": "Dagster answered with an error"},
+    503: {"model": ErrorMessage, "description": "Dagster is down or too slow"},
+}
+
+
+def compose(*tables: Responses) -> Responses:
+    """One router's responses: the tables merged, later ones winning on a shared status."""
+    merged: Responses = {}
+    for table in tables:
+        merged.update(table)
+    return merged
+
+
+COST_READS = compose(AUTH, WAREHOUSE)
+COLLECTION = compose(AUTH, DAGSTER)

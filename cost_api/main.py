@@ -11,18 +11,37 @@ import uvicorn
 from fastapi import FastAPI
 
 from cost_api.auth import KeyRing
+from cost_api.control.client import DagsterClient
+from cost_api.control.customers_file import CustomersFile
+from cost_api.control.redaction import Redactor
 from cost_api.errors import install_error_handlers
 from cost_api.routes import collection, collectors, costs, health, legacy
-from cost_api.settings import get_settings
+from cost_api.settings import ApiSettings
+from cost_api.warehouse import close_clients
 from cost_pipelines.warehouse.connection import WarehouseSettings
 
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    settings = get_settings()
-    app.state.warehouse_settings = WarehouseSettings()
+    """Reads the settings once and owns every client: created here, closed here."""
+    settings = ApiSettings()
+    customers = CustomersFile(settings.customers_file) if settings.customers_file else None
+    app.state.settings = settings
+    app.state.warehouse_settings = WarehouseSettings()  # its client connects on first use
     app.state.keyring = KeyRing.load(settings.api_keys_file)
-    yield
+    app.state.customers_file = customers
+    app.state.dagster = DagsterClient(
+        settings.dagster_graphql_url,
+        settings.dagster_location_name,
+        timeout_s=settings.dagster_timeout_s,
+        redact=customers.redact if customers else Redactor.from_environment(),
+    )
+    app.state.trigger_locks = {}
+    try:
+        yield
+    finally:
+        await app.state.dagster.aclose()
+        close_clients()  # clickhouse-connect: close clients when shutting down
 
 
 def create_app() -> FastAPI:
@@ -33,7 +52,6 @@ def create_app() -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    # Routers are included here as they are built (costs, legacy, collection, health).
     app.include_router(costs.router)
     app.include_router(legacy.router)
     app.include_router(collection.router)

@@ -5,14 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import Depends, HTTPException, Path, Query, Request, status
+from fastapi import Depends, Path, Query, Request
 from fastapi.dependencies.models import Dependant
 
-from cost_api.deps import CustomerId
-from cost_api.settings import get_settings
-from cost_pipelines.providers import PROVIDERS
+from cost_api.dependencies import CustomerIdDep, SettingsDep
+from cost_api.errors import InvalidParameter
+from cost_pipelines.providers import PROVIDERS, ProviderKey
 
 DEFAULT_DAYS = 30
 MAX_LIMIT = 1000
@@ -21,19 +21,14 @@ EARLIEST = date(1970, 1, 1)
 LATEST = date(2106, 1, 1)
 
 
-class Provider(StrEnum):
-    """A cloud, or `all` of them."""
+# A cloud, or `all` of them: the words come from cost_pipelines.providers, so a provider added
+# there is a path value here too.
+ProviderChoice = Literal[ProviderKey, "all"]
 
-    aws = "aws"
-    azure = "azure"
-    gcp = "gcp"
-    vultr = "vultr"
-    all = "all"
 
-    @property
-    def members(self) -> list[str]:
-        """The stored provider values this choice reads."""
-        return list(PROVIDERS) if self is Provider.all else [self.value]
+def provider_members(choice: ProviderChoice) -> list[ProviderKey]:
+    """The stored provider values a choice reads."""
+    return list(PROVIDERS) if choice == "all" else [choice]
 
 
 class CostMetric(StrEnum):
@@ -54,11 +49,9 @@ METRIC_COLUMNS: dict[CostMetric, str] = {
 }
 
 
-def invalid(parameter: str, message: str, value: Any = None) -> HTTPException:
+def invalid(parameter: str, message: str, value: Any = None) -> InvalidParameter:
     """A 422 shaped like FastAPI's own validation errors, naming the query parameter."""
-    shown = value if value is None or isinstance(value, int | str) else str(value)
-    error = {"loc": ["query", parameter], "msg": message, "type": "value_error", "input": shown}
-    return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, [error])
+    return InvalidParameter(parameter, message, value)
 
 
 @dataclass(frozen=True)
@@ -81,22 +74,17 @@ class Period:
         return datetime.combine(self.end, datetime.min.time(), UTC)
 
 
-def max_period_days() -> int:
-    return get_settings().max_period_days
-
-
 def today_utc() -> date:
     return datetime.now(UTC).date()
 
 
-def resolve_period(days: int | None, start: date | None, end: date | None) -> Period:
+def resolve_period(days: int | None, start: date | None, end: date | None, max_days: int) -> Period:
     """The period a request asks for; 422 naming the parameter when it makes no sense.
 
     No dates: the last `days` days up to and including today (UTC). `start` only: from `start`
     through today, or `days` days from `start`. `end` only: the `days` days before `end`.
-    Both dates: exactly [start, end), and `days` must not be given too.
+    Both dates: exactly [start, end), and `days` must not be given too. At most `max_days`.
     """
-    max_days = max_period_days()
     for name, value in (("start", start), ("end", end)):
         if value is not None and not EARLIEST <= value <= LATEST:
             raise invalid(name, f"date must be between {EARLIEST} and {LATEST}", str(value))
@@ -138,13 +126,14 @@ DAY_FORMAT = {"pattern": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$", "max_length": 10}
 
 
 def period(
+    settings: SettingsDep,
     days: Annotated[
         int | None,
         Query(
             ge=1,
-            le=max_period_days(),
             description=f"The last N days up to and including today (UTC); default {DEFAULT_DAYS}. "
-            "With `start` only: N days from `start`; with `end` only: the N days before `end`.",
+            "With `start` only: N days from `start`; with `end` only: the N days before `end`. "
+            "At most MAX_PERIOD_DAYS (400 unless configured).",
         ),
     ] = None,
     start: Annotated[
@@ -160,7 +149,10 @@ def period(
         ),
     ] = None,
 ) -> Period:
-    return resolve_period(days, parse_day("start", start), parse_day("end", end))
+    max_days = settings.max_period_days
+    if days is not None and days > max_days:
+        raise invalid("days", f"at most {max_days} days", days)
+    return resolve_period(days, parse_day("start", start), parse_day("end", end), max_days)
 
 
 @dataclass(frozen=True)
@@ -168,7 +160,7 @@ class CostQuery:
     """What every cost read is about: one customer, one provider or all, and a cost column."""
 
     customer_id: str
-    provider: Provider
+    provider: ProviderChoice
     metric: CostMetric
 
     @property
@@ -195,8 +187,10 @@ def reject_unknown_query(request: Request) -> None:
 
 def cost_query(
     request: Request,
-    customer_id: CustomerId,
-    provider: Annotated[Provider, Path(description="aws, azure, gcp, vultr, or all of them")],
+    customer_id: CustomerIdDep,
+    provider: Annotated[
+        ProviderChoice, Path(description=f"{', '.join(PROVIDERS)}, or all of them")
+    ],
     cost_metric: Annotated[
         CostMetric,
         Query(
@@ -209,8 +203,8 @@ def cost_query(
     return CostQuery(customer_id, provider, cost_metric)
 
 
-Costs = Annotated[CostQuery, Depends(cost_query)]
-PeriodParam = Annotated[Period, Depends(period)]
+CostQueryDep = Annotated[CostQuery, Depends(cost_query)]
+PeriodDep = Annotated[Period, Depends(period)]
 Limit = Annotated[
     int, Query(ge=1, le=MAX_LIMIT, description=f"How many items to return (1..{MAX_LIMIT})")
 ]

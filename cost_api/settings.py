@@ -1,8 +1,7 @@
-"""Settings of the REST service, from the environment."""
+"""Settings of the REST service, from the environment: read once, by the app's lifespan."""
 
 from __future__ import annotations
 
-from functools import lru_cache
 from pathlib import Path
 
 from pydantic import Field
@@ -26,8 +25,3 @@ class ApiSettings(BaseSettings):
         default=None, description="The customers file the collectors use (CUSTOMERS_FILE)"
     )
     max_period_days: int = 400
-
-
-@lru_cache
-def get_settings() -> ApiSettings:
-    return ApiSettings()

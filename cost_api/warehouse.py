@@ -1,4 +1,5 @@
-"""The API's own warehouse client: one per process, read-only use, never migrates the schema."""
+"""The API's own warehouse client: one per process, read-only use, never migrates the schema;
+the lifespan closes it at shutdown."""
 
 from __future__ import annotations
 
@@ -38,3 +39,12 @@ def api_client(settings: WarehouseSettings) -> Client:
     if kept is not created:
         created.close()
     return kept
+
+
+def close_clients() -> None:
+    """Close every cached client (at shutdown). A later `api_client` call connects afresh."""
+    with _assign:
+        clients = list(_clients.values())
+        _clients.clear()
+    for client in clients:
+        client.close()

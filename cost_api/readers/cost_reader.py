@@ -11,10 +11,11 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
-from cost_api.params import CostQuery, Period
+from cost_api.params import CostQuery, Period, provider_members
 from cost_api.readers import shaping
 from cost_api.readers.clickhouse_reader import ClickHouseReader
-from cost_api.schemas import (
+from cost_api.readers.cursor import encode_cursor
+from cost_api.schemas.costs import (
     CostLine,
     CostLinesPage,
     CostTrends,
@@ -127,7 +128,7 @@ class CostReader(ClickHouseReader):
     def _bind(self, period: Period | None = None, **extra: Any) -> dict[str, Any]:
         values: dict[str, Any] = {
             "customer_id": self.query.customer_id,
-            "providers": self.query.provider.members,
+            "providers": provider_members(self.query.provider),
             "metric": self.query.column,
             **extra,
         }
@@ -147,9 +148,7 @@ class CostReader(ClickHouseReader):
         fields = list(CostLine.model_fields)
         data = [CostLine(**dict(zip(fields, row[:-1], strict=True))) for row in rows]
         next_offset = offset + len(data)
-        cursor = (
-            shaping.encode_cursor(self.query, period, next_offset) if next_offset < count else None
-        )
+        cursor = encode_cursor(self.query, period, next_offset) if next_offset < count else None
         return CostLinesPage(
             **self._scope(),
             period=PeriodPublic.of(period),

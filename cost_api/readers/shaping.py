@@ -1,11 +1,8 @@
-"""Turns the warehouse's grouped rows into answers: buckets, shares, per-currency totals, cursors.
+"""Turns the warehouse's grouped rows into answers: buckets, shares, per-currency totals.
 All arithmetic is on Decimal; nothing adds across currencies."""
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
@@ -13,8 +10,8 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from enum import StrEnum
 from typing import Any
 
-from cost_api.params import EARLIEST, LATEST, CostQuery, Period, invalid, max_period_days
-from cost_api.schemas import (
+from cost_api.params import Period
+from cost_api.schemas.costs import (
     CategoryCost,
     CostTrends,
     CurrencyAmount,
@@ -191,44 +188,3 @@ def total(scope: dict[str, Any], period: Period, rows: Rows) -> TotalCost:
     totals = [CurrencyTotal(currency=c, amount=a, lines=n) for c, a, n in rows]
     lines = sum(t.lines for t in totals)
     return TotalCost(**scope, period=PeriodPublic.of(period), lines=lines, totals=totals)
-
-
-def encode_cursor(query: CostQuery, period: Period, offset: int) -> str:
-    """Opaque to clients: the next offset, pinned to the first page's period (so a page turned
-    after midnight still continues the same list) and to the list's customer, provider and cost
-    metric (so a cursor cannot continue a different list at an arbitrary offset)."""
-    raw = json.dumps(
-        {
-            "c": query.customer_id,
-            "p": query.provider.value,
-            "m": query.metric.value,
-            "s": period.start.isoformat(),
-            "e": period.end.isoformat(),
-            "o": offset,
-        }
-    )
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str, query: CostQuery) -> tuple[Period, int]:
-    """The period and offset a cursor of this query's list carries; 422 naming `cursor` if it
-    is not one of ours, or was returned for another customer, provider or cost metric."""
-    try:
-        raw = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        start, end = date.fromisoformat(raw["s"]), date.fromisoformat(raw["e"])
-        offset = raw["o"]
-        scope = (raw["c"], raw["p"], raw["m"])
-    except (ValueError, KeyError, TypeError, binascii.Error) as exc:
-        raise invalid("cursor", "not a cursor this API returned", cursor) from exc
-    if not (isinstance(offset, int) and 0 <= offset < 2**63):
-        raise invalid("cursor", "not a cursor this API returned", cursor)
-    if not EARLIEST <= start < end <= LATEST or (end - start).days > max_period_days():
-        raise invalid("cursor", "not a cursor this API returned", cursor)
-    if scope != (query.customer_id, query.provider.value, query.metric.value):
-        raise invalid(
-            "cursor",
-            "this cursor belongs to another list: use it with the customer, provider and "
-            "cost_metric of the page that returned it",
-            cursor,
-        )
-    return Period(start, end), offset

@@ -7,31 +7,35 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request, status
 
-from cost_api.collection_models import (
+from cost_api.control.client import DagsterClient, RunNotFound
+from cost_api.control.runs import DAGSTER_STATUSES, CollectionRun
+from cost_api.dependencies import (
+    CurrentKeyDep,
+    CustomerIdDep,
+    CustomersDep,
+    DagsterDep,
+    SettingsDep,
+    check_customer_access,
+    trigger_lock,
+)
+from cost_api.errors import COLLECTION, ErrorMessage
+from cost_api.schemas.collection import (
     CollectionHistory,
     CollectionRunPublic,
     ErrorLinkPublic,
     FailurePublic,
-    ProviderName,
     RunStatus,
     TaskPublic,
     TriggerAccepted,
     TriggerRequest,
 )
-from cost_api.control_deps import Customers, Dagster, close_dagster, trigger_lock
-from cost_api.dagster_client import DagsterClient, RunNotFound
-from cost_api.dagster_runs import DAGSTER_STATUSES, CollectionRun
-from cost_api.deps import CurrentKey, CustomerId, Settings, check_customer_access
-from cost_api.responses import COLLECTION
-from cost_api.schemas import ErrorMessage
 from cost_pipelines.customers import CustomerBook
+from cost_pipelines.providers import ProviderKey
 
 RUN_ID_PATTERN = r"^[A-Za-z0-9\-]{1,64}$"
 UNKNOWN_TASK = "no collection task with this id"
 
-router = APIRouter(
-    prefix="/api/v2/costs", tags=["collection"], responses=COLLECTION, lifespan=close_dagster
-)
+router = APIRouter(prefix="/api/v2/costs", tags=["collection"], responses=COLLECTION)
 
 
 def run_public(run: CollectionRun, request: Request, ui_url: str) -> CollectionRunPublic:
@@ -121,10 +125,10 @@ async def _collect(
 async def trigger_collection(
     body: TriggerRequest,
     request: Request,
-    key: CurrentKey,
-    dagster: Dagster,
-    book: Customers,
-    settings: Settings,
+    key: CurrentKeyDep,
+    dagster: DagsterDep,
+    book: CustomersDep,
+    settings: SettingsDep,
 ) -> TriggerAccepted:
     check_customer_access(body.customer_id, key)
     providers = _providers_to_collect(book, body)
@@ -165,9 +169,9 @@ async def trigger_collection(
 async def get_collection_status(
     task_id: Annotated[str, Path(pattern=RUN_ID_PATTERN, description="A task id (run id)")],
     request: Request,
-    key: CurrentKey,
-    dagster: Dagster,
-    settings: Settings,
+    key: CurrentKeyDep,
+    dagster: DagsterDep,
+    settings: SettingsDep,
 ) -> CollectionRunPublic:
     try:
         run = await dagster.get_run(task_id)
@@ -189,11 +193,11 @@ async def get_collection_status(
     "(collection-status), which reads it from the run's event log.",
 )
 async def get_collection_history(
-    customer_id: CustomerId,
+    customer_id: CustomerIdDep,
     request: Request,
-    dagster: Dagster,
-    settings: Settings,
-    provider: ProviderName | None = None,
+    dagster: DagsterDep,
+    settings: SettingsDep,
+    provider: ProviderKey | None = None,
     run_status: Annotated[RunStatus | None, Query(alias="status")] = None,
     cursor: Annotated[
         str | None,

@@ -7,24 +7,21 @@ from datetime import UTC, datetime, timedelta
 
 from fastapi import APIRouter
 
-from cost_api.collection_models import (
+from cost_api.control.runs import STATUS, LastSuccess
+from cost_api.dependencies import CurrentKeyDep, CustomersDep, DagsterDep
+from cost_api.errors import COLLECTION
+from cost_api.schemas.collection import (
     CollectorPublic,
     CollectorsStatus,
     Freshness,
     SchedulePublic,
 )
-from cost_api.control_deps import Customers, Dagster, close_dagster
-from cost_api.dagster_runs import STATUS, LastSuccess
-from cost_api.deps import CurrentKey
-from cost_api.responses import COLLECTION
 
 # The schedule ticks every 15 minutes; a pair past its interval is collected at the next tick or,
 # if that run is still queued behind others, the one after. Later than that is overdue.
 DUE_GRACE = timedelta(minutes=30)
 
-router = APIRouter(
-    prefix="/api/v2/collectors", tags=["collection"], responses=COLLECTION, lifespan=close_dagster
-)
+router = APIRouter(prefix="/api/v2/collectors", tags=["collection"], responses=COLLECTION)
 
 
 def freshness(
@@ -43,7 +40,7 @@ def freshness(
 
 @router.get("/status", summary="Per customer and provider: last success, freshness, schedule")
 async def get_collectors_status(
-    key: CurrentKey, dagster: Dagster, book: Customers
+    key: CurrentKeyDep, dagster: DagsterDep, book: CustomersDep
 ) -> CollectorsStatus:
     customers = [c for cid, c in sorted(book.customers.items()) if key.may_read(cid)]
     pairs = [(c.id, provider) for c in customers for provider in sorted(c.providers)]

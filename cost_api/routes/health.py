@@ -10,16 +10,16 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from cost_api.collection_models import ComponentHealth, Health
-from cost_api.control_deps import close_dagster, get_dagster
-from cost_api.deps import get_warehouse
+from cost_api.control.client import DagsterClient
+from cost_api.dependencies import DagsterDep, get_warehouse
 from cost_api.errors import ServiceUnavailable
+from cost_api.schemas.health import ComponentHealth, Health
 
 # A health check must answer even when a dependency hangs.
 CHECK_TIMEOUT_S = 5.0
 log = logging.getLogger(__name__)
 
-router = APIRouter(tags=["health"], lifespan=close_dagster)
+router = APIRouter(tags=["health"])
 
 
 def _warehouse_version(request: Request) -> str:
@@ -42,9 +42,9 @@ async def _check_warehouse(request: Request) -> ComponentHealth:
     return ComponentHealth(status="up", latency_ms=round(latency, 1), version=version)
 
 
-async def _check_dagster(request: Request) -> ComponentHealth:
+async def _check_dagster(dagster: DagsterClient) -> ComponentHealth:
     try:
-        version, latency = await asyncio.wait_for(get_dagster(request).ping(), CHECK_TIMEOUT_S)
+        version, latency = await asyncio.wait_for(dagster.ping(), CHECK_TIMEOUT_S)
     except TimeoutError:
         return ComponentHealth(status="down", detail="no answer within 5 s")
     except ServiceUnavailable as exc:
@@ -58,9 +58,9 @@ async def _check_dagster(request: Request) -> ComponentHealth:
     summary="API, warehouse and Dagster: up or down, with latency",
     responses={503: {"model": Health, "description": "At least one component is down"}},
 )
-async def health(request: Request) -> JSONResponse:
+async def health(request: Request, client: DagsterDep) -> JSONResponse:
     started = time.perf_counter()
-    warehouse, dagster = await asyncio.gather(_check_warehouse(request), _check_dagster(request))
+    warehouse, dagster = await asyncio.gather(_check_warehouse(request), _check_dagster(client))
     api = ComponentHealth(status="up", latency_ms=round((time.perf_counter() - started) * 1000, 1))
     all_up = warehouse.status == dagster.status == "up"
     body = Health(status="up" if all_up else "down", api=api, warehouse=warehouse, dagster=dagster)

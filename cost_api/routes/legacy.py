@@ -10,21 +10,17 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 
-from cost_api.deps import (
-    CUSTOMER_ID_MAX_LENGTH,
-    CUSTOMER_ID_PATTERN,
-    CurrentKey,
-    Warehouse,
-    check_customer_access,
-)
-from cost_api.params import CostMetric, CostQuery, PeriodParam, Provider, reject_unknown_query
+from cost_api.dependencies import CurrentKeyDep, WarehouseDep, check_customer_access
+from cost_api.errors import COST_READS
+from cost_api.params import CostMetric, CostQuery, PeriodDep, reject_unknown_query
 from cost_api.readers.cost_reader import CostReader
-from cost_api.responses import COST_READS
-from cost_api.schemas import TypeCosts
+from cost_api.schemas.costs import TypeCosts
+from cost_pipelines.customers import CUSTOMER_ID_MAX_LENGTH, CUSTOMER_ID_PATTERN
+from cost_pipelines.providers import ProviderKey
 
 DEPRECATED_SINCE = datetime(2026, 11, 1, tzinfo=UTC)
 SUNSET = datetime(2027, 6, 1, tzinfo=UTC)
-LEGACY_PROVIDERS = (Provider.aws, Provider.gcp, Provider.azure)
+LEGACY_PROVIDERS: tuple[ProviderKey, ...] = ("aws", "gcp", "azure")
 
 router = APIRouter(prefix="/api/v1", tags=["legacy"], deprecated=True, responses=COST_READS)
 
@@ -36,12 +32,12 @@ def deprecation_headers(response: Response, successor: str) -> None:
     response.headers["Link"] = f'<{successor}>; rel="successor-version"'
 
 
-def legacy_route(provider: Provider) -> Callable[..., TypeCosts]:
+def legacy_route(provider: ProviderKey) -> Callable[..., TypeCosts]:
     def read_costs(
         request: Request,
         response: Response,
-        key: CurrentKey,
-        warehouse: Warehouse,
+        key: CurrentKeyDep,
+        warehouse: WarehouseDep,
         customer_id: Annotated[
             str,
             Query(
@@ -50,7 +46,7 @@ def legacy_route(provider: Provider) -> Callable[..., TypeCosts]:
                 description="Customer id (V2 has it in the path)",
             ),
         ],
-        period: PeriodParam,
+        period: PeriodDep,
         cost_metric: Annotated[CostMetric, Query(description="FOCUS cost column")] = (
             CostMetric.billed
         ),

@@ -16,7 +16,6 @@ from fastapi.testclient import TestClient
 
 from cost_api.auth import add_key
 from cost_api.main import create_app
-from cost_api.settings import get_settings
 from cost_pipelines.warehouse.connection import WarehouseSettings, create_client
 from cost_pipelines.warehouse.schema import migrate
 from tests.api.dataset import Dataset, build_dataset, load_dataset
@@ -50,7 +49,6 @@ def serve_api(
     monkeypatch.setenv("API_KEYS_FILE", str(keys_file))
     monkeypatch.setenv("CLICKHOUSE_QUERY_TIMEOUT_S", str(timeout_s))
     monkeypatch.delenv("CLICKHOUSE_URL", raising=False)
-    get_settings.cache_clear()
     return TestClient(app or create_app())
 
 
@@ -92,7 +90,6 @@ def api(
         serve_api(monkeypatch, warehouse.port, keys_file) as client,
     ):
         yield Api(client, token, scoped, datetime.now(UTC).date(), keys_file)
-    get_settings.cache_clear()
 
 
 @pytest.fixture

@@ -17,7 +17,6 @@ from fastapi.testclient import TestClient
 
 from cost_api.auth import add_key
 from cost_api.errors import engine_code, warehouse_unavailable
-from cost_api.settings import get_settings
 from cost_api.warehouse import api_client
 from cost_pipelines.warehouse.connection import WarehouseSettings, create_client
 from tests.api.conftest import serve_api
@@ -49,7 +48,6 @@ def api_on_unmigrated(
         monkeypatch.setenv("CLICKHOUSE_DATABASE", unmigrated_database)
         with serve_api(monkeypatch, warehouse.port, keys) as client:
             yield client, token
-    get_settings.cache_clear()
 
 
 def test_reading_never_creates_or_migrates_a_table(

@@ -15,7 +15,6 @@ from cost_api.auth import add_key
 from cost_api.errors import ServiceUnavailable
 from cost_api.readers import clickhouse_reader
 from cost_api.readers.clickhouse_reader import ClickHouseReader
-from cost_api.settings import get_settings
 from cost_pipelines.warehouse.connection import WarehouseSettings, create_client
 from cost_pipelines.warehouse.schema import migrate
 from tests.api.conftest import serve_api
@@ -57,7 +56,6 @@ def client_and_token(own_warehouse: Any, tmp_path_factory: pytest.TempPathFactor
         serve_api(monkeypatch, own_warehouse.port, keys, timeout_s=SOCKET_TIMEOUT_S) as client,
     ):
         yield client, token
-    get_settings.cache_clear()
 
 
 def test_a_read_running_past_its_time_limit_becomes_503(

@@ -24,7 +24,6 @@ from moto.server import ThreadedMotoServer
 
 from cost_api.auth import add_key
 from cost_api.main import create_app
-from cost_api.settings import get_settings
 from cost_local.dagster_dev import start_dagster, stop_dagster, write_dagster_home
 from cost_local.sandbox.aws import reset_moto
 from cost_local.sandbox.catalog import demo_accounts
@@ -219,7 +218,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     with pytest.MonkeyPatch.context() as patch:
         for name, value in api_env.items():
             patch.setenv(name, value)
-        get_settings.cache_clear()
         try:
             with TestClient(create_app()) as api:
                 stack = Stack(api, token, outsider, keys_file, moto_url, dagster_url, dagster)
@@ -230,7 +228,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 stack.set_schedule(running=False)
                 yield stack
         finally:
-            get_settings.cache_clear()
             stop_dagster(dagster)
             rejecting.shutdown()
             rejecting.server_close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -15,9 +15,10 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from cost_api.dagster_client import DagsterClient
+from cost_api.control.client import DagsterClient
+from cost_api.dependencies import get_dagster
 from cost_api.main import create_app
-from cost_api.settings import get_settings
+from cost_api.settings import ApiSettings
 from cost_local.dagster_dev import stop_dagster
 from cost_local.sandbox.aws import cost_explorer_results, queue_cost_and_usage
 from cost_local.sandbox.bills import generate_bills
@@ -212,14 +213,20 @@ class RecordingTransport(httpx.AsyncHTTPTransport):
 @pytest.fixture
 def recorded(stack: Stack) -> Iterator[tuple[TestClient, RecordingTransport]]:
     """The API with its Dagster client on a recording transport."""
-    settings = get_settings()
+    settings = ApiSettings()
     transport = RecordingTransport()
+
+    async def recording_dagster() -> AsyncIterator[DagsterClient]:
+        dagster = DagsterClient(
+            settings.dagster_graphql_url, settings.dagster_location_name, transport=transport
+        )
+        try:
+            yield dagster
+        finally:
+            await dagster.aclose()
+
     app = create_app()
-    app.state.dagster = DagsterClient(
-        settings.dagster_graphql_url, settings.dagster_location_name, transport=transport
-    )
-    app.state.customers_file = None
-    app.state.trigger_locks = {}
+    app.dependency_overrides[get_dagster] = recording_dagster
     with TestClient(app) as client:
         yield client, transport
 
@@ -312,13 +319,11 @@ def test_health_is_down_when_dagster_lacks_the_code_location(
     stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("DAGSTER_LOCATION_NAME", "not_deployed")
-    get_settings.cache_clear()
     try:
         with TestClient(create_app()) as misconfigured:
             answer = misconfigured.get("/health")
     finally:
         monkeypatch.undo()
-        get_settings.cache_clear()
 
     assert answer.status_code == 503
     assert answer.json()["dagster"]["status"] == "down"

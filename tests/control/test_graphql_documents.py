@@ -9,7 +9,7 @@ import pytest
 from dagster_graphql.schema import create_schema
 from graphql import GraphQLSchema, parse, validate
 
-from cost_api import dagster_queries
+from cost_api.control import graphql as dagster_queries
 
 DOCUMENTS = {
     name: value

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cost_api.dagster_runs import parse_failure, parse_run
-from cost_api.redaction import MASK, Redactor, env_names_in_customers_file
+from cost_api.control.redaction import MASK, Redactor, env_names_in_customers_file
+from cost_api.control.runs import parse_failure, parse_run
 from cost_api.routes.collectors import freshness
 
 SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"

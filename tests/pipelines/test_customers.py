@@ -7,7 +7,7 @@ from pathlib import Path
 
 from fastapi import HTTPException
 
-from cost_api import deps
+from cost_api import dependencies as deps
 from cost_api.auth import ALL_CUSTOMERS, ApiKey
 from cost_pipelines.customers import CUSTOMER_ID_PATTERN, AwsConfig, load_customers
 from tests.pipelines.conftest import write_customers

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dagster import DagsterRunStatus
 
-from cost_api import dagster_runs
+from cost_api.control import runs as dagster_runs
 from cost_pipelines import schedules
 from cost_pipelines.runs import IN_FLIGHT
 

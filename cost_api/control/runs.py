@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from cost_pipelines.runs import IN_FLIGHT as IN_FLIGHT  # re-exported for dagster_client
+from cost_pipelines.runs import IN_FLIGHT as IN_FLIGHT  # re-exported for control.client
 
 # Dagster run status -> the status users see.
 STATUS = {

@@ -8,7 +8,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field, PlainSerializer, WithJsonSchema
 
-from cost_api.params import CostMetric, Period, Provider
+from cost_api.params import CostMetric, Period, ProviderChoice
 
 
 def decimal_text(value: Decimal) -> str:
@@ -49,13 +49,6 @@ Percent = Annotated[
 ]
 
 
-class ErrorMessage(BaseModel):
-    """A short reason: missing key (401), forbidden customer (403), rejected query (500),
-    service down (503)."""
-
-    detail: str
-
-
 class PeriodPublic(BaseModel):
     start: date = Field(description="First day (UTC, inclusive)")
     end: date = Field(description="Day after the last day (UTC, exclusive)")
@@ -70,7 +63,7 @@ class CostScope(BaseModel):
     """Which costs an answer is about."""
 
     customer_id: str
-    provider: Provider
+    provider: ProviderChoice
     cost_metric: CostMetric
 
 

@@ -1,4 +1,4 @@
-"""What clients of collection control see: triggers, runs, history, collectors and health."""
+"""What clients of collection control see: triggers, runs, history and collectors."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from cost_api.schemas import Money
+from cost_api.schemas.costs import Money
 from cost_pipelines.customers import CUSTOMER_ID_MAX_LENGTH
-from cost_pipelines.providers import ProviderKey as ProviderName
+from cost_pipelines.providers import ProviderKey
 
 RunStatus = Literal["queued", "starting", "running", "canceling", "success", "failure", "canceled"]
 Trigger = Literal["scheduled", "manual"]
@@ -22,7 +22,7 @@ class TriggerRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     customer_id: str = Field(max_length=CUSTOMER_ID_MAX_LENGTH, examples=["acme"])
-    providers: list[ProviderName] | None = Field(
+    providers: list[ProviderKey] | None = Field(
         default=None, min_length=1, description="Default: every provider the customer has"
     )
     start: date | None = Field(default=None, description="First day to collect (UTC)")
@@ -41,7 +41,7 @@ class TaskPublic(BaseModel):
     """One collection run started (or found running) for one provider."""
 
     task_id: str = Field(description="The Dagster run id")
-    provider: ProviderName
+    provider: ProviderKey
     status: RunStatus
     existing: bool = Field(description="True when a queued or running run was reused")
     status_url: str
@@ -126,19 +126,3 @@ class CollectorsStatus(BaseModel):
     collectors: list[CollectorPublic]
     schedules: list[SchedulePublic]
     checked_at: datetime
-
-
-class ComponentHealth(BaseModel):
-    status: Literal["up", "down"]
-    latency_ms: float | None = None
-    version: str | None = None
-    detail: str | None = None
-
-
-class Health(BaseModel):
-    """Up only when the API, the warehouse and Dagster all answer."""
-
-    status: Literal["up", "down"]
-    api: ComponentHealth
-    warehouse: ComponentHealth
-    dagster: ComponentHealth

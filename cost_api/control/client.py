@@ -9,8 +9,8 @@ from typing import Any
 
 import httpx
 
-from cost_api import dagster_queries as q
-from cost_api.dagster_runs import (
+from cost_api.control import graphql as q
+from cost_api.control.runs import (
     IN_FLIGHT,
     CollectionRun,
     LastSuccess,

@@ -1,7 +1,9 @@
-"""Dependencies shared by the routes: the warehouse client, the caller's key, customer access."""
+"""What the routes depend on, each taken from what the lifespan built: the settings, the warehouse
+client, the caller's key and the customers it may read, the Dagster client, the customers file."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated
 
 from clickhouse_connect.driver.client import Client
@@ -9,13 +11,17 @@ from fastapi import Depends, HTTPException, Path, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from cost_api.auth import ApiKey, KeyRing
-from cost_api.settings import ApiSettings, get_settings
+from cost_api.control.client import DagsterClient
+from cost_api.control.customers_file import CustomersFile
+from cost_api.errors import ServiceUnavailable
+from cost_api.settings import ApiSettings
 from cost_api.warehouse import api_client
 from cost_pipelines.customers import (
     CUSTOMER_ID,
     CUSTOMER_ID_MAX_LENGTH,
     CUSTOMER_ID_PATTERN,
     CUSTOMER_ID_RULE,
+    CustomerBook,
 )
 from cost_pipelines.warehouse.connection import WarehouseSettings
 
@@ -24,9 +30,15 @@ FORBIDDEN_DETAIL = "this API key may not read that customer"
 _bearer = HTTPBearer(auto_error=False, description="API key: `Authorization: Bearer <key>`")
 
 
+def get_settings(request: Request) -> ApiSettings:
+    """The settings the lifespan read from the environment when the app started."""
+    settings: ApiSettings = request.app.state.settings
+    return settings
+
+
 def get_warehouse(request: Request) -> Client:
-    """The process-wide ClickHouse client (created on first use, so the API starts even when the
-    warehouse is down; the 503 handler answers for it then). It never migrates the schema."""
+    """The warehouse client (created on first use, so the API starts even when the warehouse is
+    down; the 503 handler answers for it then). It never migrates the schema."""
     settings: WarehouseSettings = request.app.state.warehouse_settings
     return api_client(settings)
 
@@ -34,6 +46,25 @@ def get_warehouse(request: Request) -> Client:
 def get_keyring(request: Request) -> KeyRing:
     ring: KeyRing = request.app.state.keyring
     return ring
+
+
+def get_dagster(request: Request) -> DagsterClient:
+    dagster: DagsterClient = request.app.state.dagster
+    return dagster
+
+
+def get_customer_book(request: Request) -> CustomerBook:
+    """The customers file as the collectors see it (CUSTOMERS_FILE)."""
+    customers: CustomersFile | None = request.app.state.customers_file
+    if customers is None:
+        raise ServiceUnavailable("collection", "CUSTOMERS_FILE is not configured for the API", 503)
+    return customers.book()
+
+
+def trigger_lock(request: Request, customer_id: str, provider: str) -> asyncio.Lock:
+    """One lock per customer/provider pair in this process: triggers of a pair run one at a time."""
+    locks: dict[tuple[str, str], asyncio.Lock] = request.app.state.trigger_locks
+    return locks.setdefault((customer_id, provider), asyncio.Lock())
 
 
 def current_key(
@@ -76,14 +107,16 @@ def check_customer_access(customer_id: str, key: ApiKey) -> str:
     """Same rule for customer ids that arrive in a body or query rather than the path."""
     if not CUSTOMER_ID.match(customer_id):
         raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_ENTITY, f"customer_id: {CUSTOMER_ID_RULE}"
+            status.HTTP_422_UNPROCESSABLE_CONTENT, f"customer_id: {CUSTOMER_ID_RULE}"
         )
     if not key.may_read(customer_id):
         raise HTTPException(status.HTTP_403_FORBIDDEN, FORBIDDEN_DETAIL)
     return customer_id
 
 
-Warehouse = Annotated[Client, Depends(get_warehouse)]
-CurrentKey = Annotated[ApiKey, Depends(current_key)]
-CustomerId = Annotated[str, Depends(readable_customer)]
-Settings = Annotated[ApiSettings, Depends(get_settings)]
+SettingsDep = Annotated[ApiSettings, Depends(get_settings)]
+WarehouseDep = Annotated[Client, Depends(get_warehouse)]
+CurrentKeyDep = Annotated[ApiKey, Depends(current_key)]
+CustomerIdDep = Annotated[str, Depends(readable_customer)]
+DagsterDep = Annotated[DagsterClient, Depends(get_dagster)]
+CustomersDep = Annotated[CustomerBook, Depends(get_customer_book)]
