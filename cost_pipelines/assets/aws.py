@@ -27,6 +27,7 @@ import pandas as pd
 from cost_pipelines.assets.aws_exports import fetch_focus_export
 from cost_pipelines.assets.collection import DateWindow, Fetched, ProviderSpec
 from cost_pipelines.customers import AwsConfig
+from cost_pipelines.focus.service_categories import service_category
 from cost_pipelines.resources.aws import AwsResource, AwsSession
 from cost_pipelines.resources.retry import Paginator
 
@@ -106,6 +107,7 @@ def _account_rows(
                     SubAccountName=name,
                     ProviderName="AWS",
                     ServiceName=service,
+                    ServiceCategory=service_category("aws", service),
                     ChargeDescription=usage_type,
                     ChargeCategory=_category(service, row["BilledCost"]),
                     BillingCurrency=metrics.get("UnblendedCost", {}).get("Unit", "USD"),

@@ -18,6 +18,7 @@ import pandas as pd
 
 from cost_pipelines.assets.collection import DateWindow, Fetched, ProviderSpec
 from cost_pipelines.customers import AzureConfig
+from cost_pipelines.focus.service_categories import service_category
 from cost_pipelines.resources.azure import AzureResource, AzureSession
 from cost_pipelines.resources.rest import ApiRefused
 
@@ -93,6 +94,7 @@ def fetch_azure(window: DateWindow, config: AzureConfig, session: AzureSession) 
                         "SubAccountId": _subscription(resource_id),
                         "ProviderName": "Microsoft",
                         "ServiceName": service,
+                        "ServiceCategory": service_category("azure", service),
                         "ChargeCategory": "Credit" if billed < 0 else "Usage",
                         "ResourceId": resource_id,
                         "ResourceName": resource_id.rsplit("/", 1)[-1],

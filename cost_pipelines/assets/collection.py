@@ -13,6 +13,7 @@ from typing import Any, Protocol
 import pandas as pd
 from dagster import (
     AssetExecutionContext,
+    AssetKey,
     AssetsDefinition,
     Config,
     Failure,
@@ -23,6 +24,13 @@ from dagster import (
 )
 from pydantic import Field
 
+from cost_pipelines.assets.checks import (
+    DayTotals,
+    WrittenWindow,
+    check_specs,
+    conformance,
+    reconciliation,
+)
 from cost_pipelines.customers import (
     CollectionSettings,
     CustomerBook,
@@ -60,6 +68,14 @@ class Fetched:
     source: str
     # The days the answer is complete for, when less than asked (an export not delivered yet).
     window: DateWindow | None = None
+    # An independent total from the provider in the same run (an ungrouped query, an invoice's
+    # amount), per billing account, day and currency: the reconciliation check compares the
+    # stored lines with it. None: the source offers none.
+    reference_totals: DayTotals | None = None
+    reference_source: str = ""
+    # Lines the provider returned for days outside the window (late corrections, items of an
+    # earlier period): reported, never silently dropped.
+    outside_window: int = 0
 
 
 class CollectorResource(Protocol):
@@ -189,22 +205,29 @@ def collect(
         if not window.start <= fetched.window.start < fetched.window.end <= window.end:
             raise Failure(f"{spec.title} answered for {fetched.window}, outside {window}")
         window = fetched.window
-    written, totals = _write(
-        context, customer_id, spec, config.billing_account_ids, window, fetched
-    )
+    accounts = config.billing_account_ids
+    written, totals = _write(context, customer_id, spec, accounts, window, fetched)
     context.log.info(
         f"{spec.title} for {customer_id}: {written} rows, {fetched.api_requests} API requests"
+        + (f", {fetched.outside_window} lines outside the window" if fetched.outside_window else "")
     )
+    client = context.resources.warehouse.get_client()
+    stored = WrittenWindow(customer_id, spec.provider, accounts, window.start, window.end)
     return MaterializeResult(
         metadata={
             "rows_written": MetadataValue.int(written),
             "window_start": MetadataValue.text(window.start.isoformat()),
             "window_end": MetadataValue.text(window.end.isoformat()),
-            "totals": MetadataValue.json({k: str(v) for k, v in totals.items()}),
+            "totals": MetadataValue.json({k: f"{v.normalize():f}" for k, v in totals.items()}),
             "source": MetadataValue.text(fetched.source),
             "api_requests": MetadataValue.int(fetched.api_requests),
+            "lines_outside_window": MetadataValue.int(fetched.outside_window),
             "customer_id": MetadataValue.text(customer_id),
-        }
+        },
+        check_results=[
+            conformance(client, stored),
+            reconciliation(client, stored, fetched.reference_totals, fetched.reference_source),
+        ],
     )
 
 
@@ -222,10 +245,10 @@ def build_cost_asset(
         partitions_def=partitions,
         required_resource_keys={"warehouse", "customers", spec.provider},
         tags={"provider": spec.provider},
+        check_specs=check_specs(AssetKey(f"{spec.provider}_costs")),
     )
-    def _cost_asset(
-        context: AssetExecutionContext, config: CollectionConfig
-    ) -> MaterializeResult[None]:
+    # Unsubscripted: Dagster reads this annotation and knows only the plain MaterializeResult.
+    def _cost_asset(context: AssetExecutionContext, config: CollectionConfig) -> MaterializeResult:  # type: ignore[type-arg]
         return collect(context, spec, config)
 
     return _cost_asset

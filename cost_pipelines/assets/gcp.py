@@ -24,6 +24,7 @@ import pandas as pd
 
 from cost_pipelines.assets.collection import DateWindow, Fetched, ProviderSpec
 from cost_pipelines.customers import GcpConfig
+from cost_pipelines.focus.service_categories import service_category
 from cost_pipelines.resources.gcp import GcpResource, GcpSession
 from cost_pipelines.resources.rest import ApiRefused
 
@@ -112,6 +113,7 @@ def focus_lines(row: dict[str, Any]) -> list[dict[str, Any]]:
         "SubAccountName": row["project_name"] or "",
         "ProviderName": "Google Cloud",
         "ServiceName": row["service"] or "",
+        "ServiceCategory": service_category("gcp", row["service"] or ""),
         "SkuId": row["sku_id"] or "",
         "ResourceId": row["resource_global_name"] or row["resource_name"] or "",
         "ResourceName": row["resource_name"] or "",

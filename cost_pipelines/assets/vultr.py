@@ -15,21 +15,11 @@ import pandas as pd
 
 from cost_pipelines.assets.collection import DateWindow, Fetched, ProviderSpec
 from cost_pipelines.customers import VultrConfig
+from cost_pipelines.focus.service_categories import service_category
 from cost_pipelines.resources.rest import ApiRefused
 from cost_pipelines.resources.vultr import VultrResource, VultrSession
 
 SOURCE = "vultr_billing"
-CATEGORY = {
-    "Cloud Compute": "Compute",
-    "Optimized Cloud Compute": "Compute",
-    "Bare Metal": "Compute",
-    "Cloud GPU": "AI and Machine Learning",
-    "Block Storage": "Storage",
-    "Object Storage": "Storage",
-    "Managed Databases": "Databases",
-    "Load Balancers": "Networking",
-    "Kubernetes": "Compute",
-}
 
 
 def _day(text: str) -> date:
@@ -52,7 +42,7 @@ def focus_line(account: str, item: dict[str, Any], estimated: bool) -> dict[str,
         "SubAccountId": account,
         "ProviderName": "Vultr",
         "ServiceName": item.get("product", ""),
-        "ServiceCategory": CATEGORY.get(item.get("product", ""), "Other"),
+        "ServiceCategory": service_category("vultr", item.get("product", "")),
         "ChargeCategory": "Credit" if total < 0 else "Usage",
         "ChargeDescription": item.get("description", ""),
         "ResourceName": item.get("description", ""),

@@ -130,7 +130,42 @@ WHERE customer_id = {{customer_id:String}}
     ]
 
 
-MIGRATIONS: tuple[Migration, ...] = (Migration(1, "focus cost line items", _costs_table),)
+# Sources whose ListCost and ContractedCost were stored as copies of BilledCost before migration 2:
+# neither Cost Explorer nor the Cost Management query API publishes them (see the collectors).
+_UNSUPPLIED_LIST_AND_CONTRACTED = ("aws_cost_explorer", "azure_cost_management")
+
+
+def _truthful_cost_columns(ctx: DDLContext) -> list[str]:
+    """Cost columns a source does not supply are NULL, not BilledCost under another name; the
+    provider's own charge type, FOCUS ChargeClass, and the period of a charge spread over days."""
+    nullable = [
+        f"MODIFY COLUMN {column} Nullable({MONEY})"
+        for column in ("EffectiveCost", "ListCost", "ContractedCost", "PricingQuantity")
+    ]
+    added = [
+        "ADD COLUMN IF NOT EXISTS ChargeClass LowCardinality(Nullable(String)) "
+        "AFTER ChargeCategory",
+        "ADD COLUMN IF NOT EXISTS x_ChargeType LowCardinality(String) DEFAULT '' AFTER ChargeClass",
+        "ADD COLUMN IF NOT EXISTS x_SpreadPeriodStart Nullable(DateTime('UTC')) AFTER x_Estimated",
+        "ADD COLUMN IF NOT EXISTS x_SpreadPeriodEnd Nullable(DateTime('UTC')) AFTER "
+        "x_SpreadPeriodStart",
+    ]
+    sources = ", ".join(f"'{source}'" for source in _UNSUPPLIED_LIST_AND_CONTRACTED)
+    return [
+        f"ALTER TABLE {COSTS_TABLE}{ctx.on_cluster} {', '.join([*nullable, *added])}",
+        f"ALTER TABLE {COSTS_TABLE}{ctx.on_cluster} UPDATE ListCost = NULL, ContractedCost = NULL "
+        f"WHERE source IN ({sources}) SETTINGS mutations_sync = 1",
+    ]
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "focus cost line items", _costs_table),
+    Migration(
+        2,
+        "unsupplied cost columns are null; charge class, charge type, spread",
+        _truthful_cost_columns,
+    ),
+)
 
 
 def _migrations_table(ctx: DDLContext) -> str:

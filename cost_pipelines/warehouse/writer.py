@@ -8,7 +8,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Any
 
 import pandas as pd
@@ -18,9 +18,15 @@ from cost_pipelines.providers import PROVIDERS
 from cost_pipelines.warehouse.schema import COSTS_TABLE, LOADS_TABLE
 
 MONEY_COLUMNS = ("BilledCost", "EffectiveCost", "ListCost", "ContractedCost", "PricingQuantity")
-# Cost columns that default to BilledCost when a provider does not supply them.
-BILLED_FALLBACK_COLUMNS = ("EffectiveCost", "ListCost", "ContractedCost")
+# NULL when the source does not supply them: a read never presents BilledCost under another name.
+# (A source with no discounts, like Vultr, supplies them itself, equal to BilledCost.)
+NULLABLE_MONEY_COLUMNS = ("EffectiveCost", "ListCost", "ContractedCost", "PricingQuantity")
+# Stored as Decimal(38, 12): amounts are rounded half-even to 12 places before they are stored,
+# so the run's reported totals equal the stored sums to the last digit.
+MONEY_QUANTUM = Decimal("1e-12")
 TIME_COLUMNS = ("ChargePeriodStart", "ChargePeriodEnd", "BillingPeriodStart", "BillingPeriodEnd")
+# The whole period of a charge that was spread over its days (NULL for a one-day charge).
+SPREAD_COLUMNS = ("x_SpreadPeriodStart", "x_SpreadPeriodEnd")
 TEXT_COLUMNS = (
     "BillingAccountName",
     "SubAccountId",
@@ -30,6 +36,7 @@ TEXT_COLUMNS = (
     "ServiceName",
     "ServiceCategory",
     "ChargeCategory",
+    "x_ChargeType",
     "ChargeDescription",
     "ResourceId",
     "ResourceName",
@@ -39,7 +46,15 @@ TEXT_COLUMNS = (
 )
 # What a collector must supply per line; everything else has a FOCUS-neutral default.
 REQUIRED_COLUMNS = ("ChargePeriodStart", "BilledCost", "BillingCurrency")
-LINE_COLUMNS = (*TIME_COLUMNS, *MONEY_COLUMNS, *TEXT_COLUMNS, "Tags", "x_Estimated")
+LINE_COLUMNS = (
+    *TIME_COLUMNS,
+    *MONEY_COLUMNS,
+    *TEXT_COLUMNS,
+    "ChargeClass",
+    "Tags",
+    "x_Estimated",
+    *SPREAD_COLUMNS,
+)
 STORED_COLUMNS = (
     "customer_id",
     "provider",
@@ -100,12 +115,19 @@ def _utc(value: Any, column: str, row: int) -> datetime:
 
 
 def _absent(value: Any) -> bool:
-    return value is None or value is pd.NA or (isinstance(value, float) and pd.isna(value))
+    """No value: None, NA, NaN, or an empty cell (a CSV export writes FOCUS nulls as "")."""
+    return (
+        value is None
+        or value is pd.NA
+        or value is pd.NaT
+        or (isinstance(value, float) and pd.isna(value))
+        or (isinstance(value, str) and not value.strip())
+    )
 
 
-def _money(value: Any, column: str, row: int) -> Decimal:
+def _money(value: Any, column: str, row: int) -> Decimal | None:
     if _absent(value):
-        return _ZERO
+        return None
     if isinstance(value, float):
         # Floats cannot carry exact costs; go through repr so 0.1 stays 0.1.
         value = repr(value)
@@ -115,7 +137,11 @@ def _money(value: Any, column: str, row: int) -> Decimal:
         raise InvalidCostRows(f"row {row}: {column} {value!r} is not a number") from exc
     if not amount.is_finite():
         raise InvalidCostRows(f"row {row}: {column} {value!r} is not a finite number")
-    return amount
+    return amount.quantize(MONEY_QUANTUM, rounding=ROUND_HALF_EVEN)
+
+
+def _optional_utc(value: Any, column: str, row: int) -> datetime | None:
+    return None if _absent(value) else _utc(value, column, row)
 
 
 def _normalise(window: CostWindow, rows: pd.DataFrame) -> dict[str, list[Any]]:
@@ -152,14 +178,14 @@ def _normalise(window: CostWindow, rows: pd.DataFrame) -> dict[str, list[Any]]:
     for column in MONEY_COLUMNS:
         values = records.get(column) or [None] * n
         out[column] = [_money(v, column, i) for i, v in enumerate(values)]
-    for column in BILLED_FALLBACK_COLUMNS:
-        # Not supplied: the provider publishes no separate price for this line, so (as FOCUS
-        # does for providers without negotiated or amortized pricing) it equals BilledCost.
-        supplied = records.get(column) or [None] * n
-        out[column] = [
-            billed if _absent(value) else amount
-            for value, amount, billed in zip(supplied, out[column], out["BilledCost"], strict=True)
-        ]
+    for i, billed in enumerate(out["BilledCost"]):
+        if billed is None:
+            raise InvalidCostRows(f"row {i}: BilledCost is missing")
+    for column in SPREAD_COLUMNS:
+        values = records.get(column) or [None] * n
+        out[column] = [_optional_utc(v, column, i) for i, v in enumerate(values)]
+    classes = records.get("ChargeClass") or [None] * n
+    out["ChargeClass"] = [None if _absent(v) else str(v) for v in classes]
     for column in TEXT_COLUMNS:
         values = records.get(column)
         out[column] = (
@@ -172,8 +198,14 @@ def _normalise(window: CostWindow, rows: pd.DataFrame) -> dict[str, list[Any]]:
     out["BillingCurrency"] = [c.upper() for c in currencies]
     tags = records.get("Tags")
     out["Tags"] = [dict(t) if isinstance(t, Mapping) else {} for t in tags] if tags else [{}] * n
-    estimated = records.get("x_Estimated")
-    out["x_Estimated"] = [bool(v) for v in estimated] if estimated else [False] * n
+    # Every line of a billing period that has not ended is an estimate, whatever the source says:
+    # providers rerate and add to an open period until they invoice it.
+    now = datetime.now(UTC)
+    supplied = records.get("x_Estimated") or [False] * n
+    out["x_Estimated"] = [
+        (not _absent(flag) and bool(flag)) or period_end > now
+        for flag, period_end in zip(supplied, out["BillingPeriodEnd"], strict=True)
+    ]
     return out
 
 

@@ -51,6 +51,11 @@ def metadata(result: ExecuteInProcessResult) -> dict[str, Any]:
     return {k: v.value for k, v in event.materialization.metadata.items()}
 
 
+def amounts(totals: dict[str, str]) -> dict[str, Decimal]:
+    """A run's per-currency totals metadata as exact amounts."""
+    return {currency: Decimal(amount) for currency, amount in totals.items()}
+
+
 def failure(result: ExecuteInProcessResult) -> str:
     [event] = [e for e in result.all_events if e.is_step_failure]
     error = event.step_failure_data.error

@@ -1,0 +1,199 @@
+"""Asset checks every provider asset carries, evaluated on the window its run just wrote:
+FOCUS conformance of the stored lines, and reconciliation of the stored totals with an independent
+total the provider gave in the same run. A failing check names customer, provider, account, day
+and what is wrong; the Dagster UI and `collectors/status` show it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+from clickhouse_connect.driver.client import Client
+from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetKey, MetadataValue
+
+from cost_pipelines.focus import CHARGE_CATEGORIES, CHARGE_CLASSES, SERVICE_CATEGORIES
+
+CONFORMANCE = "focus_conformance"
+RECONCILIATION = "reconciles_with_provider"
+FRESHNESS = "collected_within_poll_interval"
+MAX_FINDINGS = 20  # per check, in its metadata; the count says how many there were
+
+# The columns that identify one line: a collector that emits the same key twice (a page read
+# twice, a join that fans out) double-counts it.
+LINE_KEY = (
+    "BillingAccountId",
+    "toDate(ChargePeriodStart)",
+    "SubAccountId",
+    "ServiceName",
+    "ResourceId",
+    "RegionId",
+    "SkuId",
+    "ChargeCategory",
+    "ChargeClass",
+    "x_ChargeType",
+    "BillingCurrency",
+    "PricingUnit",
+    "ChargeDescription",
+    "Tags",
+)
+_CONFORMANCE_SQL = f"""
+SELECT BillingAccountId, toDate(ChargePeriodStart) AS day, problem, count() AS lines
+FROM (
+    SELECT BillingAccountId, ChargePeriodStart, arrayJoin(arrayFilter(p -> p != '', [
+        if(ChargeCategory NOT IN {{categories:Array(String)}},
+           concat('ChargeCategory "', ChargeCategory, '" is not a FOCUS value'), ''),
+        if(ServiceCategory NOT IN {{service_categories:Array(String)}},
+           concat('ServiceCategory "', ServiceCategory, '" is not a FOCUS value'), ''),
+        if(ChargeClass IS NOT NULL AND ChargeClass NOT IN {{classes:Array(String)}},
+           concat('ChargeClass "', ChargeClass, '" is not a FOCUS value'), ''),
+        if(length(BillingCurrency) != 3, 'BillingCurrency is missing', ''),
+        if(ChargePeriodStart >= {{now:DateTime('UTC')}}, 'charge period starts in the future', ''),
+        if(ChargeCategory = 'Usage' AND ListCost < ContractedCost,
+           'ListCost is below ContractedCost on a usage line', '')
+    ])) AS problem
+    FROM costs_current(customer_id = {{customer_id:String}})
+    WHERE provider = {{provider:String}} AND BillingAccountId IN {{accounts:Array(String)}}
+      AND ChargePeriodStart >= {{start:DateTime('UTC')}}
+      AND ChargePeriodStart < {{end:DateTime('UTC')}}
+    UNION ALL
+    SELECT BillingAccountId, any(ChargePeriodStart), 'the same line key appears more than once'
+    FROM costs_current(customer_id = {{customer_id:String}})
+    WHERE provider = {{provider:String}} AND BillingAccountId IN {{accounts:Array(String)}}
+      AND ChargePeriodStart >= {{start:DateTime('UTC')}}
+      AND ChargePeriodStart < {{end:DateTime('UTC')}}
+    GROUP BY {", ".join(LINE_KEY)}
+    HAVING count() > 1
+)
+GROUP BY BillingAccountId, day, problem
+ORDER BY day, BillingAccountId, problem
+"""  # noqa: S608 (the key columns are constants; every value is bound)
+_TOTALS_SQL = """
+SELECT BillingAccountId, toDate(ChargePeriodStart) AS day, BillingCurrency, sum(BilledCost)
+FROM costs_current(customer_id = {customer_id:String})
+WHERE provider = {provider:String} AND BillingAccountId IN {accounts:Array(String)}
+  AND ChargePeriodStart >= {start:DateTime('UTC')} AND ChargePeriodStart < {end:DateTime('UTC')}
+GROUP BY BillingAccountId, day, BillingCurrency
+"""
+
+# (billing account, charge day, currency) -> BilledCost
+DayTotals = Mapping[tuple[str, date, str], Decimal]
+
+
+@dataclass(frozen=True)
+class WrittenWindow:
+    """What one run wrote: the days [start, end) of these accounts of one customer and provider."""
+
+    customer_id: str
+    provider: str
+    accounts: tuple[str, ...]
+    start: date
+    end: date
+
+    def parameters(self) -> dict[str, Any]:
+        return {
+            "customer_id": self.customer_id,
+            "provider": self.provider,
+            "accounts": list(self.accounts),
+            "start": datetime.combine(self.start, datetime.min.time()),
+            "end": datetime.combine(self.end, datetime.min.time()),
+        }
+
+
+def check_specs(asset: AssetKey) -> list[AssetCheckSpec]:
+    """The checks a provider asset declares (evaluated on every materialization)."""
+    return [
+        AssetCheckSpec(
+            CONFORMANCE,
+            asset=asset,
+            blocking=True,  # downstream analyses never read a window that breaks FOCUS
+            description="The window just written uses FOCUS values only (ChargeCategory, "
+            "ServiceCategory, ChargeClass), has a currency on every line, no charge in the "
+            "future, no line key twice, and ListCost >= ContractedCost on usage lines",
+        ),
+        AssetCheckSpec(
+            RECONCILIATION,
+            asset=asset,
+            description="Per billing account, day and currency, the stored BilledCost equals "
+            "an independent total the provider gave in the same run",
+        ),
+    ]
+
+
+def conformance(client: Client, written: WrittenWindow) -> AssetCheckResult:
+    """FOCUS conformance of the stored lines of the window."""
+    params = {
+        **written.parameters(),
+        "categories": sorted(CHARGE_CATEGORIES),
+        "service_categories": sorted(SERVICE_CATEGORIES),
+        "classes": sorted(CHARGE_CLASSES),
+        "now": datetime.now(UTC).replace(tzinfo=None),
+    }
+    rows = client.query(_CONFORMANCE_SQL, parameters=params).result_rows
+    findings = [
+        f"{written.customer_id}/{written.provider} account {account} {day}: {problem} "
+        f"({lines} line{'s' if lines != 1 else ''})"
+        for account, day, problem, lines in rows
+    ]
+    return AssetCheckResult(
+        check_name=CONFORMANCE,
+        passed=not findings,
+        severity=AssetCheckSeverity.ERROR,
+        description=findings[0] if findings else "every line conforms",
+        metadata={
+            "findings": MetadataValue.int(len(findings)),
+            "first_findings": MetadataValue.md(_bullets(findings)),
+        },
+    )
+
+
+def stored_totals(client: Client, written: WrittenWindow) -> dict[tuple[str, date, str], Decimal]:
+    rows = client.query(_TOTALS_SQL, parameters=written.parameters()).result_rows
+    return {(str(a), d, str(c)): Decimal(total) for a, d, c, total in rows}
+
+
+def reconciliation(
+    client: Client, written: WrittenWindow, reference: DayTotals | None, source: str
+) -> AssetCheckResult:
+    """The stored totals against the provider's own, to the last decimal; a day the provider
+    has cost for and the store has not (or the other way round) is a difference too."""
+    if reference is None:
+        return AssetCheckResult(
+            check_name=RECONCILIATION,
+            passed=True,
+            severity=AssetCheckSeverity.WARN,
+            description="this source gives no independent total to reconcile with",
+        )
+    stored = stored_totals(client, written)
+    zero = Decimal(0)
+    differences = []
+    for key in sorted(set(stored) | set(reference)):
+        ours, theirs = stored.get(key, zero), reference.get(key, zero)
+        if ours != theirs:
+            account, day, currency = key
+            differences.append(
+                f"{written.customer_id}/{written.provider} account {account} {day}: stored "
+                f"{ours.normalize():f} {currency}, {source} {theirs.normalize():f} "
+                f"(difference {(ours - theirs).normalize():f})"
+            )
+    return AssetCheckResult(
+        check_name=RECONCILIATION,
+        passed=not differences,
+        severity=AssetCheckSeverity.ERROR,
+        description=differences[0] if differences else f"every day equals {source}",
+        metadata={
+            "reference": MetadataValue.text(source),
+            "days_compared": MetadataValue.int(len(set(stored) | set(reference))),
+            "differences": MetadataValue.int(len(differences)),
+            "first_differences": MetadataValue.md(_bullets(differences)),
+        },
+    )
+
+
+def _bullets(lines: list[str]) -> str:
+    shown = [f"- {line}" for line in lines[:MAX_FINDINGS]]
+    if len(lines) > MAX_FINDINGS:
+        shown.append(f"- … and {len(lines) - MAX_FINDINGS} more")
+    return "\n".join(shown) or "none"
