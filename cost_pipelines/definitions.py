@@ -5,6 +5,7 @@ from __future__ import annotations
 from dagster import Definitions
 
 from cost_pipelines.assets import PROVIDER_SPECS, build_cost_assets
+from cost_pipelines.freshness import FRESHNESS_CHECKS, freshness_job, freshness_schedule
 from cost_pipelines.partitions import customer_partitions_from_env
 from cost_pipelines.resources.clickhouse import ClickHouseResource
 from cost_pipelines.resources.customers import CustomersResource
@@ -14,8 +15,9 @@ partitions = customer_partitions_from_env()
 
 defs = Definitions(
     assets=build_cost_assets(partitions),
-    jobs=[collection_job(partitions)],
-    schedules=[build_collection_schedule()],
+    asset_checks=FRESHNESS_CHECKS,
+    jobs=[collection_job(partitions), freshness_job()],
+    schedules=[build_collection_schedule(), freshness_schedule()],
     resources={
         "warehouse": ClickHouseResource(),
         "customers": CustomersResource(),
