@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint types install lock bench clean
+.PHONY: run test test-fast lint types install lock bench clean
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ types: $(STAMP)
 
 test: lint types
 	$(BIN)/python -m pytest
+
+# The tests not marked slow, for a quick loop (some still start the warehouse endpoint).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow" -q
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.insert_throughput
