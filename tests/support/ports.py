@@ -18,12 +18,6 @@ def free_ports(count: int) -> list[int]:
             sock.close()
 
 
-def free_port() -> int:
-    """One loopback port that was free a moment ago."""
-    [port] = free_ports(1)
-    return port
-
-
 class PortPicker:
     """Hands out free loopback ports, never the same one twice: a port picked for a server that
     has not bound it yet is not handed to the next server."""
