@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint types install hooks lock bench clean
+.PHONY: run test test-fast lint types install hooks lock bench clean
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ test: lint types
 # Run ruff on every commit (.pre-commit-config.yaml), as `make lint` does.
 hooks: $(STAMP)
 	$(BIN)/pre-commit install
+
+# The tests not marked slow, for a quick loop (some still start the warehouse endpoint).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow" -q
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.insert_throughput

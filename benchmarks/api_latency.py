@@ -30,7 +30,7 @@ from cost_pipelines.providers import PROVIDERS
 from cost_pipelines.warehouse.connection import WarehouseSettings, create_client
 from cost_pipelines.warehouse.schema import migrate
 from cost_pipelines.warehouse.writer import CostWindow, replace_window
-from tests.support import start_warehouse
+from tests.support.processes import start_warehouse
 
 CUSTOMER = "bench-customer"
 HISTORY_DAYS = 365

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from tests.support import start_warehouse
+from tests.support.processes import start_warehouse
 
 TABLE_DDL = """
 CREATE TABLE {name} (

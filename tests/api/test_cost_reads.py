@@ -16,9 +16,9 @@ from cost_api.readers.cursor import encode_cursor
 from cost_pipelines.warehouse.connection import WarehouseSettings, create_client
 from cost_pipelines.warehouse.writer import CostWindow, replace_window
 from tests.api import expected
-from tests.api.conftest import Api
 from tests.api.dataset import Dataset
-from tests.support import WarehouseProcess
+from tests.support.api import Api
+from tests.support.processes import WarehouseProcess
 
 pytestmark = pytest.mark.slow
 

@@ -6,7 +6,7 @@ from email.utils import parsedate_to_datetime
 
 import pytest
 
-from tests.api.conftest import Api
+from tests.support.api import Api
 
 pytestmark = pytest.mark.slow
 

@@ -12,7 +12,7 @@ from openapi_spec_validator import validate
 from schemathesis import checks
 
 from cost_api.main import create_app
-from tests.api.conftest import Api, serve_api
+from tests.support.api import Api, serve_api
 
 pytestmark = pytest.mark.slow
 
@@ -74,7 +74,7 @@ schema = schemathesis.openapi.from_asgi("/openapi.json", APP).include(tag=["cost
 def generated_app(api: Api, warehouse: Any) -> Iterator[None]:
     with (
         pytest.MonkeyPatch.context() as monkeypatch,
-        serve_api(monkeypatch, warehouse.port, api.keys_file, app=APP),
+        serve_api(monkeypatch, warehouse.port, api.keys_file, app=APP, database=api.database),
     ):
         yield
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import socket
 import threading
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,8 +18,8 @@ from cost_api.auth import add_key
 from cost_api.errors import engine_code, warehouse_unavailable
 from cost_api.warehouse import api_client
 from cost_pipelines.warehouse.connection import WarehouseSettings, create_client
-from tests.api.conftest import serve_api
-from tests.support import WarehouseProcess
+from tests.support.api import serve_api
+from tests.support.processes import WarehouseProcess, own_database
 
 pytestmark = pytest.mark.slow
 
@@ -28,14 +27,8 @@ pytestmark = pytest.mark.slow
 @pytest.fixture
 def unmigrated_database(warehouse: WarehouseProcess) -> Iterator[str]:
     """A database on the test warehouse that `cost-migrate` never ran on."""
-    name = f"unmigrated_{uuid.uuid4().hex[:8]}"
-    admin = warehouse.client()
-    admin.command("CREATE DATABASE {name:Identifier}", parameters={"name": name})
-    try:
+    with own_database(warehouse, "unmigrated") as name:
         yield name
-    finally:
-        admin.command("DROP DATABASE IF EXISTS {name:Identifier}", parameters={"name": name})
-        admin.close()
 
 
 @pytest.fixture
@@ -44,10 +37,11 @@ def api_on_unmigrated(
 ) -> Iterator[tuple[TestClient, str]]:
     keys = tmp_path / "keys.yaml"
     token = add_key(keys, "finops", ["*"])
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        monkeypatch.setenv("CLICKHOUSE_DATABASE", unmigrated_database)
-        with serve_api(monkeypatch, warehouse.port, keys) as client:
-            yield client, token
+    with (
+        pytest.MonkeyPatch.context() as monkeypatch,
+        serve_api(monkeypatch, warehouse.port, keys, database=unmigrated_database) as client,
+    ):
+        yield client, token
 
 
 def test_reading_never_creates_or_migrates_a_table(

@@ -17,8 +17,8 @@ from cost_api.readers import clickhouse_reader
 from cost_api.readers.clickhouse_reader import ClickHouseReader
 from cost_pipelines.warehouse.connection import WarehouseSettings, create_client
 from cost_pipelines.warehouse.schema import migrate
-from tests.api.conftest import serve_api
-from tests.support import start_warehouse
+from tests.support.api import serve_api
+from tests.support.processes import start_warehouse
 
 pytestmark = pytest.mark.slow
 

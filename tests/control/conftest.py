@@ -1,182 +1,45 @@
-"""One real stack for the collection-control tests: the warehouse endpoint, moto for AWS, an AWS
-peer that rejects every key, a Dagster webserver + daemon with the project's code location, and the
-API in-process in front of them. Started once per module (Dagster takes ~25 s on 2 cores)."""
+"""One real stack for the collection-control tests: a database of their own on the shared
+warehouse endpoint, moto for AWS, an AWS peer that rejects every key, a Dagster webserver + daemon
+with the project's code location, and the API in-process in front of them. Started once per module
+(Dagster takes ~25 s on 2 cores)."""
 
 from __future__ import annotations
 
-import json
 import os
-import socket
-import threading
-import time
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
-import yaml
 from fastapi.testclient import TestClient
-from moto.server import ThreadedMotoServer
 
 from cost_api.auth import add_key
 from cost_api.main import create_app
 from cost_local.dagster_dev import start_dagster, stop_dagster, write_dagster_home
 from cost_local.sandbox.aws import reset_moto
-from cost_local.sandbox.catalog import demo_accounts
-from tests.support import start_warehouse
-
-ROOT = Path(__file__).resolve().parents[2]
-REJECTED_KEY_ID = "AKIAREJECTEDKEY00042"
-REJECTED_SECRET = "Zr9Kq2Lx7Vb4Nw1Tc8Hy5Jm3Pd6Fs0GaEoUiYt0B"
-GOOD_KEY_ID = "AKIAMOTOTESTKEY00007"
-GOOD_SECRET = "mQ2nR5tV8xZ1bD4fH7jK0lP3sW6yA9cE2gI5kM8o"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _rejecting_aws() -> ThreadingHTTPServer:
-    """Answers every AWS JSON call exactly as AWS does for an unknown access key."""
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-        def do_GET(self) -> None:  # Vultr-style REST: the same refusal
-            self.do_POST()
-
-        def do_POST(self) -> None:
-            self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            body = json.dumps(
-                {
-                    "__type": "UnrecognizedClientException",
-                    "message": "The security token included in the request is invalid.",
-                }
-            ).encode()
-            self.send_response(400)
-            self.send_header("Content-Type", "application/x-amz-json-1.1")
-            self.send_header("x-amzn-RequestId", str(uuid.uuid4()))
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
-
-
-def aws_entry(customer_id: str, key_prefix: str, endpoint_env: str) -> dict[str, Any]:
-    account = next(a for a in demo_accounts(customer_id) if a.provider == "aws")
-    return {
-        "name": customer_id.title(),
-        "providers": {
-            "aws": {
-                "billing_account_id": account.billing_account_id,
-                "credentials": {
-                    "access_key_id_env": f"{key_prefix}_KEY_ID",
-                    "secret_access_key_env": f"{key_prefix}_SECRET",
-                },
-                "endpoint_url_env": endpoint_env,
-            }
-        },
-    }
-
-
-@dataclass
-class Stack:
-    """The running stack and the keys the tests call the API with."""
-
-    api: TestClient
-    token: str  # may use acme, badco and racer
-    outsider_token: str  # may use only "other"
-    keys_file: Path
-    moto_url: str
-    dagster_url: str
-    dagster: Any  # the `dagster dev` process
-
-    def headers(self, token: str | None = None) -> dict[str, str]:
-        return {"Authorization": f"Bearer {token or self.token}"}
-
-    def graphql(self, query: str, variables: dict[str, Any] | None = None) -> Any:
-        answer = httpx.post(
-            f"{self.dagster_url}/graphql",
-            json={"query": query, "variables": variables or {}},
-            timeout=30,
-        )
-        return answer.json()["data"]
-
-    def set_schedule(self, running: bool) -> None:
-        """Turn the collection schedule on or off through Dagster's own mutations."""
-        if running:
-            done = self.graphql(START_SCHEDULE, {"selector": SCHEDULE})["startSchedule"]
-        else:
-            state = self.graphql(SCHEDULE_STATE_ID, {"selector": SCHEDULE})
-            state_id = state["scheduleOrError"]["scheduleState"]["id"]
-            done = self.graphql(STOP_SCHEDULE, {"id": state_id})["stopRunningSchedule"]
-        assert done["__typename"] == "ScheduleStateResult", done
-
-    def wait_for_end(self, task_id: str, timeout_s: float = 120) -> dict[str, Any]:
-        """Poll collection-status until the run has ended; returns the last answer."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            answer = self.api.get(
-                f"/api/v2/costs/collection-status/{task_id}", headers=self.headers()
-            )
-            assert answer.status_code == 200, answer.text
-            body: dict[str, Any] = answer.json()
-            if body["ended_at"] is not None or time.monotonic() > deadline:
-                return body
-            time.sleep(1)
-
-
-SCHEDULE = {
-    "repositoryLocationName": "cost_pipelines",
-    "repositoryName": "__repository__",
-    "scheduleName": "collect_costs_every_15_minutes",
-}
-SCHEDULE_STATE_ID = """
-query State($selector: ScheduleSelector!) {
-  scheduleOrError(scheduleSelector: $selector) { ... on Schedule { scheduleState { id } } }
-}
-"""
-START_SCHEDULE = """
-mutation Start($selector: ScheduleSelector!) {
-  startSchedule(scheduleSelector: $selector) { __typename }
-}
-"""
-LOCATION = """
-query Location {
-  workspaceOrError {
-    ... on Workspace {
-      locationEntries { name locationOrLoadError { __typename ... on PythonError { message } } }
-    }
-  }
-}
-"""
-STOP_SCHEDULE = """
-mutation Stop($id: String!) { stopRunningSchedule(id: $id) { __typename } }
-"""
+from tests.control.stack import (
+    GOOD_KEY_ID,
+    GOOD_SECRET,
+    LOCATION,
+    REJECTED_KEY_ID,
+    REJECTED_SECRET,
+    Stack,
+    aws_entry,
+    rejecting_aws,
+)
+from tests.support.customers import write_customers
+from tests.support.ports import PortPicker
+from tests.support.processes import REPO_ROOT, WarehouseProcess, own_database
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(
+    tmp_path_factory: pytest.TempPathFactory,
+    warehouse: WarehouseProcess,
+    moto_url: str,
+    free_port: PortPicker,
+) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("control")
-    warehouse = start_warehouse(tmp / "warehouse")
-    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    moto.start()
-    moto_host, moto_port = moto.get_host_and_port()
-    moto_url = f"http://{moto_host}:{moto_port}"
     reset_moto(moto_url)
-    rejecting = _rejecting_aws()
+    rejecting = rejecting_aws()
     customers_file = tmp / "customers.yaml"
     customers = {
         "acme": aws_entry("acme", "ACME", "MOTO_URL"),
@@ -188,48 +51,52 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "credentials": {"api_key": "BADCO_SECRET"},
         "endpoint_url_env": "REJECTING_AWS_URL",
     }
-    customers_file.write_text(yaml.safe_dump({"customers": customers}), encoding="utf-8")
-    env = {
-        "CUSTOMERS_FILE": str(customers_file),
-        "WAREHOUSE_PORT": str(warehouse.port),
-        "MOTO_URL": moto_url,
-        "REJECTING_AWS_URL": f"http://127.0.0.1:{rejecting.server_address[1]}",
-        "ACME_KEY_ID": GOOD_KEY_ID,
-        "ACME_SECRET": GOOD_SECRET,
-        "BADCO_KEY_ID": REJECTED_KEY_ID,
-        "BADCO_SECRET": REJECTED_SECRET,
-    }
-    home = tmp / "dagster"
-    write_dagster_home(home, max_concurrent_runs=4, dequeue_interval_s=1)
-    port = free_port()
-    dagster = start_dagster(
-        home, port, ROOT / "workspace.yaml", {**os.environ, **env}, log_file=tmp / "dagster.log"
-    )
-    dagster_url = f"http://127.0.0.1:{port}"
-    keys_file = tmp / "api_keys.yaml"
-    token = add_key(keys_file, "ops-team", ["acme", "badco", "racer"])
-    outsider = add_key(keys_file, "outsider", ["other"])
-    api_env = {
-        **env,
-        "API_KEYS_FILE": str(keys_file),
-        "DAGSTER_GRAPHQL_URL": f"{dagster_url}/graphql",
-        "DAGSTER_UI_URL": dagster_url,
-    }
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in api_env.items():
-            patch.setenv(name, value)
-        try:
-            with TestClient(create_app()) as api:
-                stack = Stack(api, token, outsider, keys_file, moto_url, dagster_url, dagster)
-                [entry] = stack.graphql(LOCATION)["workspaceOrError"]["locationEntries"]
-                loaded = entry["locationOrLoadError"]
-                assert loaded["__typename"] == "RepositoryLocation", f"code location: {loaded}"
-                # The 15-minute tick would start runs of its own mid-test: the tests trigger.
-                stack.set_schedule(running=False)
-                yield stack
-        finally:
-            stop_dagster(dagster)
-            rejecting.shutdown()
-            rejecting.server_close()
-            moto.stop()
-            warehouse.stop()
+    write_customers(customers_file, customers)
+    with own_database(warehouse, "control") as database:
+        env = {
+            "CUSTOMERS_FILE": str(customers_file),
+            "WAREHOUSE_PORT": str(warehouse.port),
+            "CLICKHOUSE_DATABASE": database,
+            "MOTO_URL": moto_url,
+            "REJECTING_AWS_URL": f"http://127.0.0.1:{rejecting.server_address[1]}",
+            "ACME_KEY_ID": GOOD_KEY_ID,
+            "ACME_SECRET": GOOD_SECRET,
+            "BADCO_KEY_ID": REJECTED_KEY_ID,
+            "BADCO_SECRET": REJECTED_SECRET,
+        }
+        home = tmp / "dagster"
+        write_dagster_home(home, max_concurrent_runs=4, dequeue_interval_s=1)
+        port = free_port()
+        dagster = start_dagster(
+            home,
+            port,
+            REPO_ROOT / "workspace.yaml",
+            {**os.environ, **env},
+            log_file=tmp / "dagster.log",
+        )
+        dagster_url = f"http://127.0.0.1:{port}"
+        keys_file = tmp / "api_keys.yaml"
+        token = add_key(keys_file, "ops-team", ["acme", "badco", "racer"])
+        outsider = add_key(keys_file, "outsider", ["other"])
+        api_env = {
+            **env,
+            "API_KEYS_FILE": str(keys_file),
+            "DAGSTER_GRAPHQL_URL": f"{dagster_url}/graphql",
+            "DAGSTER_UI_URL": dagster_url,
+        }
+        with pytest.MonkeyPatch.context() as patch:
+            for name, value in api_env.items():
+                patch.setenv(name, value)
+            try:
+                with TestClient(create_app()) as api:
+                    stack = Stack(api, token, outsider, keys_file, moto_url, dagster_url, dagster)
+                    [entry] = stack.graphql(LOCATION)["workspaceOrError"]["locationEntries"]
+                    loaded = entry["locationOrLoadError"]
+                    assert loaded["__typename"] == "RepositoryLocation", f"code location: {loaded}"
+                    # The 15-minute tick would start runs of its own mid-test: the tests trigger.
+                    stack.set_schedule(running=False)
+                    yield stack
+            finally:
+                stop_dagster(dagster)
+                rejecting.shutdown()
+                rejecting.server_close()

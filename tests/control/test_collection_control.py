@@ -23,7 +23,7 @@ from cost_local.dagster_dev import stop_dagster
 from cost_local.sandbox.aws import cost_explorer_results, queue_cost_and_usage
 from cost_local.sandbox.bills import generate_bills
 from cost_local.sandbox.catalog import demo_accounts
-from tests.control.conftest import (
+from tests.control.stack import (
     GOOD_SECRET,
     REJECTED_KEY_ID,
     REJECTED_SECRET,

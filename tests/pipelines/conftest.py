@@ -1,113 +1,15 @@
-"""Real peers for the collection tests: moto's AWS server, a local AWS-protocol peer in front of
-it (answers throttling and credential errors exactly as AWS does, forwards everything else), and
-the embedded warehouse endpoint as its own process."""
+"""Real peers for the collection tests: moto's AWS server emptied for each test and the local
+AWS-protocol peer in front of it. The warehouse, moto's server and the per-test database come
+from tests/conftest.py."""
 
 from __future__ import annotations
 
-import http.client
-import json
-import threading
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
-import yaml
-from moto.server import ThreadedMotoServer
 
 from cost_local.sandbox.aws import reset_moto
-from cost_pipelines.resources.clickhouse import ClickHouseResource
-from tests.support import WarehouseProcess, start_warehouse
-
-CE_TARGET = "AWSInsightsIndexService.GetCostAndUsage"
-
-
-@dataclass
-class AwsError:
-    status: int
-    code: str
-    message: str
-
-
-@dataclass
-class AwsPeer:
-    """What the peer does besides forwarding: fail some CE calls, reject some access keys."""
-
-    url: str = ""
-    fail_ce_calls: list[AwsError] = field(default_factory=list)
-    rejected_keys: dict[str, AwsError] = field(default_factory=dict)
-    ce_calls: int = 0
-    answered_errors: list[str] = field(default_factory=list)
-
-
-def _access_key(authorization: str) -> str:
-    # "AWS4-HMAC-SHA256 Credential=AKID/20261130/us-east-1/ce/aws4_request, ..."
-    _, _, rest = authorization.partition("Credential=")
-    return rest.split("/", 1)[0]
-
-
-def _handler(peer: AwsPeer, upstream: str) -> type[BaseHTTPRequestHandler]:
-    target = urlsplit(upstream)
-    lock = threading.Lock()
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-        def _error(self, error: AwsError) -> None:
-            body = json.dumps({"__type": error.code, "message": error.message}).encode()
-            self.send_response(error.status)
-            self.send_header("Content-Type", "application/x-amz-json-1.1")
-            self.send_header("x-amzn-RequestId", str(uuid.uuid4()))
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-            peer.answered_errors.append(error.code)
-
-        def _handle(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            key = _access_key(self.headers.get("Authorization", ""))
-            with lock:
-                rejected = peer.rejected_keys.get(key)
-                failure = None
-                if rejected is None and self.headers.get("X-Amz-Target") == CE_TARGET:
-                    peer.ce_calls += 1
-                    failure = peer.fail_ce_calls.pop(0) if peer.fail_ce_calls else None
-            if rejected or failure:
-                self._error(rejected or failure)  # type: ignore[arg-type]
-                return
-            conn = http.client.HTTPConnection(target.hostname, target.port, timeout=30)
-            headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
-            conn.request(self.command, self.path, body=body, headers=headers)
-            answer = conn.getresponse()
-            payload = answer.read()
-            self.send_response(answer.status)
-            for name, value in answer.getheaders():
-                if name.lower() not in ("content-length", "transfer-encoding", "connection"):
-                    self.send_header(name, value)
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-            conn.close()
-
-        do_GET = do_POST = do_PUT = do_HEAD = do_DELETE = _handle
-
-    return Handler
-
-
-@pytest.fixture(scope="session")
-def moto_url() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+from tests.support.aws_peer import AwsPeer, serve_aws_peer
 
 
 @pytest.fixture
@@ -119,28 +21,5 @@ def moto(moto_url: str) -> str:
 
 @pytest.fixture
 def aws_peer(moto: str) -> Iterator[AwsPeer]:
-    peer = AwsPeer()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(peer, moto))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    peer.url = f"http://127.0.0.1:{server.server_address[1]}"
-    yield peer
-    server.shutdown()
-    server.server_close()
-
-
-@pytest.fixture(scope="session")
-def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WarehouseProcess]:
-    process = start_warehouse(tmp_path_factory.mktemp("warehouse"))
-    yield process
-    process.stop()
-
-
-@pytest.fixture(scope="session")
-def warehouse_resource(warehouse: WarehouseProcess) -> ClickHouseResource:
-    return ClickHouseResource(url=warehouse.url)
-
-
-def write_customers(path: Path, customers: dict[str, Any]) -> Path:
-    path.write_text(yaml.safe_dump({"customers": customers}), encoding="utf-8")
-    return path
+    with serve_aws_peer(moto) as peer:
+        yield peer

@@ -19,10 +19,11 @@ from tests.pipelines.aws_helpers import (
     run_aws_costs,
     stored_by_day_and_service,
 )
-from tests.pipelines.conftest import AwsError, AwsPeer, write_customers
 from tests.pipelines.rest_helpers import amounts as _amounts
 from tests.pipelines.rest_helpers import failure as failure_message
 from tests.pipelines.rest_helpers import metadata as materialization_metadata
+from tests.support.aws_peer import AwsError, AwsPeer
+from tests.support.customers import write_customers
 
 pytestmark = pytest.mark.slow
 

@@ -19,9 +19,9 @@ from tests.pipelines.aws_helpers import (
     aws_entry,
     run_aws_costs,
 )
-from tests.pipelines.conftest import write_customers
 from tests.pipelines.rest_helpers import failure as failure_message
 from tests.pipelines.rest_helpers import metadata as materialization_metadata
+from tests.support.customers import write_customers
 
 pytestmark = pytest.mark.slow
 

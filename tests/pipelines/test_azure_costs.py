@@ -15,7 +15,6 @@ from cost_local.sandbox.catalog import Account, demo_accounts
 from cost_pipelines.assets.azure import AZURE
 from cost_pipelines.resources.azure import AzureResource
 from cost_pipelines.resources.clickhouse import ClickHouseResource
-from tests.pipelines.conftest import write_customers
 from tests.pipelines.rest_helpers import amounts as _amounts
 from tests.pipelines.rest_helpers import (
     billed_by_day_and_service,
@@ -24,6 +23,7 @@ from tests.pipelines.rest_helpers import (
     run_costs,
     stored_by_day_and_service,
 )
+from tests.support.customers import write_customers
 
 pytestmark = pytest.mark.slow
 START, END = date(2026, 10, 1), date(2026, 10, 15)

@@ -15,8 +15,8 @@ from cost_pipelines.resources.clickhouse import ClickHouseResource
 from cost_pipelines.resources.customers import CustomersResource
 from cost_pipelines.resources.gcp import GcpResource
 from tests.pipelines.aws_helpers import aws_entry
-from tests.pipelines.conftest import write_customers
 from tests.pipelines.rest_helpers import failure as failure_message
+from tests.support.customers import write_customers
 
 
 def _fail(customers_file: Path, customer_id: str, asset: object, **config: str) -> str:

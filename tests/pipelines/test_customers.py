@@ -10,7 +10,7 @@ from fastapi import HTTPException
 from cost_api import dependencies as deps
 from cost_api.auth import ALL_CUSTOMERS, ApiKey
 from cost_pipelines.customers import CUSTOMER_ID_PATTERN, AwsConfig, load_customers
-from tests.pipelines.conftest import write_customers
+from tests.support.customers import write_customers
 
 GOOD_AWS = {"billing_account_id": "123456789012"}
 EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "customers.example.yaml"

@@ -16,7 +16,6 @@ from cost_local.sandbox.gcp import BigQueryBilling, BillingExport, new_service_a
 from cost_pipelines.assets.gcp import GCP
 from cost_pipelines.resources.clickhouse import ClickHouseResource
 from cost_pipelines.resources.gcp import GcpResource
-from tests.pipelines.conftest import write_customers
 from tests.pipelines.rest_helpers import amounts as _amounts
 from tests.pipelines.rest_helpers import (
     billed_by_day_and_service,
@@ -25,6 +24,7 @@ from tests.pipelines.rest_helpers import (
     run_costs,
     stored_by_day_and_service,
 )
+from tests.support.customers import write_customers
 
 pytestmark = pytest.mark.slow
 START, END = date(2026, 10, 1), date(2026, 10, 12)

@@ -35,7 +35,7 @@ from cost_pipelines.assets.collection import build_cost_asset
 from cost_pipelines.resources.clickhouse import ClickHouseResource
 from cost_pipelines.resources.customers import CustomersResource
 from cost_pipelines.schedules import CRON, SCHEDULE_NAME, build_collection_schedule
-from tests.pipelines.conftest import write_customers
+from tests.support.customers import write_customers
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 AWS = {"billing_account_id": "123456789012"}

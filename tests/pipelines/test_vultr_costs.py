@@ -17,8 +17,8 @@ from cost_local.sandbox.vultr import VultrBilling
 from cost_pipelines.assets.vultr import VULTR
 from cost_pipelines.resources.clickhouse import ClickHouseResource
 from cost_pipelines.resources.vultr import VultrResource
-from tests.pipelines.conftest import write_customers
 from tests.pipelines.rest_helpers import failure, metadata, run_costs
+from tests.support.customers import write_customers
 
 pytestmark = pytest.mark.slow
 TODAY = date(2026, 10, 20)

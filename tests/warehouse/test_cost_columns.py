@@ -13,21 +13,17 @@ from clickhouse_connect.driver.client import Client
 from cost_pipelines.warehouse.connection import WarehouseSettings, create_client
 from cost_pipelines.warehouse.schema import MIGRATIONS, DDLContext, migrate
 from cost_pipelines.warehouse.writer import CostWindow, InvalidCostRows, replace_window
-from tests.support import WarehouseProcess, start_warehouse
+from tests.support.processes import WarehouseProcess
 
 OCTOBER = (date(2026, 10, 1), date(2026, 10, 8))
 
 
-@pytest.fixture(scope="module")
-def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WarehouseProcess]:
-    proc = start_warehouse(tmp_path_factory.mktemp("warehouse"))
-    yield proc
-    proc.stop()
-
-
-@pytest.fixture(scope="module")
-def client(warehouse: WarehouseProcess) -> Iterator[Client]:
-    client = create_client(WarehouseSettings(warehouse_port=warehouse.port))
+@pytest.fixture
+def client(warehouse: WarehouseProcess, database: str) -> Iterator[Client]:
+    """A migrated database of this test's own."""
+    client = create_client(
+        WarehouseSettings(warehouse_port=warehouse.port, clickhouse_database=database)
+    )
     migrate(client)
     yield client
     client.close()
@@ -132,13 +128,10 @@ def test_a_spread_charge_keeps_its_whole_period_and_its_provider_charge_type(
 
 
 def test_migration_2_clears_list_and_contracted_cost_copied_from_billed_for_cost_explorer(
-    warehouse: WarehouseProcess,
+    warehouse: WarehouseProcess, database: str
 ) -> None:
-    client = create_client(WarehouseSettings(warehouse_port=warehouse.port))
-    client.command("CREATE DATABASE IF NOT EXISTS before_v2")
-    client.close()
     client = create_client(
-        WarehouseSettings(warehouse_port=warehouse.port, clickhouse_database="before_v2")
+        WarehouseSettings(warehouse_port=warehouse.port, clickhouse_database=database)
     )
     try:
         client.command(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -26,23 +27,17 @@ from cost_pipelines.warehouse.writer import (
     replace_window,
     stage,
 )
-from tests.support import WarehouseProcess, start_warehouse
+from tests.support.processes import WarehouseProcess
 
 WINDOW = CostWindow("acme", "aws", "111122223333", date(2026, 10, 1), date(2026, 10, 8))
 
 
-@pytest.fixture(scope="module")
-def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WarehouseProcess]:
-    proc = start_warehouse(tmp_path_factory.mktemp("warehouse"))
-    try:
-        yield proc
-    finally:
-        proc.stop()
-
-
-@pytest.fixture(scope="module")
-def client(warehouse: WarehouseProcess) -> Iterator[Client]:
-    client = create_client(WarehouseSettings(warehouse_port=warehouse.port))
+@pytest.fixture
+def client(warehouse: WarehouseProcess, database: str) -> Iterator[Client]:
+    """A client on this test's own migrated database: no test sees another's windows."""
+    client = create_client(
+        WarehouseSettings(warehouse_port=warehouse.port, clickhouse_database=database)
+    )
     migrate(client)
     yield client
     client.close()
@@ -188,7 +183,7 @@ READER = textwrap.dedent(
 
 @pytest.mark.slow
 def test_a_reader_in_another_process_sees_one_whole_set_at_a_time(
-    client: Client, warehouse: WarehouseProcess, tmp_path: Path
+    client: Client, warehouse: WarehouseProcess, database: str, tmp_path: Path
 ) -> None:
     window = CostWindow("race", "aws", "999", WINDOW.start, WINDOW.end)
     sets = {
@@ -200,7 +195,8 @@ def test_a_reader_in_another_process_sees_one_whole_set_at_a_time(
     stop_file, out_file = tmp_path / "stop", tmp_path / "seen.json"
     replace_window(client, window, sets["a"], source="test")
     reader = subprocess.Popen(
-        [sys.executable, "-c", READER, str(warehouse.port), str(stop_file), str(out_file)]
+        [sys.executable, "-c", READER, str(warehouse.port), str(stop_file), str(out_file)],
+        env={**os.environ, "CLICKHOUSE_DATABASE": database},  # the reader's WarehouseSettings
     )
     try:
         for label in WRITE_ORDER[1:]:

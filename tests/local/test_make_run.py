@@ -15,7 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support import REPO_ROOT
+from tests.support.ports import free_ports
+from tests.support.processes import REPO_ROOT
 
 pytestmark = pytest.mark.slow
 
@@ -28,17 +29,6 @@ PORT_VARIABLES = (
     "SANDBOX_GCP_PORT",
     "SANDBOX_VULTR_PORT",
 )
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 @dataclass

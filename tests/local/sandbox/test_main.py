@@ -26,7 +26,7 @@ from cost_pipelines.resources.clickhouse import ClickHouseResource
 from cost_pipelines.resources.customers import CustomersResource
 from cost_pipelines.resources.gcp import GcpResource
 from cost_pipelines.resources.vultr import VultrResource
-from tests.support import WarehouseProcess, start_warehouse
+from tests.support.ports import PortPicker, free_ports
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
@@ -39,16 +39,6 @@ class RunningSandbox:
     ready_line: str
 
 
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for sock in sockets:
-        sock.bind(("127.0.0.1", 0))
-    ports = [sock.getsockname()[1] for sock in sockets]
-    for sock in sockets:
-        sock.close()
-    return ports
-
-
 def sandbox_env(data_dir: Path, ports: list[int]) -> dict[str, str]:
     env = dict(os.environ, DATA_DIR=str(data_dir))
     for provider, port in zip(("AWS", "AZURE", "GCP", "VULTR"), ports, strict=True):
@@ -57,11 +47,13 @@ def sandbox_env(data_dir: Path, ports: list[int]) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSandbox]:
+def sandbox(
+    tmp_path_factory: pytest.TempPathFactory, free_port: PortPicker
+) -> Iterator[RunningSandbox]:
     data_dir = tmp_path_factory.mktemp("sandbox")
     process = subprocess.Popen(
         [str(BIN / "cost-sandbox")],
-        env=sandbox_env(data_dir, free_ports(4)),
+        env=sandbox_env(data_dir, free_port.many(4)),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -77,13 +69,6 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSandbox
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=20)
-
-
-@pytest.fixture(scope="module")
-def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WarehouseProcess]:
-    process = start_warehouse(tmp_path_factory.mktemp("warehouse"))
-    yield process
-    process.stop()
 
 
 def test_ready_line_names_every_simulator(sandbox: RunningSandbox) -> None:
@@ -104,13 +89,15 @@ def test_demo_customers_file_loads_and_references_credentials_by_name(
 
 
 def test_every_provider_of_the_demo_customer_collects_from_the_sandbox(
-    sandbox: RunningSandbox, warehouse: WarehouseProcess, monkeypatch: pytest.MonkeyPatch
+    sandbox: RunningSandbox,
+    warehouse_resource: ClickHouseResource,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     for name, value in read_environment_file(sandbox.data_dir / "sandbox.env").items():
         monkeypatch.setenv(name, value)
     partitions = StaticPartitionsDefinition(["demo"])
     resources = {
-        "warehouse": ClickHouseResource(url=warehouse.url),
+        "warehouse": warehouse_resource,
         "customers": CustomersResource(path=str(sandbox.data_dir / "customers.yaml")),
         "aws": AwsResource(),
         "azure": AzureResource(),

@@ -43,8 +43,7 @@ from cost_local.warehouse.http_codec import (
     split_settings,
     statement_shape,
 )
-from tests.support import WarehouseProcess, start_warehouse, warehouse_env
-from tests.warehouse.conftest import WarehouseEndpoint
+from tests.support.processes import WarehouseProcess, start_warehouse, warehouse_env
 
 slow = pytest.mark.slow
 ENGINE_VERSION_RE = r"\(version 2\d\.\d+\.\d+\.\d+\)"
@@ -66,7 +65,7 @@ def unique(prefix: str = "t") -> str:
 
 
 def raw(
-    endpoint: WarehouseEndpoint,
+    endpoint: WarehouseProcess,
     method: str,
     path: str,
     body: bytes | None = None,
@@ -99,7 +98,7 @@ def cost_rows(n: int, start: int = 0) -> list[list[Any]]:
 
 
 @pytest.fixture(scope="module")
-def client(warehouse: WarehouseEndpoint) -> Iterator[Client]:
+def client(warehouse: WarehouseProcess) -> Iterator[Client]:
     client = clickhouse_connect.get_client(host=warehouse.host, port=warehouse.port)
     yield client
     client.close()
@@ -157,7 +156,7 @@ def test_engine_errors_keep_code_name_and_text_even_when_wrapped_twice() -> None
 
 
 @slow
-def test_ping_and_a_bare_get_answer_ok(warehouse: WarehouseEndpoint, client: Client) -> None:
+def test_ping_and_a_bare_get_answer_ok(warehouse: WarehouseProcess, client: Client) -> None:
     assert raw(warehouse, "GET", "/ping")[::2] == (200, b"Ok.\n")
     assert raw(warehouse, "GET", "/")[::2] == (200, b"Ok.\n")
     assert raw(warehouse, "GET", "/nowhere")[0] == 404
@@ -166,7 +165,7 @@ def test_ping_and_a_bare_get_answer_ok(warehouse: WarehouseEndpoint, client: Cli
 
 @slow
 def test_a_get_with_a_query_param_answers_with_clickhouse_headers(
-    warehouse: WarehouseEndpoint,
+    warehouse: WarehouseProcess,
 ) -> None:
     status, headers, body = raw(warehouse, "GET", "/?" + urlencode({"query": "SELECT 1"}))
     assert (status, body) == (200, b"1\n")
@@ -181,7 +180,7 @@ def test_a_get_with_a_query_param_answers_with_clickhouse_headers(
 
 
 @slow
-def test_the_query_id_is_echoed_or_generated(warehouse: WarehouseEndpoint, client: Client) -> None:
+def test_the_query_id_is_echoed_or_generated(warehouse: WarehouseProcess, client: Client) -> None:
     path = "/?" + urlencode({"query": "SELECT 1", "query_id": "my-query-42"})
     assert raw(warehouse, "GET", path)[1]["X-ClickHouse-Query-Id"] == "my-query-42"
     first = client.query("SELECT 1").summary["query_id"]
@@ -201,7 +200,7 @@ def test_the_client_connects_and_reads_engine_version_and_timezone(client: Clien
 
 @slow
 def test_the_query_param_and_the_body_are_one_statement(
-    warehouse: WarehouseEndpoint, client: Client
+    warehouse: WarehouseProcess, client: Client
 ) -> None:
     table = unique()
     client.command(f"CREATE TABLE {table} (a UInt8, b String) ENGINE = MergeTree ORDER BY a")
@@ -265,7 +264,7 @@ def test_commands_return_values_or_summaries(client: Client, cost_table: str) ->
 @slow
 @pytest.mark.parametrize("compress", [False, "lz4", "zstd", "gzip", True])
 def test_inserts_arrive_whole_with_each_request_compression(
-    warehouse: WarehouseEndpoint, compress: str | bool
+    warehouse: WarehouseProcess, compress: str | bool
 ) -> None:
     client = clickhouse_connect.get_client(
         host=warehouse.host, port=warehouse.port, compress=compress
@@ -289,7 +288,7 @@ def test_inserts_arrive_whole_with_each_request_compression(
 @slow
 @pytest.mark.parametrize("encoding", ["zstd", "lz4", "gzip", "deflate"])
 def test_responses_are_compressed_when_the_client_accepts_it(
-    warehouse: WarehouseEndpoint, encoding: str
+    warehouse: WarehouseProcess, encoding: str
 ) -> None:
     sql = "SELECT number FROM numbers(5000) FORMAT TSV"
     path = "/?" + urlencode({"query": sql, "enable_http_compression": "1"})
@@ -311,7 +310,7 @@ def test_responses_are_compressed_when_the_client_accepts_it(
 
 @slow
 def test_a_chunked_compressed_request_body_streams_into_the_table(
-    warehouse: WarehouseEndpoint, client: Client
+    warehouse: WarehouseProcess, client: Client
 ) -> None:
     table = unique()
     client.command(f"CREATE TABLE {table} (a UInt32, b String) ENGINE = MergeTree ORDER BY a")
@@ -362,7 +361,7 @@ def test_server_side_parameters_bind_typed_values(client: Client) -> None:
 
 
 @slow
-def test_large_parameters_travel_as_a_multipart_form(warehouse: WarehouseEndpoint) -> None:
+def test_large_parameters_travel_as_a_multipart_form(warehouse: WarehouseProcess) -> None:
     client = clickhouse_connect.get_client(
         host=warehouse.host, port=warehouse.port, form_encode_query_params=True
     )
@@ -388,7 +387,7 @@ def test_external_data_is_a_temporary_table_for_that_query_only(client: Client) 
 
 
 @slow
-def test_settings_apply_to_one_request_only(warehouse: WarehouseEndpoint, client: Client) -> None:
+def test_settings_apply_to_one_request_only(warehouse: WarehouseProcess, client: Client) -> None:
     with pytest.raises(DatabaseError) as slow_query:
         client.query(
             "SELECT sleep(0.5) FROM numbers(4)",
@@ -415,7 +414,7 @@ def test_unknown_settings_are_refused_like_clickhouse_does(client: Client) -> No
 
 @slow
 def test_concurrent_requests_never_share_params_settings_or_database(
-    warehouse: WarehouseEndpoint, client: Client
+    warehouse: WarehouseProcess, client: Client
 ) -> None:
     other = unique("db")
     client.command(f"CREATE DATABASE {other}")
@@ -450,7 +449,7 @@ def test_concurrent_requests_never_share_params_settings_or_database(
 
 @slow
 def test_the_database_param_picks_the_database_and_an_unknown_one_fails(
-    warehouse: WarehouseEndpoint, client: Client
+    warehouse: WarehouseProcess, client: Client
 ) -> None:
     other = unique("db")
     client.command(f"CREATE DATABASE {other}")
@@ -469,7 +468,7 @@ def test_the_database_param_picks_the_database_and_an_unknown_one_fails(
 
 @slow
 def test_an_unknown_table_is_a_404_with_code_60_and_the_engine_text(
-    warehouse: WarehouseEndpoint, client: Client
+    warehouse: WarehouseProcess, client: Client
 ) -> None:
     status, headers, body = raw(warehouse, "POST", "/", b"SELECT * FROM no_such_table")
     assert status == 404 and headers["X-ClickHouse-Exception-Code"] == "60"
@@ -484,7 +483,7 @@ def test_an_unknown_table_is_a_404_with_code_60_and_the_engine_text(
 
 
 @slow
-def test_a_syntax_error_is_a_400_with_code_62(warehouse: WarehouseEndpoint, client: Client) -> None:
+def test_a_syntax_error_is_a_400_with_code_62(warehouse: WarehouseProcess, client: Client) -> None:
     status, headers, body = raw(warehouse, "POST", "/", b"SELEC 1")
     assert status == 400 and headers["X-ClickHouse-Exception-Code"] == "62"
     assert body.startswith(b"Code: 62. DB::Exception: Syntax error")
@@ -495,9 +494,7 @@ def test_a_syntax_error_is_a_400_with_code_62(warehouse: WarehouseEndpoint, clie
 
 @slow
 @pytest.mark.parametrize("readonly", [None, "0"])
-def test_get_requests_cannot_modify_data(
-    warehouse: WarehouseEndpoint, readonly: str | None
-) -> None:
+def test_get_requests_cannot_modify_data(warehouse: WarehouseProcess, readonly: str | None) -> None:
     query = {"query": "CREATE TABLE never (a UInt8) ENGINE = Memory"}
     if readonly is not None:
         query["readonly"] = readonly  # asking for write access over GET changes nothing
@@ -508,7 +505,7 @@ def test_get_requests_cannot_modify_data(
 
 @slow
 def test_bad_insert_data_fails_cleanly_and_the_connection_stays_usable(
-    warehouse: WarehouseEndpoint, client: Client
+    warehouse: WarehouseProcess, client: Client
 ) -> None:
     table = unique()
     client.command(f"CREATE TABLE {table} (a UInt8) ENGINE = MergeTree ORDER BY a")
@@ -528,7 +525,7 @@ def test_bad_insert_data_fails_cleanly_and_the_connection_stays_usable(
 
 @slow
 def test_an_interrupted_or_corrupt_insert_body_writes_nothing(
-    warehouse: WarehouseEndpoint, client: Client
+    warehouse: WarehouseProcess, client: Client
 ) -> None:
     table = unique()
     client.command(f"CREATE TABLE {table} (a UInt32) ENGINE = MergeTree ORDER BY a")
@@ -547,7 +544,7 @@ def test_an_interrupted_or_corrupt_insert_body_writes_nothing(
 
 @slow
 def test_insert_select_from_input_is_refused_with_a_clear_error(
-    warehouse: WarehouseEndpoint, client: Client
+    warehouse: WarehouseProcess, client: Client
 ) -> None:
     table = unique()
     client.command(f"CREATE TABLE {table} (a UInt32) ENGINE = MergeTree ORDER BY a")
@@ -598,14 +595,14 @@ def test_a_password_protected_endpoint_refuses_missing_or_wrong_credentials(
         )
     client = guarded.client()
     assert client.command("SELECT 1") == 1
-    endpoint = WarehouseEndpoint(guarded.host, guarded.port, guarded.data_dir, guarded.pid)
+    endpoint = guarded
     assert raw(endpoint, "GET", "/ping")[2] == b"Ok.\n"  # health checks need no credentials
     assert raw(endpoint, "GET", "/?query=SELECT%201")[0] == 403
 
 
 @slow
 def test_credentials_work_from_headers_basic_auth_and_url_params(guarded: WarehouseProcess) -> None:
-    endpoint = WarehouseEndpoint(guarded.host, guarded.port, guarded.data_dir, guarded.pid)
+    endpoint = guarded
     query = "/?query=SELECT%201"
     by_headers = {"X-ClickHouse-User": "default", "X-ClickHouse-Key": "s3cret-Pw"}
     assert raw(endpoint, "GET", query, headers=by_headers)[2] == b"1\n"
@@ -643,7 +640,7 @@ def test_listening_beyond_loopback_without_a_password_is_refused(tmp_path: Path)
 
 @slow
 def test_a_busy_port_is_reported_in_one_line_with_exit_code_2(
-    warehouse: WarehouseEndpoint, tmp_path: Path
+    warehouse: WarehouseProcess, tmp_path: Path
 ) -> None:
     result = run_cli("--data-dir", str(tmp_path), "--port", str(warehouse.port))
     assert result.returncode == 2
@@ -653,7 +650,7 @@ def test_a_busy_port_is_reported_in_one_line_with_exit_code_2(
 
 
 @slow
-def test_a_second_endpoint_on_the_same_directory_is_refused(warehouse: WarehouseEndpoint) -> None:
+def test_a_second_endpoint_on_the_same_directory_is_refused(warehouse: WarehouseProcess) -> None:
     result = run_cli("--data-dir", str(warehouse.data_dir), "--port", "0")
     assert result.returncode == 1
     assert result.stderr == (
@@ -730,7 +727,7 @@ WRITER = textwrap.dedent(
 
 @slow
 def test_two_processes_insert_and_read_at_the_same_time(
-    warehouse: WarehouseEndpoint, client: Client
+    warehouse: WarehouseProcess, client: Client
 ) -> None:
     table = unique()
     client.command(

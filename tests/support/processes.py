@@ -1,5 +1,6 @@
 """Test helpers shared by the test packages: start the embedded warehouse endpoint as a real
-OS process (exactly as production runs it) and stop or kill it by its PID."""
+OS process (exactly as production runs it) and stop or kill it by its PID; give a test a database
+of its own on it."""
 
 from __future__ import annotations
 
@@ -13,11 +14,14 @@ import tempfile
 import threading
 import time
 import urllib.request
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 _READY_RE = re.compile(r"serving ClickHouse HTTP on http://(?P<host>[^\s]+):(?P<port>\d+) ")
 
 
@@ -195,3 +199,17 @@ def _pings(url: str) -> bool:
             return bool(response.read() == b"Ok.\n")
     except OSError:
         return False
+
+
+@contextmanager
+def own_database(warehouse: WarehouseProcess, prefix: str = "test") -> Iterator[str]:
+    """A new, empty database with a unique name on `warehouse`, dropped afterwards: tests that
+    share one endpoint never see each other's tables or rows."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    admin = warehouse.client()
+    try:
+        admin.command("CREATE DATABASE {name:Identifier}", parameters={"name": name})
+        yield name
+    finally:
+        admin.command("DROP DATABASE IF EXISTS {name:Identifier}", parameters={"name": name})
+        admin.close()
