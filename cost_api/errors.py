@@ -54,6 +54,24 @@ class InvalidParameter(Exception):
         return [{"loc": loc, "msg": self.message, "type": "value_error", "input": shown}]
 
 
+class MetricUnavailable(InvalidParameter):
+    """The chosen cost column is not supplied by a source of the requested costs: answering with
+    the others' amounts only would understate the total, so the read is refused, naming them."""
+
+    def __init__(self, metric: str, missing: list[tuple[str, str, int]]) -> None:
+        sources = "; ".join(
+            f"{provider} ({source}: {lines} line{'s' if lines != 1 else ''})"
+            for provider, source, lines in missing
+        )
+        super().__init__(
+            "cost_metric",
+            f"cost_metric={metric} is not supplied by {sources} in this period; ask for "
+            "cost_metric=billed, or for a provider whose source supplies it",
+            metric,
+        )
+        self.missing = missing
+
+
 def engine_code(exc: ClickHouseError) -> int | None:
     """The ClickHouse error code of a failure: the driver's header value, else the message's."""
     code = getattr(exc, "code", None)

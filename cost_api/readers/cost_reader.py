@@ -7,11 +7,13 @@ server-side; the SQL text never varies with the request.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
-from cost_api.params import CostQuery, Period, provider_members
+from cost_api.errors import MetricUnavailable
+from cost_api.params import CostMetric, CostQuery, Period, provider_members
 from cost_api.readers import shaping
 from cost_api.readers.clickhouse_reader import ClickHouseReader
 from cost_api.readers.cursor import encode_cursor
@@ -81,16 +83,31 @@ WHERE provider IN {providers:Array(String)}
 ORDER BY BillingCurrency
 """
 
+# Cost without a resource is grouped per service (its own explicit row), so it is never shown
+# under whichever service name happened to be the largest string.
 BY_RESOURCE_SQL = """
-SELECT provider, ResourceId, BillingCurrency, max(ResourceName), max(ServiceName),
+SELECT provider, ResourceId, BillingCurrency, max(ResourceName),
+       if(ResourceId = '', unattributed_service, max(ServiceName)),
        sum({metric:Identifier}) AS amount,
        sum(amount) OVER (PARTITION BY BillingCurrency) AS currency_total
 FROM costs_current(customer_id = {customer_id:String})
 WHERE provider IN {providers:Array(String)}
   AND ChargePeriodStart >= {start:DateTime('UTC')} AND ChargePeriodStart < {end:DateTime('UTC')}
-GROUP BY provider, ResourceId, BillingCurrency
-ORDER BY BillingCurrency, amount DESC, provider, ResourceId
+GROUP BY provider, ResourceId, if(ResourceId = '', ServiceName, '') AS unattributed_service,
+         BillingCurrency
+ORDER BY BillingCurrency, amount DESC, provider, ResourceId, unattributed_service
 LIMIT {limit:UInt32} BY BillingCurrency
+"""
+
+# Which sources of the requested costs lack the chosen cost column (NULL) in the period.
+UNAVAILABLE_SQL = """
+SELECT provider, source, count()
+FROM costs_current(customer_id = {customer_id:String})
+WHERE provider IN {providers:Array(String)}
+  AND ChargePeriodStart >= {start:DateTime('UTC')} AND ChargePeriodStart < {end:DateTime('UTC')}
+  AND isNull({metric:Identifier})
+GROUP BY provider, source
+ORDER BY provider, source
 """
 
 BY_TYPE_SQL = """
@@ -157,29 +174,46 @@ class CostReader(ClickHouseReader):
             next_cursor=cursor if data else None,
         )
 
+    def require_metric(self, period: Period) -> None:
+        """Refuse (422 naming them) when a source in the period does not supply the metric."""
+        if self.query.metric is CostMetric.billed:  # required on every line
+            return
+        missing = self.rows(UNAVAILABLE_SQL, self._bind(period))
+        if missing:
+            raise MetricUnavailable(
+                self.query.metric.value, [(str(p), str(s), int(n)) for p, s, n in missing]
+            )
+
     def get_latest_costs(self) -> LatestCosts:
         """The most recent day with data, by service and resource, and when it was collected."""
         rows = self.rows(LATEST_SQL, self._bind())
+        if rows:
+            day = rows[0][0]
+            self.require_metric(Period(day, day + timedelta(days=1)))
         return shaping.latest(self._scope(), rows)
 
     def get_cost_trends(self, period: Period, group_by: shaping.Grain) -> CostTrends:
         """Cost per day, ISO week or month bucket, zero-filled, per currency; a period without
         cost is zero in each currency the customer has for the provider in any period."""
+        self.require_metric(period)
         rows = self.rows(DAILY_SQL, self._bind(period))
         currencies = [] if rows else [row[0] for row in self.rows(CURRENCIES_SQL, self._bind())]
         return shaping.trends(self._scope(), period, group_by, rows, currencies)
 
     def get_cost_by_resource(self, period: Period, *, limit: int) -> ResourceCosts:
         """The `limit` most expensive resources of each currency, with their share."""
+        self.require_metric(period)
         rows = self.rows(BY_RESOURCE_SQL, self._bind(period, limit=limit))
         return shaping.by_resource(self._scope(), period, rows)
 
     def get_cost_by_type(self, period: Period) -> TypeCosts:
         """Cost per FOCUS service category with its services, per currency."""
+        self.require_metric(period)
         rows = self.rows(BY_TYPE_SQL, self._bind(period))
         return shaping.by_type(self._scope(), period, rows)
 
     def get_total_cost(self, period: Period) -> TotalCost:
         """The period's total per currency and its number of lines."""
+        self.require_metric(period)
         rows = self.rows(TOTAL_SQL, self._bind(period))
         return shaping.total(self._scope(), period, rows)

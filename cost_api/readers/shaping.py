@@ -151,6 +151,7 @@ def by_resource(scope: dict[str, Any], period: Period, rows: Rows) -> ResourceCo
                 resource_id=resource,
                 resource_name=name,
                 service_name=service,
+                unattributed=not resource,
                 currency=currency,
                 amount=amount,
                 share_percent=percent(amount, currency_total),

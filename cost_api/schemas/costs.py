@@ -34,6 +34,21 @@ Money = Annotated[
         mode="serialization",
     ),
 ]
+# A cost column some sources do not supply (Cost Explorer has no list price): null, never a copy
+# of BilledCost.
+OptionalMoney = Annotated[
+    Decimal | None,
+    PlainSerializer(
+        lambda v: None if v is None else decimal_text(v), return_type=str | None, when_used="json"
+    ),
+    WithJsonSchema(
+        {
+            "anyOf": [{"type": "string", "pattern": r"^-?[0-9]+(\.[0-9]+)?$"}, {"type": "null"}],
+            "description": "Exact decimal amount as a string; null when the source has none",
+        },
+        mode="serialization",
+    ),
+]
 Percent = Annotated[
     Decimal | None,
     PlainSerializer(
@@ -81,9 +96,9 @@ class CostLine(BaseModel):
     region_id: str
     charge_category: str
     billed_cost: Money
-    effective_cost: Money
-    list_cost: Money
-    contracted_cost: Money
+    effective_cost: OptionalMoney = Field(description="null: the source does not supply it")
+    list_cost: OptionalMoney = Field(description="null: the source does not supply it")
+    contracted_cost: OptionalMoney = Field(description="null: the source does not supply it")
     currency: str
 
 
@@ -146,9 +161,16 @@ class CostTrends(CostScope):
 
 class ResourceCost(BaseModel):
     provider: str
-    resource_id: str = Field(description="Empty for charges without a resource (tax, support)")
+    resource_id: str = Field(
+        description="Empty for cost without a resource (tax, support, account-level credits, "
+        "sources without resource ids): such cost is one row per service, never folded into "
+        "another service's name"
+    )
     resource_name: str
-    service_name: str
+    service_name: str = Field(
+        description="The service of the resource, or of the unattributed cost"
+    )
+    unattributed: bool = Field(description="True for the cost of a service that has no resource")
     currency: str
     amount: Money
     share_percent: Percent = Field(description="Of this currency's total for the period")

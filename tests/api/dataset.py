@@ -23,13 +23,19 @@ ACCOUNTS = (
     ("globex", "gcp", "02EF-GH", "EUR", 0),
     ("globex", "vultr", "vultr-globex", "USD", 4),
     ("initech", "aws", "333333333333", "USD", 0),
+    # A Cost Explorer-like source (no list or contracted price) beside a source that has them.
+    ("umbrella", "aws", "444444444444", "USD", 0),
+    ("umbrella", "vultr", "vultr-umbrella", "USD", 0),
 )
+# Sources that supply neither ListCost nor ContractedCost: stored NULL.
+WITHOUT_LIST_AND_CONTRACTED = {"444444444444"}
 CATALOG = {
     "aws": [
         ("Amazon EC2", "Compute", ["i-0a1", "i-0b2", "i-0c3"]),
         ("Amazon S3", "Storage", ["bucket-logs", "bucket-data"]),
         ("Amazon RDS", "Databases", ["db-main"]),
         ("AWS Support", "Management and Governance", [""]),
+        ("Tax", "Other", [""]),
     ],
     "azure": [
         ("Virtual Machines", "Compute", ["vm-web", "vm-batch"]),
@@ -123,7 +129,11 @@ def build_dataset(today: date, seed: int = 7) -> Dataset:
             account == "111111111111"
         ):  # collected once, then restated: readers see only the restatement
             superseded.append((window, _rows(rng, provider, currency, days)))
-        windows.append((window, _rows(rng, provider, currency, days)))
+        rows = _rows(rng, provider, currency, days)
+        if account in WITHOUT_LIST_AND_CONTRACTED:
+            rows["ListCost"] = None
+            rows["ContractedCost"] = None
+        windows.append((window, rows))
     return Dataset(windows, superseded)
 
 

@@ -58,9 +58,13 @@ def by_type(rows: pd.DataFrame, metric: str) -> dict[tuple[str, str], dict[str, 
 
 
 def by_resource(rows: pd.DataFrame, metric: str, limit: int) -> list[dict[str, Any]]:
+    """Per resource; cost without a resource is one row per service, named by that service."""
     col = COLUMN[metric]
+    rows = rows.assign(
+        unattributed=rows["ServiceName"].where(rows["ResourceId"] == "", ""),
+    )
     grouped = (
-        rows.groupby(["provider", "ResourceId", "BillingCurrency"])
+        rows.groupby(["provider", "ResourceId", "unattributed", "BillingCurrency"])
         .agg(
             amount=(col, dsum),
             name=("ResourceName", "max"),
@@ -70,7 +74,9 @@ def by_resource(rows: pd.DataFrame, metric: str, limit: int) -> list[dict[str, A
     )
     currency_totals = {c: dsum(s) for c, s in grouped.groupby("BillingCurrency")["amount"]}
     grouped["neg"] = grouped["amount"].map(lambda a: -a)
-    grouped = grouped.sort_values(["BillingCurrency", "neg", "provider", "ResourceId"])
+    grouped = grouped.sort_values(
+        ["BillingCurrency", "neg", "provider", "ResourceId", "unattributed"]
+    )
     top = grouped.groupby("BillingCurrency").head(limit)
     return [
         {
@@ -78,6 +84,7 @@ def by_resource(rows: pd.DataFrame, metric: str, limit: int) -> list[dict[str, A
             "resource_id": r.ResourceId,
             "resource_name": r.name,
             "service_name": r.service,
+            "unattributed": r.ResourceId == "",
             "currency": r.BillingCurrency,
             "amount": r.amount,
             "share": pct(r.amount, currency_totals[r.BillingCurrency]),

@@ -124,6 +124,7 @@ def test_by_resource_lists_the_top_resources_per_currency(
     got = [
         {
             **{k: r[k] for k in ("provider", "resource_id", "resource_name", "service_name")},
+            "unattributed": r["unattributed"],
             "currency": r["currency"],
             "amount": money(r["amount"]),
             "share": None if r["share_percent"] is None else Decimal(r["share_percent"]),
@@ -355,3 +356,46 @@ def test_a_cursor_reused_on_another_list_is_rejected_naming_cursor(
     [error] = other_list.json()["detail"]
     assert error["loc"] == ["query", "cursor"]
     assert "another list" in error["msg"]
+
+
+def test_cost_without_a_resource_is_one_row_per_service_not_folded_into_one_name(
+    api: Api, lines: pd.DataFrame
+) -> None:
+    body = api.get("/api/v2/costs/initech/aws/by-resource", days=365, limit=1000).json()
+    unattributed = {
+        r["service_name"]: money(r["amount"]) for r in body["data"] if r["unattributed"]
+    }
+    tomorrow = api.today + timedelta(days=1)
+    rows = expected.select(lines, "initech", "aws", tomorrow - timedelta(days=365), tomorrow)
+    without = rows[rows["ResourceId"] == ""]
+    assert set(unattributed) == {"AWS Support", "Tax"}
+    assert unattributed == {
+        s: expected.dsum(g) for s, g in without.groupby("ServiceName")["BilledCost"]
+    }
+    assert all(r["resource_id"] == "" for r in body["data"] if r["unattributed"])
+
+
+@pytest.mark.parametrize("metric", ["list", "contracted"])
+@pytest.mark.parametrize("read", ["total", "by-type", "by-resource", "trends", "latest"])
+def test_a_metric_a_source_does_not_supply_is_refused_naming_provider_and_source(
+    api: Api, metric: str, read: str
+) -> None:
+    for provider in ("aws", "all"):
+        response = api.get(f"/api/v2/costs/umbrella/{provider}/{read}", cost_metric=metric)
+        assert response.status_code == 422, (provider, response.text)
+        [error] = response.json()["detail"]
+        assert error["loc"] == ["query", "cost_metric"]
+        assert f"cost_metric={metric} is not supplied by aws (test:" in error["msg"]
+        assert "vultr" not in error["msg"]
+
+
+def test_a_metric_every_source_supplies_is_answered_and_lines_show_null_where_absent(
+    api: Api, lines: pd.DataFrame
+) -> None:
+    assert api.get("/api/v2/costs/umbrella/vultr/total", cost_metric="list").status_code == 200
+    assert api.get("/api/v2/costs/umbrella/all/total", cost_metric="effective").status_code == 200
+    page = api.get("/api/v2/costs/umbrella/aws/metrics", limit=5).json()["data"]
+    assert page and all(
+        line["list_cost"] is None and line["contracted_cost"] is None for line in page
+    )
+    assert all(line["billed_cost"] is not None for line in page)
