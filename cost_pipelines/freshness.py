@@ -27,10 +27,10 @@ from dagster import (
     schedule,
 )
 
-from cost_pipelines.assets.checks import FRESHNESS
 from cost_pipelines.customers import CustomerBook
 from cost_pipelines.providers import PROVIDERS
 from cost_pipelines.resources.customers import CustomersResource
+from cost_pipelines.runs import FRESHNESS
 from cost_pipelines.schedules import Pair, last_success
 
 if TYPE_CHECKING:  # what define_asset_job returns; Dagster does not export the name

@@ -15,3 +15,11 @@ PAIR_TAG = "cost_pipelines/pair"
 def pair_tag_value(customer_id: str, provider: str) -> str:
     """The value of PAIR_TAG for one customer/provider pair."""
     return f"{customer_id}.{provider}"
+
+
+# The asset checks a collection run evaluates on the window it wrote (partitioned per customer:
+# the API's collectors status shows each pair's newest result), and the freshness check.
+CONFORMANCE = "focus_conformance"
+RECONCILIATION = "reconciles_with_provider"
+WINDOW_CHECKS = (CONFORMANCE, RECONCILIATION)
+FRESHNESS = "collected_within_poll_interval"

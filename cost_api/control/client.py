@@ -12,6 +12,7 @@ import httpx
 from cost_api.control import graphql as q
 from cost_api.control.runs import (
     IN_FLIGHT,
+    CheckResult,
     CollectionRun,
     LastSuccess,
     RunFailure,
@@ -217,6 +218,36 @@ class DagsterClient:
             results = self._expect(data[f"p{i}"], "Runs")["results"]
             if results:
                 out[pair] = str(results[0]["status"])
+        return out
+
+    async def latest_checks(
+        self, pairs: Sequence[tuple[str, str]], check_names: Sequence[str]
+    ) -> dict[tuple[str, str], list[CheckResult]]:
+        """The newest evaluation of each check of each (customer, provider): one request."""
+        triples = [(pair, name) for pair in pairs for name in check_names]
+        if not triples:
+            return {}
+        variables: dict[str, Any] = {}
+        for i, ((customer_id, provider), name) in enumerate(triples):
+            variables[f"a{i}"] = {"path": [f"{provider}_costs"]}
+            variables[f"n{i}"] = name
+            variables[f"p{i}"] = customer_id
+        data = await self._execute(q.latest_check_executions(len(triples)), variables)
+        out: dict[tuple[str, str], list[CheckResult]] = {}
+        for i, (pair, name) in enumerate(triples):
+            for execution in data[f"c{i}"] or []:
+                evaluation = execution.get("evaluation") or {}
+                out.setdefault(pair, []).append(
+                    CheckResult(
+                        name=name,
+                        passed=bool(evaluation.get("success")),
+                        status=str(execution["status"]),
+                        severity=evaluation.get("severity"),
+                        description=evaluation.get("description"),
+                        run_id=str(execution["runId"]),
+                        at=datetime.fromtimestamp(float(execution["timestamp"]), UTC),
+                    )
+                )
         return out
 
     async def last_success_per_pair(self, customer_ids: Sequence[str]) -> list[LastSuccess]:

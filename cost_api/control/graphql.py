@@ -138,6 +138,24 @@ query Ping($location: String!) {
 """
 
 
+def latest_check_executions(count: int) -> str:
+    """One request for the newest execution of `count` (asset, check, partition) triples, passed
+    as variables $a0, $n0, $p0, $a1, ..."""
+    params = ", ".join(
+        f"$a{i}: AssetKeyInput!, $n{i}: String!, $p{i}: String" for i in range(count)
+    )
+    fields = " ".join(
+        f"c{i}: assetCheckExecutions(assetKey: $a{i}, checkName: $n{i}, partition: $p{i}, "
+        f"limit: 1) {{ ...Execution }}"
+        for i in range(count)
+    )
+    return (
+        f"query LatestChecks({params}) {{ {fields} }}\n"
+        "fragment Execution on AssetCheckExecution { runId status timestamp "
+        "evaluation { success severity description } }"
+    )
+
+
 def newest_finished_runs(count: int) -> str:
     """One request for the newest run of `count` run filters, passed as variables $f0, $f1, ..."""
     params = ", ".join(f"$f{i}: RunsFilter" for i in range(count))

@@ -86,6 +86,19 @@ class LastSuccess:
 
 
 @dataclass(frozen=True)
+class CheckResult:
+    """The newest evaluation of one asset check for one customer and provider."""
+
+    name: str
+    passed: bool
+    status: str  # SUCCEEDED, FAILED, IN_PROGRESS, SKIPPED, EXECUTION_FAILED
+    severity: str | None
+    description: str | None
+    run_id: str
+    at: datetime
+
+
+@dataclass(frozen=True)
 class ScheduleInfo:
     name: str
     cron: str

@@ -11,11 +11,13 @@ from cost_api.control.runs import STATUS, LastSuccess
 from cost_api.dependencies import CurrentKeyDep, CustomersDep, DagsterDep
 from cost_api.errors import COLLECTION
 from cost_api.schemas.collection import (
+    CheckPublic,
     CollectorPublic,
     CollectorsStatus,
     Freshness,
     SchedulePublic,
 )
+from cost_pipelines.runs import WINDOW_CHECKS
 
 # The schedule ticks every 15 minutes; a pair past its interval is collected at the next tick or,
 # if that run is still queued behind others, the one after. Later than that is overdue.
@@ -44,10 +46,11 @@ async def get_collectors_status(
 ) -> CollectorsStatus:
     customers = [c for cid, c in sorted(book.customers.items()) if key.may_read(cid)]
     pairs = [(c.id, provider) for c in customers for provider in sorted(c.providers)]
-    successes, last_statuses, schedules = await asyncio.gather(
+    successes, last_statuses, schedules, checks = await asyncio.gather(
         dagster.last_success_per_pair([c.id for c in customers]),
         dagster.last_finished_status(pairs),
         dagster.schedule_state(),
+        dagster.latest_checks(pairs, WINDOW_CHECKS),
     )
     latest: dict[tuple[str, str], LastSuccess] = {(s.customer_id, s.provider): s for s in successes}
     now = datetime.now(UTC)
@@ -67,6 +70,18 @@ async def get_collectors_status(
                     age_seconds=(now - success.at).total_seconds() if success else None,
                     poll_interval_seconds=interval.total_seconds(),
                     last_run_status=STATUS.get(last_status) if last_status else None,  # type: ignore[arg-type]
+                    checks=[
+                        CheckPublic(
+                            name=c.name,
+                            passed=c.passed,
+                            status=c.status,
+                            severity=c.severity,
+                            description=c.description,
+                            task_id=c.run_id,
+                            evaluated_at=c.at,
+                        )
+                        for c in checks.get((customer.id, provider), [])
+                    ],
                 )
             )
     return CollectorsStatus(

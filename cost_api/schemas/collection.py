@@ -97,6 +97,18 @@ class CollectionHistory(BaseModel):
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page")
 
 
+class CheckPublic(BaseModel):
+    """The newest evaluation of one asset check of this customer's costs from this provider."""
+
+    name: str = Field(description="focus_conformance or reconciles_with_provider")
+    passed: bool
+    status: str = Field(description="Dagster's execution status: SUCCEEDED, FAILED, ...")
+    severity: str | None = Field(description="ERROR or WARN")
+    description: str | None = Field(description="What failed: customer, provider, account, day")
+    task_id: str = Field(description="The collection run that evaluated it")
+    evaluated_at: datetime
+
+
 class CollectorPublic(BaseModel):
     """How current one provider's costs of one customer are."""
 
@@ -112,6 +124,9 @@ class CollectorPublic(BaseModel):
     age_seconds: float | None
     poll_interval_seconds: float
     last_run_status: RunStatus | None
+    checks: list[CheckPublic] = Field(
+        description="The newest result of each check on the window the collection wrote"
+    )
 
 
 class SchedulePublic(BaseModel):

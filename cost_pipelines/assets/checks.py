@@ -12,13 +12,18 @@ from decimal import Decimal
 from typing import Any
 
 from clickhouse_connect.driver.client import Client
-from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetKey, MetadataValue
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetKey,
+    MetadataValue,
+    PartitionsDefinition,
+)
 
 from cost_pipelines.focus import CHARGE_CATEGORIES, CHARGE_CLASSES, SERVICE_CATEGORIES
+from cost_pipelines.runs import CONFORMANCE, RECONCILIATION
 
-CONFORMANCE = "focus_conformance"
-RECONCILIATION = "reconciles_with_provider"
-FRESHNESS = "collected_within_poll_interval"
 MAX_FINDINGS = 20  # per check, in its metadata; the count says how many there were
 
 # The columns that identify one line: a collector that emits the same key twice (a page read
@@ -102,12 +107,14 @@ class WrittenWindow:
         }
 
 
-def check_specs(asset: AssetKey) -> list[AssetCheckSpec]:
-    """The checks a provider asset declares (evaluated on every materialization)."""
+def check_specs(asset: AssetKey, partitions: PartitionsDefinition) -> list[AssetCheckSpec]:
+    """The checks a provider asset declares, evaluated on every materialization and partitioned
+    like the asset, so each customer's latest result can be read on its own."""
     return [
         AssetCheckSpec(
             CONFORMANCE,
             asset=asset,
+            partitions_def=partitions,
             blocking=True,  # downstream analyses never read a window that breaks FOCUS
             description="The window just written uses FOCUS values only (ChargeCategory, "
             "ServiceCategory, ChargeClass), has a currency on every line, no charge in the "
@@ -116,6 +123,7 @@ def check_specs(asset: AssetKey) -> list[AssetCheckSpec]:
         AssetCheckSpec(
             RECONCILIATION,
             asset=asset,
+            partitions_def=partitions,
             description="Per billing account, day and currency, the stored BilledCost equals "
             "an independent total the provider gave in the same run",
         ),

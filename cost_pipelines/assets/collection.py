@@ -245,7 +245,7 @@ def build_cost_asset(
         partitions_def=partitions,
         required_resource_keys={"warehouse", "customers", spec.provider},
         tags={"provider": spec.provider},
-        check_specs=check_specs(AssetKey(f"{spec.provider}_costs")),
+        check_specs=check_specs(AssetKey(f"{spec.provider}_costs"), partitions),
     )
     # Unsubscripted: Dagster reads this annotation and knows only the plain MaterializeResult.
     def _cost_asset(context: AssetExecutionContext, config: CollectionConfig) -> MaterializeResult:  # type: ignore[type-arg]

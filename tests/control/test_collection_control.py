@@ -103,6 +103,10 @@ def test_a_triggered_collection_succeeds_with_rows_written_and_shows_in_history(
     collectors = stack.api.get("/api/v2/collectors/status", headers=stack.headers()).json()
     [acme] = [c for c in collectors["collectors"] if c["customer_id"] == "acme"]
     assert (acme["state"], acme["last_success_task_id"]) == ("fresh", task["task_id"])
+    # The checks the run evaluated on the window it wrote, newest first per check.
+    checks = {c["name"]: c for c in acme["checks"]}
+    assert set(checks) == {"focus_conformance", "reconciles_with_provider"}
+    assert all(c["passed"] and c["task_id"] == task["task_id"] for c in checks.values())
 
 
 def test_history_filters_by_status_and_provider_and_pages_with_a_cursor(stack: Stack) -> None:

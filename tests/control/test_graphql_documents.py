@@ -33,5 +33,9 @@ def test_the_batched_newest_run_query_is_valid_for_several_pairs(schema: GraphQL
     assert validate(schema, parse(dagster_queries.newest_finished_runs(3))) == []
 
 
+def test_the_batched_check_query_is_valid_for_several_checks(schema: GraphQLSchema) -> None:
+    assert validate(schema, parse(dagster_queries.latest_check_executions(3))) == []
+
+
 def test_every_document_is_checked() -> None:
     assert {"LAUNCH_RUN", "RUN", "RUNS", "RUN_LOGS", "SCHEDULES", "PING"} <= DOCUMENTS.keys()
