@@ -11,7 +11,7 @@ from cost_api.control.runs import STATUS, LastSuccess
 from cost_api.dependencies import CurrentKeyDep, CustomersDep, DagsterDep
 from cost_api.errors import COLLECTION
 from cost_api.schemas.collection import (
-    CheckPublic,
+    CheckResultPublic,
     CollectorPublic,
     CollectorsStatus,
     Freshness,
@@ -71,7 +71,7 @@ async def get_collectors_status(
                     poll_interval_seconds=interval.total_seconds(),
                     last_run_status=STATUS.get(last_status) if last_status else None,  # type: ignore[arg-type]
                     checks=[
-                        CheckPublic(
+                        CheckResultPublic(
                             name=c.name,
                             passed=c.passed,
                             status=c.status,

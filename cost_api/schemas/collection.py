@@ -97,7 +97,7 @@ class CollectionHistory(BaseModel):
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page")
 
 
-class CheckPublic(BaseModel):
+class CheckResultPublic(BaseModel):
     """The newest evaluation of one asset check of this customer's costs from this provider."""
 
     name: str = Field(description="focus_conformance or reconciles_with_provider")
@@ -124,7 +124,7 @@ class CollectorPublic(BaseModel):
     age_seconds: float | None
     poll_interval_seconds: float
     last_run_status: RunStatus | None
-    checks: list[CheckPublic] = Field(
+    checks: list[CheckResultPublic] = Field(
         description="The newest result of each check on the window the collection wrote"
     )
 
