@@ -293,7 +293,9 @@ def test_collectors_status_reports_the_schedule_state_and_next_tick(stack: Stack
         stack.set_schedule(running=False)
     stopped = stack.api.get("/api/v2/collectors/status", headers=stack.headers()).json()
 
-    [schedule] = running["schedules"]
+    schedules = {s["name"]: s for s in running["schedules"]}
+    assert set(schedules) == {"collect_costs_every_15_minutes", "check_freshness_every_15_minutes"}
+    schedule = schedules["collect_costs_every_15_minutes"]
     assert (schedule["name"], schedule["cron"], schedule["running"]) == (
         "collect_costs_every_15_minutes",
         "*/15 * * * *",
@@ -302,7 +304,10 @@ def test_collectors_status_reports_the_schedule_state_and_next_tick(stack: Stack
     next_tick = datetime.fromisoformat(schedule["next_tick"])
     assert datetime.now(UTC) < next_tick <= datetime.now(UTC) + timedelta(minutes=15)
     assert next_tick.minute % 15 == 0 and next_tick.second == 0
-    assert stopped["schedules"][0]["running"] is False
+    [stopped_collection] = [
+        s for s in stopped["schedules"] if s["name"] == "collect_costs_every_15_minutes"
+    ]
+    assert stopped_collection["running"] is False
     pairs = {(c["customer_id"], c["provider"]) for c in running["collectors"]}
     assert pairs == {("acme", "aws"), ("badco", "aws"), ("badco", "vultr"), ("racer", "aws")}
 
