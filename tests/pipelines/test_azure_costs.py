@@ -19,7 +19,8 @@ from cost_local.sandbox.bills import generate_bills, restate
 from cost_local.sandbox.catalog import Account, demo_accounts
 from cost_pipelines.assets import azure as azure_asset
 from cost_pipelines.assets.azure import AZURE
-from cost_pipelines.assets.collection import DateWindow
+from cost_pipelines.assets.collection import DateWindow, trailing_window
+from cost_pipelines.customers import AzureConfig
 from cost_pipelines.resources.azure import AzureResource
 from cost_pipelines.resources.clickhouse import ClickHouseResource
 from tests.pipelines.rest_helpers import amounts as _amounts
@@ -385,3 +386,22 @@ def test_a_wrong_client_secret_fails_that_customer_only_and_never_shows_the_secr
     assert stored_by_day_and_service(
         warehouse_resource, "fabrikam", "azure"
     ) == billed_by_day_and_service_of(bills("fabrikam"), START, END)
+
+
+@pytest.mark.parametrize(
+    ("today", "first_day", "periods"),
+    [
+        (date(2026, 12, 10), date(2026, 11, 1), 2),  # the previous month until the 10th
+        (date(2026, 12, 11), date(2026, 12, 1), 1),  # then the month to date
+        (date(2026, 12, 31), date(2026, 12, 1), 1),
+        (date(2026, 3, 1), date(2026, 2, 1), 2),
+    ],
+)
+def test_azure_re_collects_the_open_month_and_the_previous_one_until_the_10th(
+    today: date, first_day: date, periods: int
+) -> None:
+    config = AzureConfig(billing_account_ids=("1",))
+    window = trailing_window(today, config)
+    assert window == DateWindow(first_day, today + timedelta(days=1))
+    chunks = azure_asset.periods(window)
+    assert len(chunks) == periods and all(p.start.day == 1 for p in chunks)  # calendar months
