@@ -1,6 +1,9 @@
 """A local Azure: the Entra ID client-credentials token endpoint and the Cost Management Query
 API (`POST {scope}/providers/Microsoft.CostManagement/query`), answering as Microsoft documents:
-positional rows, UsageDate as 20250131, nextLink paging, 429 with the QPU retry-after header."""
+positional rows, UsageDate as 20250131, nextLink paging, 429 with the QPU retry-after header,
+Daily periods longer than a month silently cut from the start, and the ActualCost and
+AmortizedCost views of cost details with reservations, savings plans, purchases, refunds and
+resource ids in several casings (`azure_billing`)."""
 
 from __future__ import annotations
 
@@ -12,9 +15,11 @@ import uuid
 from collections import defaultdict, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
+from cost_local.sandbox.azure_billing import CostRecord, cost_records
 from cost_local.sandbox.azure_query import (
     AzureError,
     aggregate,
@@ -61,12 +66,25 @@ class AzureCostManagement(Simulator):
         self._tokens: dict[str, tuple[str, float]] = {}  # token -> (tenant, expiry)
         self._recent: dict[str, deque[float]] = defaultdict(deque)  # tenant -> query times
         self._forced_throttles: list[int] = []
+        # Faults a test asks for: days the grouped queries leave out, and amounts the ungrouped
+        # (total) queries add to a day.
+        self.hidden_days: set[date] = set()
+        self.total_offsets: dict[date, Decimal] = {}
         self.set_lines(lines)
 
     def set_lines(self, lines: Iterable[GeneratedLine]) -> None:
-        """Replace what the API reports (e.g. with a restated version of the bills)."""
+        """Replace what the API reports with these bills' cost details (`cost_records`)."""
+        self.set_records(cost_records(lines))
+
+    def set_records(self, records: Iterable[CostRecord]) -> None:
+        """Replace what the API reports with exactly these cost-details rows."""
         with self.lock:
-            self._lines = [line for line in lines if line.provider == "azure"]
+            self._records = list(records)
+
+    @property
+    def records(self) -> list[CostRecord]:
+        with self.lock:
+            return list(self._records)
 
     def throttle(self, times: int = 1, *, retry_after: int = 1) -> None:
         """Answer the next `times` queries with 429, as when the tenant's QPU quota is spent."""
@@ -179,8 +197,15 @@ class AzureCostManagement(Simulator):
             return throttled
         body = request.json()
         query = parse_query(body)
-        lines = self._scoped(scope)
-        columns, rows = aggregate(lines, query)
+        records = self._scoped(scope)
+        if query.grouping:
+            records = [r for r in records if r.day not in self.hidden_days]
+        columns, rows = aggregate(records, query)
+        if not query.grouping and query.daily and self.total_offsets:
+            rows = [
+                [row[0] + self.total_offsets.get(_usage_date(row[1]), Decimal(0)), *row[1:]]
+                for row in rows
+            ]
         offset = page_offset(request.query.get("$skiptoken"), request.body)
         size = min(int(request.query.get("$top") or self.page_size), self.page_size)
         page = rows[offset : offset + size]
@@ -218,15 +243,15 @@ class AzureCostManagement(Simulator):
             recent.append(now)
         return None
 
-    def _scoped(self, scope: str) -> list[GeneratedLine]:
+    def _scoped(self, scope: str) -> list[CostRecord]:
         parts = scope.strip("/").split("/")
         lowered = [p.lower() for p in parts]
         with self.lock:
-            lines = self._lines
+            records = self._records
         if lowered[:3] == ["providers", "microsoft.billing", "billingaccounts"] and len(parts) == 4:
-            found = [x for x in lines if x.billing_account_id.lower() == lowered[3]]
+            found = [x for x in records if x.billing_account_id.lower() == lowered[3]]
         elif lowered[:1] == ["subscriptions"] and len(parts) in (2, 4):
-            found = [x for x in lines if x.sub_account_id.lower() == lowered[1]]
+            found = [x for x in records if x.subscription_id.lower() == lowered[1]]
             if len(parts) == 4 and lowered[2] == "resourcegroups":
                 found = [x for x in found if resource_group(x.resource_id) == lowered[3]]
         else:
@@ -240,6 +265,10 @@ class AzureCostManagement(Simulator):
                 "the scope is invalid.",
             )
         return found
+
+
+def _usage_date(value: int) -> date:
+    return date(value // 10000, value // 100 % 100, value % 100)
 
 
 def _too_many_requests(retry_after: int) -> Response:

@@ -1,43 +1,51 @@
 """The Cost Management query language as the sandbox understands it: validation with Azure's own
-error texts, daily aggregation into positional rows, and skiptokens for nextLink paging."""
+error texts, filters on any dimension, daily (at most one month, as Microsoft serves it) or
+period-total aggregation into positional rows, and skiptokens for nextLink paging."""
 
 from __future__ import annotations
 
 import base64
+import calendar
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from cost_local.sandbox.bills import QUANTUM, GeneratedLine
+from cost_local.sandbox.azure_billing import CostRecord
+from cost_local.sandbox.bills import QUANTUM
 from cost_local.sandbox.simulator import Response
 
 _USD_RATE = {"USD": Decimal(1), "EUR": Decimal("1.0842"), "GBP": Decimal("1.2675")}
-_CHARGE_TYPE = {"Usage": "Usage", "Purchase": "Purchase", "Credit": "Refund", "Tax": "Tax"}
-# Grouping dimension -> how to read it from a generated line.
+# Grouping and filter dimension -> how to read it from a cost-details record. Values are
+# compared as Cost Management stores them: one resource written in two casings is two values.
 _DIMENSIONS: dict[str, Any] = {
     "ServiceName": lambda x: x.service_name,
     "MeterCategory": lambda x: x.service_name,
-    "Meter": lambda x: x.usage_type,
-    "ResourceId": lambda x: x.resource_id.lower(),
+    "Meter": lambda x: x.meter,
+    "ResourceId": lambda x: x.resource_id,
     "ResourceGroupName": lambda x: resource_group(x.resource_id),
     "ResourceGroup": lambda x: resource_group(x.resource_id),
-    "ResourceLocation": lambda x: x.region,
-    "SubscriptionId": lambda x: x.sub_account_id,
-    "SubscriptionName": lambda x: x.sub_account_name,
-    "ChargeType": lambda x: _CHARGE_TYPE.get(x.charge_category, x.charge_category),
-    "PricingModel": lambda x: "OnDemand",
-    "UnitOfMeasure": lambda x: x.pricing_unit,
+    "ResourceLocation": lambda x: x.location,
+    "SubscriptionId": lambda x: x.subscription_id,
+    "SubscriptionName": lambda x: x.subscription_name,
+    "ChargeType": lambda x: x.charge_type,
+    "PricingModel": lambda x: x.pricing_model,
+    "UnitOfMeasure": lambda x: x.unit,
 }
 _AGGREGATIONS = ("Cost", "PreTaxCost", "CostUSD", "PreTaxCostUSD")
+_GRANULARITIES = ("Daily", "None")
 
 
 class AzureError(Exception):
     def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(message)
         self.response = Response(status, {"error": {"code": code, "message": message}})
+
+
+# A filter: ("and" | "or", parts) or ("dimension", name, values).
+Filter = tuple[Any, ...]
 
 
 @dataclass(frozen=True)
@@ -48,6 +56,17 @@ class Query:
     daily: bool
     aggregations: tuple[str, ...]
     grouping: tuple[str, ...]
+    filter: Filter | None = None
+
+
+def daily_first_day(first: date, last: date) -> date:
+    """Where a Daily query really starts: Microsoft serves at most one month per Daily query and
+    moves `from` to `to - 1 month + 1 day` without an error (microsoft/azure-skills cost-query
+    guardrails: "Daily | 31 days | `from` truncated to `to - 1 month + 1 day`")."""
+    year, month = (last.year, last.month - 1) if last.month > 1 else (last.year - 1, 12)
+    day = min(last.day, calendar.monthrange(year, month)[1])
+    earliest = date(year, month, day) + timedelta(days=1)
+    return max(first, earliest)
 
 
 def parse_query(body: Any) -> Query:
@@ -68,7 +87,7 @@ def parse_query(body: Any) -> Query:
     if last < first or (last - first).days > 366:
         raise invalid("The time period for pulling the data cannot exceed 1 year(s).")
     dataset = body["dataset"]
-    if dataset.get("granularity") not in ("Daily", "None"):
+    if dataset.get("granularity") not in _GRANULARITIES:
         raise invalid(f"Invalid granularity: '{dataset.get('granularity')}'.")
     aggregation = dataset.get("aggregation") or {}
     if not aggregation or not isinstance(aggregation, dict):
@@ -86,32 +105,72 @@ def parse_query(body: Any) -> Query:
     dims = []
     for group in grouping:
         if group.get("type") != "Dimension" or group.get("name") not in _DIMENSIONS:
-            raise invalid(
-                f"Invalid dataset grouping: '{group.get('name')}'; valid values: "
-                + ",".join(f"'{d}'" for d in _DIMENSIONS)
-                + "."
-            )
+            raise invalid(_unknown_dimension(group.get("name")))
         dims.append(group["name"])
-    return Query(
-        body["type"], first, last, dataset["granularity"] == "Daily", tuple(names), tuple(dims)
+    daily = dataset["granularity"] == "Daily"
+    if daily:
+        first = daily_first_day(first, last)
+    where = _filter(dataset["filter"], invalid) if dataset.get("filter") is not None else None
+    return Query(body["type"], first, last, daily, tuple(names), tuple(dims), where)
+
+
+def _unknown_dimension(name: Any) -> str:
+    return (
+        f"Invalid dataset grouping: '{name}'; valid values: "
+        + ",".join(f"'{d}'" for d in _DIMENSIONS)
+        + "."
     )
 
 
-def aggregate(lines: list[GeneratedLine], query: Query) -> tuple[list[dict], list[list]]:
+def _filter(spec: Any, invalid: Any) -> Filter:
+    """The Query API's filter: `and` / `or` of filters, or `dimensions` {name, operator In,
+    values}; names compare case-insensitively, values exactly."""
+    if not isinstance(spec, dict) or len(spec) != 1:
+        raise invalid("A filter has exactly one of 'and', 'or', 'dimensions'.")
+    [(kind, value)] = spec.items()
+    if kind in ("and", "or"):
+        if not isinstance(value, list) or len(value) < 2:
+            raise invalid(f"Filter '{kind}' needs at least 2 expressions.")
+        return (kind, tuple(_filter(part, invalid) for part in value))
+    if kind == "dimensions" and isinstance(value, dict):
+        name = next((d for d in _DIMENSIONS if d.lower() == str(value.get("name")).lower()), None)
+        if name is None:
+            raise invalid(_unknown_dimension(value.get("name")))
+        if value.get("operator") != "In" or not isinstance(value.get("values"), list):
+            raise invalid("Filter operator must be 'In' with a list of values.")
+        return ("dimension", name, frozenset(str(v) for v in value["values"]))
+    raise invalid(f"Unsupported filter '{kind}'.")
+
+
+def _matches(where: Filter | None, record: CostRecord) -> bool:
+    if where is None:
+        return True
+    if where[0] == "and":
+        return all(_matches(part, record) for part in where[1])
+    if where[0] == "or":
+        return any(_matches(part, record) for part in where[1])
+    return bool(_DIMENSIONS[where[1]](record) in where[2])
+
+
+def aggregate(records: list[CostRecord], query: Query) -> tuple[list[dict], list[list]]:
+    """Sum the records of the query's dataset (ActualCost or AmortizedCost) in its period."""
+    amortized = query.cost_type == "AmortizedCost"
     sums: dict[tuple, list[Decimal]] = {}
-    for line in lines:
-        if not query.first <= line.charge_date <= query.last:
+    for record in records:
+        if not query.first <= record.day <= query.last:
             continue
+        amount = record.amortized if amortized else record.actual
+        if amount is None or not _matches(query.filter, record):
+            continue  # not in this dataset
         key = (
-            ((int(line.charge_date.strftime("%Y%m%d")),) if query.daily else ())
-            + tuple(_DIMENSIONS[d](line) for d in query.grouping)
-            + (line.currency,)
+            ((int(record.day.strftime("%Y%m%d")),) if query.daily else ())
+            + tuple(_DIMENSIONS[d](record) for d in query.grouping)
+            + (record.currency,)
         )
-        amount = line.effective_cost if query.cost_type == "AmortizedCost" else line.billed_cost
         totals = sums.setdefault(key, [Decimal(0)] * len(query.aggregations))
         for i, name in enumerate(query.aggregations):
             usd = name.endswith("USD")
-            totals[i] += (amount * _USD_RATE[line.currency]).quantize(QUANTUM) if usd else amount
+            totals[i] += (amount * _USD_RATE[record.currency]).quantize(QUANTUM) if usd else amount
     columns = [{"name": n, "type": "Number"} for n in query.aggregations]
     columns += [{"name": "UsageDate", "type": "Number"}] if query.daily else []
     columns += [{"name": d, "type": "String"} for d in query.grouping]
