@@ -1,10 +1,12 @@
 """The AWS side of the sandbox, on moto's server: Cost Explorer answers queued through
 `/moto-api/static/ce/cost-and-usage-results` (Data Exports files: sandbox/aws_exports.py).
 
-moto hands queued results out first-in first-out, one per distinct request body, and answers a
-repeated body with the result it gave it before. So the results are queued in exactly the order
-the `aws_costs` collector sends its requests: the linked-account query's pages, then each account
-(in id order) page by page; a follow-up page is a new body because it carries NextPageToken."""
+The answers are made from the AWS records of sandbox/aws_billing.py (reserved instance, savings
+plan, credits, a refund, tax). moto hands queued results out first-in first-out, one per distinct
+request body, and answers a repeated body with the result it gave it before. So the results are
+queued in the order the `aws_costs` collector sends its requests: the linked-account totals'
+pages, then per account (in id order) the usage query's pages and the other record types' pages;
+a follow-up page is a new body because it carries NextPageToken."""
 
 from __future__ import annotations
 
@@ -17,11 +19,11 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
+from cost_local.sandbox.aws_billing import USAGE_RECORD_TYPES, AwsRecord, aws_records
 from cost_local.sandbox.bills import GeneratedLine
 
 MOTO_ACCOUNT = "123456789012"  # moto's default account: where unsigned-to-IAM keys land
 _ZERO = Decimal(0)
-_Cell = tuple[str, str, str, str]  # day, linked account, service, usage type
 
 
 def _post(endpoint_url: str, path: str, body: dict[str, Any] | None = None) -> None:
@@ -99,6 +101,36 @@ def _pages(
     return pages
 
 
+def _metrics(records: list[AwsRecord], *, quantity: bool) -> dict[str, dict[str, str]]:
+    unit = records[0].currency
+    metrics = {
+        "UnblendedCost": _money(sum((r.unblended for r in records), _ZERO), unit),
+        "NetAmortizedCost": _money(sum((r.net_amortized for r in records), _ZERO), unit),
+    }
+    units = {r.pricing_unit for r in records if r.pricing_unit}
+    metrics["UsageQuantity"] = _money(
+        sum((r.usage_quantity for r in records), _ZERO) if quantity else _ZERO,
+        units.pop() if len(units) == 1 else "N/A",
+    )
+    return metrics
+
+
+def _grouped(records: Iterable[AwsRecord], second_key: str) -> dict[str, list[dict[str, Any]]]:
+    """Per day, one group per (SERVICE, second key) with its summed metrics."""
+    cells: dict[tuple[str, str, str], list[AwsRecord]] = defaultdict(list)
+    for record in records:
+        cells[(record.day.isoformat(), record.service, getattr(record, second_key))].append(record)
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for (day, service, key), items in sorted(cells.items()):
+        groups[day].append(
+            {
+                "Keys": [service, key],
+                "Metrics": _metrics(items, quantity=second_key == "usage_type"),
+            }
+        )
+    return groups
+
+
 def cost_explorer_results(
     lines: Iterable[GeneratedLine],
     start: date,
@@ -106,47 +138,40 @@ def cost_explorer_results(
     *,
     page_size: int = 500,
     estimated_from: date | None = None,
+    reference_shift: Decimal = _ZERO,
+    lose_usage_day: date | None = None,
 ) -> list[dict[str, Any]]:
-    """GetCostAndUsage answers for the AWS lines of [start, end), in the collector's order:
-    linked accounts first, then each account's costs by SERVICE and USAGE_TYPE."""
-    cells: dict[_Cell, list[GeneratedLine]] = defaultdict(list)
-    names: dict[str, str] = {}
-    for line in lines:
-        if line.provider == "aws" and start <= line.charge_date < end:
-            key = (line.charge_date.isoformat(), line.sub_account_id, line.service_name)
-            cells[(*key, line.usage_type)].append(line)
-            names[line.sub_account_id] = line.sub_account_name
+    """GetCostAndUsage answers for the AWS records of [start, end), in the collector's order:
+    the linked accounts' daily totals (all record types), then per account (in id order) its
+    usage record types by SERVICE and USAGE_TYPE, then its other record types by SERVICE and
+    RECORD_TYPE. `reference_shift` changes the first account's first daily total (as if Cost
+    Explorer's ungrouped total disagreed); `lose_usage_day` answers that day of every usage
+    query with no groups (as if a page had been lost)."""
+    records = [r for r in aws_records(lines) if start <= r.day < end]
     days = _days(start, end)
-    per_account: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
-    currency: dict[str, str] = {}
-    detail: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
-    for (day, account, service, usage_type), items in sorted(cells.items()):
-        unit = items[0].currency
-        billed = sum((i.billed_cost for i in items), _ZERO)
-        per_account[(day, account)] += billed
-        currency[account] = unit
-        metrics = {
-            "UnblendedCost": _money(billed, unit),
-            "NetUnblendedCost": _money(billed, unit),
-            "NetAmortizedCost": _money(sum((i.effective_cost for i in items), _ZERO), unit),
-            "UsageQuantity": _money(
-                sum((i.pricing_quantity for i in items), _ZERO), items[0].pricing_unit or "N/A"
-            ),
-        }
-        detail[account][day].append({"Keys": [service, usage_type], "Metrics": metrics})
+    names = {r.sub_account_id: r.sub_account_name for r in records}
+    totals: dict[tuple[str, str], list[AwsRecord]] = defaultdict(list)
+    for record in records:
+        totals[(record.day.isoformat(), record.sub_account_id)].append(record)
     discovery_groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for (day, account), billed in sorted(per_account.items()):
+    for index, ((day, account), items) in enumerate(sorted(totals.items())):
+        unblended = sum((r.unblended for r in items), _ZERO) + (reference_shift if not index else 0)
         discovery_groups[day].append(
-            {"Keys": [account], "Metrics": {"UnblendedCost": _money(billed, currency[account])}}
+            {"Keys": [account], "Metrics": {"UnblendedCost": _money(unblended, items[0].currency)}}
         )
-    discovery = _pages(days, discovery_groups, page_size, estimated_from)
-    discovery[0]["DimensionValueAttributes"] = [
+    results = _pages(days, discovery_groups, page_size, estimated_from)
+    results[0]["DimensionValueAttributes"] = [
         {"Value": account, "Attributes": {"description": names[account]}}
         for account in sorted(names)
     ]
-    results = discovery
     for account in sorted(names):
-        results.extend(_pages(days, detail[account], page_size, estimated_from))
+        own = [r for r in records if r.sub_account_id == account]
+        usage = _grouped((r for r in own if r.record_type in USAGE_RECORD_TYPES), "usage_type")
+        if lose_usage_day is not None:
+            usage.pop(lose_usage_day.isoformat(), None)
+        other = _grouped((r for r in own if r.record_type not in USAGE_RECORD_TYPES), "record_type")
+        results.extend(_pages(days, usage, page_size, estimated_from))
+        results.extend(_pages(days, other, page_size, estimated_from))
     return results
 
 

@@ -1,5 +1,6 @@
 """AWS Data Exports for the sandbox: FOCUS_1_2_AWS files and their Manifest.json written into
-moto's S3 exactly where and how Data Exports delivers them."""
+moto's S3 exactly where and how Data Exports delivers them. The rows are the AWS records of
+sandbox/aws_billing.py in FOCUS terms; a FOCUS null is an empty cell in CSV, as AWS writes it."""
 
 from __future__ import annotations
 
@@ -10,60 +11,123 @@ import json
 import uuid
 from collections.abc import Iterable
 from datetime import date, timedelta
+from decimal import Decimal
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from cost_local.sandbox.aws import MOTO_ACCOUNT
+from cost_local.sandbox.aws_billing import AwsRecord, aws_records
 from cost_local.sandbox.bills import GeneratedLine
 
 FOCUS_AMOUNT = pa.decimal128(38, 12)
 
 
+def _stamp(day: date) -> str:
+    return f"{day.isoformat()}T00:00:00Z"
+
+
+def _row(record: AwsRecord, category: str, **values: Any) -> dict[str, Any]:
+    month = record.day.replace(day=1)
+    usage = category == "Usage"
+    # Bedrock is one of the offerings whose pricing columns AWS leaves null (conformance gaps).
+    priced = usage and record.service != "Amazon Bedrock"
+    row: dict[str, Any] = {
+        "BillingAccountId": record.billing_account_id,
+        "BillingAccountName": record.billing_account_name,
+        "SubAccountId": record.sub_account_id,
+        "SubAccountName": record.sub_account_name,
+        "ChargePeriodStart": _stamp(record.day),
+        "ChargePeriodEnd": _stamp(record.period_end or record.day + timedelta(days=1)),
+        "BillingPeriodStart": _stamp(month),
+        "BillingPeriodEnd": _stamp((month + timedelta(days=32)).replace(day=1)),
+        "BilledCost": record.unblended,
+        "EffectiveCost": record.net_amortized,
+        "ListCost": record.list_cost,
+        "ContractedCost": record.contracted_cost,
+        "BillingCurrency": record.currency,
+        "ServiceName": record.service,
+        "ServiceCategory": record.service_category,
+        "ChargeCategory": category,
+        "ChargeClass": None,
+        "ChargeDescription": record.description,
+        "CommitmentDiscountStatus": None,
+        "ResourceId": record.resource_id or None,
+        "ResourceName": record.resource_name or None,
+        "RegionId": record.region or None,
+        "SkuId": record.sku_id or None,
+        # FOCUS: PricingQuantity is null on Tax rows (and wherever there is no price).
+        "PricingQuantity": record.usage_quantity if usage else None,
+        "PricingUnit": record.pricing_unit if usage else None,
+        "ListUnitPrice": (record.list_cost / record.usage_quantity).quantize(Decimal("1e-12"))
+        if priced and record.usage_quantity
+        else None,
+        "Tags": dict(record.tags),
+        "x_UsageType": record.usage_type,
+    }
+    row.update(values)
+    return row
+
+
 def focus_rows(lines: Iterable[GeneratedLine]) -> list[dict[str, Any]]:
-    """AWS lines as FOCUS_1_2_AWS export rows (resource level), plus an AWS-only column."""
+    """AWS records as FOCUS_1_2_AWS export rows (resource level), as FOCUS defines them:
+    commitment-covered usage billed 0 with its amortized EffectiveCost (no negation rows), fees
+    Purchase with EffectiveCost 0 and the unused commitment as its own Usage row, a refund of
+    an earlier billing period as a Correction dated to the usage it refunds."""
     rows = []
-    for line in lines:
-        if line.provider != "aws":
-            continue
-        day = line.charge_date
-        month = day.replace(day=1)
-        rows.append(
-            {
-                "BillingAccountId": line.billing_account_id,
-                "BillingAccountName": line.billing_account_name,
-                "SubAccountId": line.sub_account_id,
-                "SubAccountName": line.sub_account_name,
-                "ChargePeriodStart": f"{day.isoformat()}T00:00:00Z",
-                "ChargePeriodEnd": f"{(day + timedelta(days=1)).isoformat()}T00:00:00Z",
-                "BillingPeriodStart": f"{month.isoformat()}T00:00:00Z",
-                "BillingPeriodEnd": f"{(month + timedelta(days=32)).replace(day=1)}T00:00:00Z",
-                "BilledCost": line.billed_cost,
-                "EffectiveCost": line.effective_cost,
-                "ListCost": line.list_cost,
-                "ContractedCost": line.billed_cost,
-                "BillingCurrency": line.currency,
-                "ServiceName": line.service_name,
-                "ServiceCategory": line.service_category,
-                "ChargeCategory": line.charge_category,
-                "ChargeDescription": line.description,
-                "ResourceId": line.resource_id,
-                "ResourceName": line.resource_name,
-                "RegionId": line.region,
-                "SkuId": line.sku_id,
-                "PricingQuantity": line.pricing_quantity,
-                "PricingUnit": line.pricing_unit,
-                "Tags": dict(line.tags),
-                "x_UsageType": line.usage_type,
-            }
-        )
+    for record in aws_records(lines):
+        kind = record.record_type
+        if kind == "SavingsPlanNegation":
+            continue  # FOCUS has no negation: the covered usage row is billed 0
+        if kind in ("DiscountedUsage", "SavingsPlanCoveredUsage"):
+            rows.append(
+                _row(record, "Usage", BilledCost=Decimal(0), CommitmentDiscountStatus="Used")
+            )
+        elif kind in ("RIFee", "SavingsPlanRecurringFee", "Upfront"):
+            rows.append(_row(record, "Purchase", EffectiveCost=Decimal(0)))
+            if record.net_amortized:
+                zero = Decimal(0)
+                rows.append(
+                    _row(
+                        record,
+                        "Usage",
+                        BilledCost=zero,
+                        ListCost=zero,
+                        ContractedCost=zero,
+                        CommitmentDiscountStatus="Unused",
+                        ChargeDescription=f"Unused commitment: {record.description}",
+                    )
+                )
+        elif kind == "Refund" and record.refunded_day is not None:
+            # Issued in this billing period for usage of the previous one: FOCUS files a usage
+            # refund under Usage and marks a correction of an invoiced period.
+            rows.append(
+                _row(
+                    record,
+                    "Usage",
+                    ChargeClass="Correction",
+                    ChargePeriodStart=_stamp(record.refunded_day),
+                    ChargePeriodEnd=_stamp(record.refunded_day + timedelta(days=1)),
+                    PricingQuantity=None,
+                    PricingUnit=None,
+                )
+            )
+        else:
+            rows.append(_row(record, {"Usage": "Usage", "Credit": "Credit"}.get(kind, "Tax")))
     return rows
 
 
 def _encode(rows: list[dict[str, Any]], fmt: str) -> bytes:
     if fmt == "parquet":
-        money = {"BilledCost", "EffectiveCost", "ListCost", "ContractedCost", "PricingQuantity"}
+        money = {
+            "BilledCost",
+            "EffectiveCost",
+            "ListCost",
+            "ContractedCost",
+            "PricingQuantity",
+            "ListUnitPrice",
+        }
         columns = list(rows[0]) if rows else ["BilledCost"]
         fields = [
             pa.field(

@@ -1,24 +1,43 @@
-"""AWS costs per customer: Cost Explorer daily by linked account, service and usage type, or the
-customer's Data Exports FOCUS export in S3 when one is configured.
+"""AWS costs per customer: Cost Explorer daily by linked account, service and usage type (and
+record type), or the customer's Data Exports FOCUS export in S3 when one is configured.
 
-Cost Explorer allows two GroupBy dimensions and we need three (linked account, service, usage
-type). Mixing two queries (account x service, service x usage type) cannot be joined exactly, so we
-ask once for the linked accounts that had costs in the window (GroupBy LINKED_ACCOUNT, which also
-names them), then once per account, filtered to it, grouped by SERVICE and USAGE_TYPE. That is
-1 + accounts requests (plus further pages) per run, at $0.01 each, every 6 hours by default.
+Requests. Cost Explorer allows two GroupBy dimensions and we need four (linked account, service,
+usage type, record type). Joining two-dimensional queries cannot be exact, so:
+  1. one query of the window grouped by LINKED_ACCOUNT (all record types): it names the linked
+     accounts and is the independent daily total every stored line is reconciled with;
+  2. per linked account, filtered to it and to the usage record types (Usage, DiscountedUsage,
+     SavingsPlanCoveredUsage, SavingsPlanNegation), grouped by SERVICE and USAGE_TYPE;
+  3. per linked account, filtered to it and to every OTHER record type, grouped by SERVICE and
+     RECORD_TYPE (fees, credits, refunds, tax, discounts).
+The two filters partition the account's records, so 2 + 3 add up to 1 exactly. Requests per run:
+pages(1) + sum over accounts of pages(2) + pages(3), i.e. 1 + 2 x accounts when nothing pages,
+at $0.01 each. (GetDimensionValues could name the accounts in one request but gives no totals,
+so the reconciliation would need query 1 anyway.)
 
-Metric mapping to FOCUS 1.2 (what each column means in AWS's own FOCUS export):
-  BilledCost     <- UnblendedCost      what the invoice charges for the line
-  EffectiveCost  <- NetAmortizedCost   upfront fees spread over the term, after discounts
-  ContractedCost <- NetUnblendedCost   after negotiated (private pricing, EDP) discounts
-  ListCost       <- UnblendedCost      Cost Explorer has no public on-demand price metric; the
-                                       Data Exports path carries the real ListCost
-  PricingQuantity/Unit <- UsageQuantity
-ChargeCategory: "Tax" for the Tax service, "Credit" for negative lines, otherwise "Usage".
+Cost columns (FOCUS 1.2), per Cost Explorer's metrics:
+  BilledCost     <- UnblendedCost     what the invoice charges for the line; $0 for usage an RI
+                                      covers, on-demand for SP-covered usage (netted by its
+                                      SavingsPlanNegation in the same usage type)
+  EffectiveCost  <- NetAmortizedCost  upfront and recurring commitment fees spread over the usage
+                                      they covered, after discounts; on an RI or SP fee line the
+                                      unused part of the commitment
+  ListCost, ContractedCost            not supplied: Cost Explorer has no list or contracted price
+                                      metric (they are stored NULL; the Data Exports path has them)
+  PricingQuantity/Unit <- UsageQuantity, for the usage record types only
+BillingCurrency is Cost Explorer's Unit: the USD pricing currency, not a non-USD invoice currency.
+
+ChargeCategory from the RECORD_TYPE (x_ChargeType keeps it): the usage record types are Usage;
+RIFee, Upfront, SavingsPlanRecurringFee, SavingsPlanUpfrontFee, Support and Fee are Purchase; Tax
+is Tax; Credit and the EDP, bundled, private-rate and other discounts are Credit; Refund is
+Adjustment (FOCUS files a refund under the category of what it refunds, which a Cost Explorer
+refund line does not name); an unknown record type is Adjustment. Fees stay on the day Cost
+Explorer dates them (the 1st or the purchase day), as the invoice does.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
@@ -32,38 +51,100 @@ from cost_pipelines.resources.aws import AwsResource, AwsSession
 from cost_pipelines.resources.retry import Paginator
 
 SOURCE_COST_EXPLORER = "aws_cost_explorer"
-METRICS = ("UnblendedCost", "NetUnblendedCost", "NetAmortizedCost", "UsageQuantity")
-FOCUS_FROM_METRIC = {
-    "BilledCost": "UnblendedCost",
-    "EffectiveCost": "NetAmortizedCost",
-    "ContractedCost": "NetUnblendedCost",
-    "ListCost": "UnblendedCost",
+REFERENCE_SOURCE = "Cost Explorer UnblendedCost by linked account, all record types"
+METRICS = ("UnblendedCost", "NetAmortizedCost", "UsageQuantity")
+USAGE_RECORD_TYPES = ("Usage", "DiscountedUsage", "SavingsPlanCoveredUsage", "SavingsPlanNegation")
+USAGE_FAMILY = "+".join(USAGE_RECORD_TYPES)  # x_ChargeType of the usage query's lines
+_PURCHASES = (
+    "RIFee",
+    "Upfront",
+    "SavingsPlanRecurringFee",
+    "SavingsPlanUpfrontFee",
+    "Support",
+    "Fee",
+)
+_CREDITS = (
+    "Credit",
+    "EdpDiscount",
+    "Enterprise Discount Program Discount",
+    "BundledDiscount",
+    "Bundled Discount",
+    "PrivateRateDiscount",
+    "Private Rate Card Discount",
+    "DistributorDiscount",
+    "Distributor Discount",
+    "SppDiscount",
+    "Solution Provider Program Discount",
+)
+CHARGE_CATEGORY = {
+    **dict.fromkeys(_PURCHASES, "Purchase"),
+    **dict.fromkeys(_CREDITS, "Credit"),
+    "Tax": "Tax",
+    "Refund": "Adjustment",
 }
 _ZERO = Decimal(0)
 
 
-def account_discovery_request(window: DateWindow) -> dict[str, Any]:
-    """Which linked accounts had costs in the window (and their names)."""
+def _period(window: DateWindow) -> dict[str, str]:
+    return {"Start": window.start.isoformat(), "End": window.end.isoformat()}
+
+
+def account_totals_request(window: DateWindow) -> dict[str, Any]:
+    """Which linked accounts had costs in the window, with each one's daily total."""
     return {
-        "TimePeriod": {"Start": window.start.isoformat(), "End": window.end.isoformat()},
+        "TimePeriod": _period(window),
         "Granularity": "DAILY",
         "Metrics": ["UnblendedCost"],
         "GroupBy": [{"Type": "DIMENSION", "Key": "LINKED_ACCOUNT"}],
     }
 
 
-def account_costs_request(window: DateWindow, account_id: str) -> dict[str, Any]:
-    """One linked account's daily costs by service and usage type."""
+def _usage_filter(account_id: str, usage: bool) -> dict[str, Any]:
+    record_types: dict[str, Any] = {
+        "Dimensions": {"Key": "RECORD_TYPE", "Values": list(USAGE_RECORD_TYPES)}
+    }
     return {
-        "TimePeriod": {"Start": window.start.isoformat(), "End": window.end.isoformat()},
+        "And": [
+            {"Dimensions": {"Key": "LINKED_ACCOUNT", "Values": [account_id]}},
+            record_types if usage else {"Not": record_types},
+        ]
+    }
+
+
+def account_usage_request(window: DateWindow, account_id: str) -> dict[str, Any]:
+    """One linked account's usage record types, daily by service and usage type."""
+    return {
+        "TimePeriod": _period(window),
         "Granularity": "DAILY",
         "Metrics": list(METRICS),
         "GroupBy": [
             {"Type": "DIMENSION", "Key": "SERVICE"},
             {"Type": "DIMENSION", "Key": "USAGE_TYPE"},
         ],
-        "Filter": {"Dimensions": {"Key": "LINKED_ACCOUNT", "Values": [account_id]}},
+        "Filter": _usage_filter(account_id, usage=True),
     }
+
+
+def account_charges_request(window: DateWindow, account_id: str) -> dict[str, Any]:
+    """One linked account's other record types (fees, credits, refunds, tax), daily by service
+    and record type."""
+    return {
+        "TimePeriod": _period(window),
+        "Granularity": "DAILY",
+        "Metrics": list(METRICS),
+        "GroupBy": [
+            {"Type": "DIMENSION", "Key": "SERVICE"},
+            {"Type": "DIMENSION", "Key": "RECORD_TYPE"},
+        ],
+        "Filter": _usage_filter(account_id, usage=False),
+    }
+
+
+def charge_category(record_type: str) -> str:
+    """The FOCUS ChargeCategory of a Cost Explorer record type outside the usage family."""
+    if record_type in CHARGE_CATEGORY:
+        return CHARGE_CATEGORY[record_type]
+    return "Credit" if "discount" in record_type.lower() else "Adjustment"
 
 
 def _pages(session: AwsSession, ce: Any, request: dict[str, Any], what: str) -> Paginator[Any]:
@@ -80,14 +161,8 @@ def _amount(metrics: dict[str, Any], name: str) -> Decimal:
     return Decimal(value) if value not in (None, "") else _ZERO
 
 
-def _category(service: str, billed: Decimal) -> str:
-    if service == "Tax":
-        return "Tax"
-    return "Credit" if billed < 0 else "Usage"
-
-
 def _account_rows(
-    pages: Paginator[Any], billing_account: str, account: str, name: str
+    pages: Paginator[Any], billing_account: str, account: str, name: str, *, usage: bool
 ) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for page in pages:
@@ -95,51 +170,78 @@ def _account_rows(
             day = period["TimePeriod"]["Start"]
             estimated = bool(period.get("Estimated", False))
             for group in period.get("Groups", []):
-                service, usage_type = [*group["Keys"], "", ""][:2]
+                service, key = [*group["Keys"], "", ""][:2]
                 metrics = group.get("Metrics", {})
-                row: dict[str, Any] = {
-                    column: _amount(metrics, metric) for column, metric in FOCUS_FROM_METRIC.items()
-                }
-                row.update(
-                    ChargePeriodStart=day,
-                    BillingAccountId=billing_account,
-                    SubAccountId=account,
-                    SubAccountName=name,
-                    ProviderName="AWS",
-                    ServiceName=service,
-                    ServiceCategory=service_category("aws", service),
-                    ChargeDescription=usage_type,
-                    ChargeCategory=_category(service, row["BilledCost"]),
-                    BillingCurrency=metrics.get("UnblendedCost", {}).get("Unit", "USD"),
-                    PricingQuantity=_amount(metrics, "UsageQuantity"),
-                    PricingUnit=metrics.get("UsageQuantity", {}).get("Unit", ""),
-                    x_Estimated=estimated,
+                rows.append(
+                    {
+                        "ChargePeriodStart": day,
+                        "BillingAccountId": billing_account,
+                        "SubAccountId": account,
+                        "SubAccountName": name,
+                        "ProviderName": "AWS",
+                        "ServiceName": service,
+                        "ServiceCategory": service_category("aws", service),
+                        "ChargeDescription": key,
+                        "ChargeCategory": "Usage" if usage else charge_category(key),
+                        "x_ChargeType": USAGE_FAMILY if usage else key,
+                        "BilledCost": _amount(metrics, "UnblendedCost"),
+                        "EffectiveCost": _amount(metrics, "NetAmortizedCost"),
+                        "BillingCurrency": metrics.get("UnblendedCost", {}).get("Unit", "USD"),
+                        "PricingQuantity": _amount(metrics, "UsageQuantity") if usage else None,
+                        "PricingUnit": metrics.get("UsageQuantity", {}).get("Unit", "")
+                        if usage
+                        else "",
+                        "x_Estimated": estimated,
+                    }
                 )
-                rows.append(row)
     return rows
+
+
+def _linked_accounts(
+    pages: Paginator[Any], billing_account: str
+) -> tuple[dict[str, str], dict[tuple[str, date, str], Decimal]]:
+    """Linked account names and the payer's daily totals per currency from query 1."""
+    names: dict[str, str] = {}
+    totals: dict[tuple[str, date, str], Decimal] = defaultdict(Decimal)
+    for page in pages:
+        for attribute in page.get("DimensionValueAttributes", []):
+            names[attribute["Value"]] = attribute.get("Attributes", {}).get("description", "")
+        for period in page.get("ResultsByTime", []):
+            day = date.fromisoformat(period["TimePeriod"]["Start"])
+            for group in period.get("Groups", []):
+                names.setdefault(group["Keys"][0], "")
+                cost = group.get("Metrics", {}).get("UnblendedCost", {})
+                totals[(billing_account, day, cost.get("Unit", "USD"))] += _amount(
+                    group.get("Metrics", {}), "UnblendedCost"
+                )
+    return names, dict(totals)
 
 
 def fetch_cost_explorer(window: DateWindow, config: AwsConfig, session: AwsSession) -> Fetched:
     """Every page of every query; accounts in id order so the request sequence is stable."""
     ce = session.client("ce", region="us-east-1")
-    discovery = _pages(session, ce, account_discovery_request(window), "ce:GetCostAndUsage")
-    names: dict[str, str] = {}
-    for page in discovery:
-        for attribute in page.get("DimensionValueAttributes", []):
-            names[attribute["Value"]] = attribute.get("Attributes", {}).get("description", "")
-        for period in page.get("ResultsByTime", []):
-            for group in period.get("Groups", []):
-                names.setdefault(group["Keys"][0], "")
+    billing_account = config.billing_account_id
+    discovery = _pages(session, ce, account_totals_request(window), "ce:GetCostAndUsage")
+    names, totals = _linked_accounts(discovery, billing_account)
     requests = discovery.requests
     rows: list[dict[str, Any]] = []
     for account in sorted(names):
-        pages = _pages(
-            session, ce, account_costs_request(window, account), f"ce:GetCostAndUsage {account}"
-        )
-        rows.extend(_account_rows(pages, config.billing_account_id, account, names[account]))
-        requests += pages.requests
+        for usage, request in (
+            (True, account_usage_request(window, account)),
+            (False, account_charges_request(window, account)),
+        ):
+            what = f"ce:GetCostAndUsage {account} {'usage' if usage else 'other record types'}"
+            pages = _pages(session, ce, request, what)
+            rows.extend(_account_rows(pages, billing_account, account, names[account], usage=usage))
+            requests += pages.requests
     frame = pd.DataFrame(rows, columns=None if rows else ["BillingAccountId"])
-    return Fetched(frame, requests, SOURCE_COST_EXPLORER)
+    return Fetched(
+        frame,
+        requests,
+        SOURCE_COST_EXPLORER,
+        reference_totals=totals,
+        reference_source=REFERENCE_SOURCE,
+    )
 
 
 def fetch_aws(window: DateWindow, config: AwsConfig, session: AwsSession) -> Fetched:

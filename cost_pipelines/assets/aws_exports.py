@@ -6,6 +6,15 @@ Layout (AWS docs, "Understanding export delivery"):
   s3://<bucket>/<prefix>/<export-name>/metadata/BILLING_PERIOD=YYYY-MM/...-Manifest.json
 The manifest is written last and lists the delivery's `dataFiles` as s3:// URIs; files of older
 deliveries that it no longer lists are ignored.
+
+The export is FOCUS already: BilledCost, EffectiveCost, ListCost, ContractedCost, ChargeCategory,
+ChargeClass and ServiceCategory are stored as AWS wrote them (an empty ServiceCategory becomes our
+table's value). A CSV export writes FOCUS nulls as empty cells (PricingQuantity on Tax rows,
+pricing columns of some offerings): they are stored as NULL. A `ChargeClass=Correction` row of the
+current billing period dated to an earlier one (a refund of last month's usage) is moved to the
+first day of its billing period, so the invoiced month it belongs to holds it; rows still dated
+outside the window are counted in `outside_window`, never silently dropped. There is no
+independent total to reconcile with (the manifest carries none), so reference_totals is None.
 """
 
 from __future__ import annotations
@@ -21,13 +30,22 @@ import pyarrow.parquet as pq
 
 from cost_pipelines.assets.collection import DateWindow, Fetched
 from cost_pipelines.customers import AwsConfig, AwsExport
+from cost_pipelines.focus.service_categories import service_category
 from cost_pipelines.resources.aws import AwsSession
 from cost_pipelines.resources.retry import CollectionFailure, Paginator
-from cost_pipelines.warehouse.writer import LINE_COLUMNS
+from cost_pipelines.warehouse.writer import (
+    LINE_COLUMNS,
+    MONEY_COLUMNS,
+    SPREAD_COLUMNS,
+    TEXT_COLUMNS,
+    TIME_COLUMNS,
+)
 
 SOURCE_DATA_EXPORTS = "aws_data_exports_focus"
 KEPT_COLUMNS = ("BillingAccountId", *LINE_COLUMNS)
 REQUIRED = ("BillingAccountId", "ChargePeriodStart", "BilledCost", "BillingCurrency")
+# Columns whose empty CSV cell is a FOCUS null (text columns keep "" as the empty string).
+NULLABLE_CELLS = (*MONEY_COLUMNS, *TIME_COLUMNS, *SPREAD_COLUMNS, "ChargeClass")
 
 
 def billing_periods(window: DateWindow) -> list[date]:
@@ -101,15 +119,42 @@ def _read_data_file(payload: bytes, uri: str) -> pd.DataFrame:
     if missing:
         raise CollectionFailure(f"export data file {uri} lacks FOCUS columns {', '.join(missing)}")
     frame = frame[[column for column in KEPT_COLUMNS if column in frame.columns]].copy()
+    for column in NULLABLE_CELLS:
+        if column in frame.columns and frame[column].dtype == object:
+            frame[column] = [None if value == "" else value for value in frame[column]]
+    if "ServiceCategory" in frame.columns:
+        frame["ServiceCategory"] = [
+            category if isinstance(category, str) and category else service_category("aws", name)
+            for category, name in zip(frame["ServiceCategory"], frame["ServiceName"], strict=True)
+        ]
     if "Tags" in frame.columns:
         frame["Tags"] = [_tags(value) for value in frame["Tags"]]
     return pd.DataFrame(frame)
 
 
-def _in_window(frame: pd.DataFrame, window: DateWindow) -> pd.DataFrame:
+def corrections_to_billing_period(frame: pd.DataFrame) -> pd.DataFrame:
+    """Correction rows dated before their billing period start on its first day (one day long)."""
+    if "ChargeClass" not in frame.columns or "BillingPeriodStart" not in frame.columns:
+        return frame
+    starts = pd.to_datetime(frame["ChargePeriodStart"], utc=True)
+    periods = pd.to_datetime(frame["BillingPeriodStart"], utc=True)
+    earlier = (frame["ChargeClass"] == "Correction") & (starts < periods)
+    if not earlier.any():
+        return frame
+    frame = frame.copy()
+    frame["ChargePeriodStart"] = starts.where(~earlier, periods)
+    if "ChargePeriodEnd" in frame.columns:
+        ends = pd.to_datetime(frame["ChargePeriodEnd"], utc=True)
+        frame["ChargePeriodEnd"] = ends.where(~earlier, periods + pd.Timedelta(days=1))
+    return frame
+
+
+def _in_window(frame: pd.DataFrame, window: DateWindow) -> tuple[pd.DataFrame, int]:
+    """The rows dated inside the window, and how many were not."""
     starts = pd.to_datetime(frame["ChargePeriodStart"], utc=True)
     lo, hi = pd.Timestamp(window.start, tz="UTC"), pd.Timestamp(window.end, tz="UTC")
-    return frame[(starts >= lo) & (starts < hi)]
+    inside = (starts >= lo) & (starts < hi)
+    return frame[inside], int((~inside).sum())
 
 
 def fetch_focus_export(window: DateWindow, config: AwsConfig, session: AwsSession) -> Fetched:
@@ -142,4 +187,8 @@ def fetch_focus_export(window: DateWindow, config: AwsConfig, session: AwsSessio
             frames.append(_read_data_file(payload, uri))
     covered = DateWindow(window.start, covered_end)
     rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(REQUIRED))
-    return Fetched(_in_window(rows, covered), requests, SOURCE_DATA_EXPORTS, covered)
+    for column in ("BillingAccountId", *TEXT_COLUMNS):
+        if column in rows.columns:  # a null text cell (Parquet null, concat NaN) is empty text
+            rows[column] = rows[column].astype(object).where(rows[column].notna(), "")
+    inside, outside = _in_window(corrections_to_billing_period(rows), covered)
+    return Fetched(inside, requests, SOURCE_DATA_EXPORTS, covered, outside_window=outside)

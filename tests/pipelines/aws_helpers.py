@@ -93,3 +93,32 @@ def queued_by_day_and_service(results: list[dict[str, Any]]) -> dict[tuple[str, 
                     amount = Decimal(group["Metrics"]["UnblendedCost"]["Amount"])
                     totals[(period["TimePeriod"]["Start"], group["Keys"][0])] += amount
     return dict(totals)
+
+
+def stored_sums(
+    warehouse: ClickHouseResource, customer_id: str
+) -> dict[tuple[str, str, str, str], Decimal | None]:
+    """(day, service, charge category, cost column) -> stored sum, None where all are NULL."""
+    rows = (
+        warehouse.get_client()
+        .query(
+            "SELECT toString(toDate(ChargePeriodStart)), ServiceName, ChargeCategory, "
+            "sum(BilledCost), sum(EffectiveCost), sum(ListCost), sum(ContractedCost) "
+            "FROM costs_current(customer_id={customer_id:String}) "
+            "WHERE provider = 'aws' GROUP BY 1, 2, 3",
+            parameters={"customer_id": customer_id},
+        )
+        .result_rows
+    )
+    columns = ("BilledCost", "EffectiveCost", "ListCost", "ContractedCost")
+    return {
+        (day, service, category, column): None if total is None else Decimal(total)
+        for day, service, category, *totals in rows
+        for column, total in zip(columns, totals, strict=True)
+    }
+
+
+def check_evaluation(result: ExecuteInProcessResult, name: str) -> Any:
+    """The evaluation of one asset check in a materialization."""
+    [evaluation] = [e for e in result.get_asset_check_evaluations() if e.check_name == name]
+    return evaluation

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -9,15 +10,20 @@ from pathlib import Path
 import pytest
 
 from cost_local.sandbox.aws import cost_explorer_results, queue_cost_and_usage, reset_moto
+from cost_local.sandbox.aws_billing import aws_records, cost_explorer_ledger, ledger_sums
 from cost_local.sandbox.bills import generate_bills, restate
+from cost_local.sandbox.catalog import SubAccount
+from cost_pipelines.assets.checks import CONFORMANCE, RECONCILIATION
 from cost_pipelines.resources.clickhouse import ClickHouseResource
 from tests.pipelines.aws_helpers import (
     ENDPOINT_ENV,
     aws_account,
     aws_entry,
+    check_evaluation,
     queued_by_day_and_service,
     run_aws_costs,
     stored_by_day_and_service,
+    stored_sums,
 )
 from tests.pipelines.rest_helpers import amounts as _amounts
 from tests.pipelines.rest_helpers import failure as failure_message
@@ -53,7 +59,8 @@ def test_stored_costs_equal_the_queued_cost_explorer_amounts_over_several_pages(
 
     assert result.success
     expected = queued_by_day_and_service(results)
-    assert len(expected) == 7 * 7  # every day, six services and tax
+    # every day, six services and tax, and the Savings Plan's monthly fee on the 1st
+    assert len(expected) == 7 * 7 + 1
     assert stored_by_day_and_service(warehouse_resource, "pages") == expected
     metadata = materialization_metadata(result)
     assert metadata["api_requests"] == len(results) > 10  # every page of every query followed
@@ -165,3 +172,110 @@ def test_rejected_credentials_fail_that_customer_while_the_good_customers_costs_
     assert succeeded.success
     assert stored_by_day_and_service(warehouse_resource, good) == queued_by_day_and_service(results)
     assert stored_by_day_and_service(warehouse_resource, bad) == {}
+
+
+def test_stored_lines_equal_the_ledger_per_day_service_charge_category_and_cost_column(
+    tmp_path: Path, aws_peer: AwsPeer, good_keys: None, warehouse_resource: ClickHouseResource
+) -> None:
+    customers = write_customers(tmp_path / "c.yaml", {"ledger": aws_entry("ledger", "GOOD")})
+    bills = _bills("ledger")
+    queue_cost_and_usage(aws_peer.url, cost_explorer_results(bills, START, END, page_size=40))
+
+    result = run_aws_costs(customers, "ledger", warehouse_resource, START, END)
+
+    assert result.success
+    ledger = ledger_sums(cost_explorer_ledger(aws_records(bills), START, END))
+    assert stored_sums(warehouse_resource, "ledger") == ledger
+    categories = {category for _, _, category, _ in ledger}
+    assert categories == {"Usage", "Purchase", "Credit", "Tax", "Adjustment"}
+    # Cost Explorer has no list or contracted price: never stored as a number.
+    assert {v for k, v in ledger.items() if k[3] in ("ListCost", "ContractedCost")} == {None}
+    charge_types = (
+        warehouse_resource.get_client()
+        .query(
+            "SELECT ChargeCategory, groupUniqArray(x_ChargeType) "
+            "FROM costs_current(customer_id={c:String}) GROUP BY 1",
+            parameters={"c": "ledger"},
+        )
+        .result_rows
+    )
+    assert {category: sorted(types) for category, types in charge_types} == {
+        "Usage": ["Usage+DiscountedUsage+SavingsPlanCoveredUsage+SavingsPlanNegation"],
+        "Purchase": ["RIFee", "SavingsPlanRecurringFee", "Upfront"],
+        "Credit": ["Credit"],
+        "Tax": ["Tax"],
+        "Adjustment": ["Refund"],
+    }
+    assert check_evaluation(result, CONFORMANCE).passed
+    reconciled = check_evaluation(result, RECONCILIATION)
+    assert reconciled.passed, reconciled.description
+    assert reconciled.metadata["days_compared"].value == 7
+
+
+def test_an_ungrouped_total_a_cent_off_fails_reconciliation_naming_account_day_and_difference(
+    tmp_path: Path, aws_peer: AwsPeer, good_keys: None, warehouse_resource: ClickHouseResource
+) -> None:
+    customers = write_customers(tmp_path / "c.yaml", {"cent": aws_entry("cent", "GOOD")})
+    results = cost_explorer_results(_bills("cent"), START, END, reference_shift=Decimal("0.01"))
+    queue_cost_and_usage(aws_peer.url, results)
+
+    result = run_aws_costs(customers, "cent", warehouse_resource, START, END)
+
+    assert result.success  # the lines are stored; the check says they disagree
+    reconciled = check_evaluation(result, RECONCILIATION)
+    assert not reconciled.passed
+    account = aws_account("cent").billing_account_id
+    assert reconciled.description.startswith(f"cent/aws account {account} 2026-11-01: stored ")
+    assert reconciled.description.endswith("(difference -0.01)")
+    assert reconciled.metadata["differences"].value == 1
+
+
+def test_a_usage_day_cost_explorer_lost_fails_reconciliation_for_that_day(
+    tmp_path: Path, aws_peer: AwsPeer, good_keys: None, warehouse_resource: ClickHouseResource
+) -> None:
+    customers = write_customers(tmp_path / "c.yaml", {"lost": aws_entry("lost", "GOOD")})
+    bills = _bills("lost")
+    lost = date(2026, 11, 3)
+    queue_cost_and_usage(
+        aws_peer.url, cost_explorer_results(bills, START, END, lose_usage_day=lost)
+    )
+
+    result = run_aws_costs(customers, "lost", warehouse_resource, START, END)
+
+    reconciled = check_evaluation(result, RECONCILIATION)
+    assert not reconciled.passed
+    assert reconciled.metadata["differences"].value == 1
+    usage = sum(
+        (
+            x.billed_cost
+            for x in cost_explorer_ledger(aws_records(bills), lost, lost.replace(day=4))
+            if x.charge_category == "Usage"
+        ),
+        Decimal(0),
+    )
+    account = aws_account("lost").billing_account_id
+    assert f"lost/aws account {account} 2026-11-03" in reconciled.description
+    assert reconciled.description.endswith(f"(difference {(-usage).normalize():f})")
+
+
+@pytest.mark.parametrize("linked_accounts", [1, 3, 6])
+def test_requests_per_run_are_one_plus_two_per_linked_account(
+    tmp_path: Path,
+    aws_peer: AwsPeer,
+    good_keys: None,
+    warehouse_resource: ClickHouseResource,
+    linked_accounts: int,
+) -> None:
+    customer = f"req{linked_accounts}"
+    account = aws_account(customer)
+    subs = tuple(SubAccount(f"2{n}0000000042", f"{customer}-{n}") for n in range(linked_accounts))
+    bills = generate_bills([replace(account, sub_accounts=subs)], START, END, seed=3)
+    customers = write_customers(tmp_path / "c.yaml", {customer: aws_entry(customer, "GOOD")})
+    queue_cost_and_usage(aws_peer.url, cost_explorer_results(bills, START, END))
+
+    result = run_aws_costs(customers, customer, warehouse_resource, START, END)
+
+    assert result.success
+    requests = materialization_metadata(result)["api_requests"]
+    assert requests == aws_peer.ce_calls == 1 + 2 * linked_accounts
+    assert check_evaluation(result, RECONCILIATION).passed

@@ -6,18 +6,22 @@ from collections import Counter
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
 
-from cost_local.sandbox.aws_exports import write_focus_export
+from cost_local.sandbox.aws_exports import focus_rows, write_focus_export
 from cost_local.sandbox.bills import GeneratedLine, generate_bills, restate
+from cost_pipelines.assets.checks import CONFORMANCE, RECONCILIATION
 from cost_pipelines.resources.clickhouse import ClickHouseResource
 from tests.pipelines.aws_helpers import (
     ENDPOINT_ENV,
     aws_account,
     aws_entry,
+    check_evaluation,
     run_aws_costs,
+    stored_sums,
 )
 from tests.pipelines.rest_helpers import failure as failure_message
 from tests.pipelines.rest_helpers import metadata as materialization_metadata
@@ -58,19 +62,38 @@ def _stored_lines(warehouse: ClickHouseResource, customer_id: str) -> Counter[tu
     return Counter((r[0], r[1], r[2], r[3], Decimal(r[4]), r[5]) for r in rows)
 
 
+def _stored_day(row: dict[str, Any]) -> str:
+    """The day a row is stored on: a correction of an earlier billing period on its first day."""
+    day, period = row["ChargePeriodStart"][:10], row["BillingPeriodStart"][:10]
+    return period if row["ChargeClass"] == "Correction" and day < period else day
+
+
+def _in_window(lines: list[GeneratedLine]) -> list[dict[str, Any]]:
+    return [r for r in focus_rows(lines) if START.isoformat() <= _stored_day(r) < END.isoformat()]
+
+
 def _expected_lines(lines: list[GeneratedLine]) -> Counter[tuple]:
     return Counter(
         (
-            line.resource_id,
-            line.sku_id,
-            line.charge_category,
-            line.charge_date.isoformat(),
-            line.billed_cost,
-            line.tags.get("team", ""),
+            row["ResourceId"] or "",
+            row["SkuId"] or "",
+            row["ChargeCategory"],
+            _stored_day(row),
+            row["BilledCost"],
+            row["Tags"].get("team", ""),
         )
-        for line in lines
-        if START <= line.charge_date < END
+        for row in _in_window(lines)
     )
+
+
+def _ledger(lines: list[GeneratedLine]) -> dict[tuple[str, str, str, str], Decimal | None]:
+    """What the export's FOCUS rows say, per day, service, charge category and cost column."""
+    sums: dict[tuple[str, str, str, str], Decimal | None] = {}
+    for row in _in_window(lines):
+        for column in ("BilledCost", "EffectiveCost", "ListCost", "ContractedCost"):
+            key = (_stored_day(row), row["ServiceName"], row["ChargeCategory"], column)
+            sums[key] = (sums.get(key) or Decimal(0)) + row[column]
+    return sums
 
 
 def test_export_lines_load_at_resource_level_and_a_redelivery_replaces_them(
@@ -115,3 +138,41 @@ def test_an_export_without_any_manifest_fails_naming_where_it_looked(
         "no Manifest.json under s3://acme-billing/exports/focus/acme-focus/metadata/"
         "BILLING_PERIOD=2026-10/" in failure_message(result)
     )
+
+
+def test_a_csv_export_with_empty_cells_loads_every_focus_column_as_aws_wrote_it(
+    tmp_path: Path, s3: object, warehouse_resource: ClickHouseResource
+) -> None:
+    customers = write_customers(
+        tmp_path / "c.yaml", {"csv": aws_entry("csv", "EXP", export=EXPORT)}
+    )
+    lines = generate_bills([aws_account("csv")], PERIOD, date(2026, 10, 20), seed=5)
+    write_focus_export(s3, billing_period=PERIOD, lines=lines, fmt="csv.gz", **EXPORT)
+
+    result = run_aws_costs(customers, "csv", warehouse_resource, START, END)
+
+    assert result.success
+    ledger = _ledger(lines)
+    assert {category for _, _, category, _ in ledger} == {"Usage", "Purchase", "Credit", "Tax"}
+    assert stored_sums(warehouse_resource, "csv") == ledger
+    client = warehouse_resource.get_client()
+    [(tax_rows, tax_quantities)] = client.query(
+        "SELECT count(), countIf(PricingQuantity IS NOT NULL) "
+        "FROM costs_current(customer_id={c:String}) WHERE ChargeCategory = 'Tax'",
+        parameters={"c": "csv"},
+    ).result_rows
+    assert tax_rows == 14 * 3 and tax_quantities == 0  # empty cells are NULL, not rejected
+    # Last month's refund, delivered in October as a correction, is on October's first day.
+    [correction] = client.query(
+        "SELECT toString(toDate(ChargePeriodStart)), ChargeCategory, BilledCost "
+        "FROM costs_current(customer_id={c:String}) WHERE ChargeClass = 'Correction'",
+        parameters={"c": "csv"},
+    ).result_rows
+    assert correction[:2] == ("2026-10-01", "Usage") and correction[2] < 0
+    metadata = materialization_metadata(result)
+    outside = [r for r in focus_rows(lines) if _stored_day(r) >= END.isoformat()]
+    assert metadata["lines_outside_window"] == len(outside) > 0
+    assert check_evaluation(result, CONFORMANCE).passed
+    reconciled = check_evaluation(result, RECONCILIATION)
+    assert reconciled.passed
+    assert reconciled.description == "this source gives no independent total to reconcile with"
