@@ -58,6 +58,7 @@ class Served:
     invoices: list[dict[str, Any]]  # newest first
     items: dict[int, list[dict[str, Any]]]  # invoice id -> its items
     pending: list[dict[str, Any]]
+    pending_misstated: Decimal = Decimal(0)  # /v2/account's total less the items
 
     @property
     def pending_total(self) -> Decimal:
@@ -108,6 +109,7 @@ class VultrBilling(Simulator):
         self._recent: dict[str, deque[float]] = defaultdict(deque)
         self._forced_throttles = 0
         self._misstated: dict[tuple[str, date], Decimal] = {}
+        self._pending_delta: dict[str, Decimal] = {}
         self.set_lines(lines)
 
     @property
@@ -135,6 +137,11 @@ class VultrBilling(Simulator):
         """Make the invoice of `month` report an amount `delta` away from its items."""
         with self.lock:
             self._misstated[(account, month.replace(day=1))] = delta
+
+    def misstate_pending_total(self, account: str, delta: Decimal) -> None:
+        """Make /v2/account report pending charges `delta` away from the pending items."""
+        with self.lock:
+            self._pending_delta[account] = delta
 
     def served(self, account: str) -> Served:
         """The invoices, items and pending charges Vultr shows the account now."""
@@ -166,7 +173,7 @@ class VultrBilling(Simulator):
             elif (account, this_month) in months:
                 accrued = [x for x in months[(account, this_month)] if x.charge_date < now.date()]
                 pending = self._items(accrued, this_month, now) if accrued else []
-            return Served(invoices, items, pending)
+            return Served(invoices, items, pending, self._pending_delta.get(account, Decimal(0)))
 
     def _items(
         self, lines: list[GeneratedLine], month: date, now: datetime | None
@@ -288,7 +295,7 @@ def _account_body(account: str, served: Served) -> dict[str, Any]:
         "email": "billing@example.com",
         "acls": ["billing"],
         "balance": -served.pending_total,
-        "pending_charges": served.pending_total,
+        "pending_charges": served.pending_total + served.pending_misstated,
         "last_payment_date": served.invoices[0]["date"] if served.invoices else "",
         "last_payment_amount": -served.invoices[0]["amount"] if served.invoices else 0,
     }

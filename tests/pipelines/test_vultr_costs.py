@@ -354,3 +354,20 @@ def test_an_invoice_whose_amount_differs_from_its_items_fails_reconciliation(
     assert evaluation.description.endswith("(difference -1.25)")
     assert evaluation.metadata["differences"].value == 1
     assert result.success  # the items are stored; the check says they do not add up
+
+
+def test_pending_charges_that_differ_from_the_account_total_fail_reconciliation(
+    globex: Path, vultr: VultrBilling, warehouse_resource: ClickHouseResource
+) -> None:
+    vultr.misstate_pending_total(account_id("globex"), Decimal("0.37"))
+
+    result = collect(globex, warehouse_resource)
+
+    evaluation = check_evaluation(result, RECONCILIATION)
+    assert not evaluation.passed
+    assert evaluation.description is not None
+    # The open month's last accrued day carries the month's difference.
+    assert evaluation.description.startswith(
+        f"globex/vultr account {account_id('globex')} 2026-10-19: stored "
+    )
+    assert evaluation.description.endswith("(difference -0.37)")
