@@ -36,7 +36,11 @@ Reconciliation: Vultr has no per-day total. The independent totals are per month
 invoice's `amount` and, for the open month, `pending_charges` of /v2/account. The reference
 holds the stored spread on every day and puts the month's difference (independent total minus
 the items) on the month's last collected day, so a mismatch fails `reconciles_with_provider`
-naming account, that day and the difference.
+naming account, that day and the difference. Day lines of a fetched month that fall outside
+the window (a window starting mid-month) are not stored and are counted in `outside_window`.
+
+Requests per run: the invoice list (one page of up to 500), one items request per invoice of a
+month in the window, the pending charges and /v2/account: 4 for the default window.
 """
 
 from __future__ import annotations
