@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -60,6 +61,13 @@ class VultrSession:
         path = "/v2/billing/pending-charges"
         response = self.api.request("GET", f"{self.base_url}{path}", path)
         return list(exact_json(response).get("pending_charges", []))
+
+    def account_pending_charges(self) -> Decimal | None:
+        """The account's pending charges total (/v2/account), independent of the items."""
+        path = "/v2/account"
+        response = self.api.request("GET", f"{self.base_url}{path}", path)
+        value = exact_json(response).get("account", {}).get("pending_charges")
+        return None if value is None or value == "" else Decimal(str(value))
 
 
 class VultrResource(RestResource):

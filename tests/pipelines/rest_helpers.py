@@ -10,7 +10,12 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from dagster import ExecuteInProcessResult, StaticPartitionsDefinition, materialize
+from dagster import (
+    AssetCheckEvaluation,
+    ExecuteInProcessResult,
+    StaticPartitionsDefinition,
+    materialize,
+)
 
 from cost_local.sandbox.bills import GeneratedLine
 from cost_pipelines.assets.collection import ProviderSpec, build_cost_asset
@@ -87,3 +92,9 @@ def billed_by_day_and_service(
         if start <= line.charge_date < end:
             totals[(line.charge_date.isoformat(), line.service_name)] += line.billed_cost
     return {k: v for k, v in totals.items() if v}
+
+
+def check_evaluation(result: ExecuteInProcessResult, check_name: str) -> AssetCheckEvaluation:
+    """The one evaluation of the named asset check in a materialization."""
+    [evaluation] = [e for e in result.get_asset_check_evaluations() if e.check_name == check_name]
+    return evaluation

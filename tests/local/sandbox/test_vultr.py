@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import date
-from decimal import Decimal
+from datetime import UTC, date, datetime, timedelta
+from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
 import httpx
@@ -13,7 +13,8 @@ import pytest
 
 from cost_local.sandbox.bills import generate_bills
 from cost_local.sandbox.catalog import demo_accounts
-from cost_local.sandbox.vultr import VultrBilling
+from cost_local.sandbox.vultr import Handover, VultrBilling
+from cost_local.sandbox.vultr_ledger import billed_by_month, estimated_days, ledger
 
 pytestmark = pytest.mark.slow
 ACCOUNT = demo_accounts("acme")[3]
@@ -59,8 +60,12 @@ def test_invoices_are_paged_with_a_cursor_until_next_is_empty(vultr: VultrBillin
         "2025-03-01",
         "2025-02-01",
     ]
-    january = [x for x in LINES if x.charge_date.month == 1]
-    assert invoices[-1]["amount"] == sum(x.billed_cost for x in january)
+    january = exact(get(vultr.base_url, f"/v2/billing/invoices/{invoices[-1]['id']}/items"))
+    # The amount is the items' total (hourly charges capped at 672 hours, whole cents), not the
+    # uncapped sum of the daily usage.
+    assert invoices[-1]["amount"] == sum(i["total"] for i in january["invoice_items"])
+    uncapped = sum(x.billed_cost for x in LINES if x.charge_date.month == 1)
+    assert invoices[-1]["amount"] < uncapped
 
 
 def test_invoice_items_total_the_invoice_and_keep_exact_amounts(vultr: VultrBilling) -> None:
@@ -83,9 +88,19 @@ def test_invoice_items_total_the_invoice_and_keep_exact_amounts(vultr: VultrBill
 
 def test_pending_charges_cover_this_month_until_yesterday(vultr: VultrBilling) -> None:
     pending = exact(get(vultr.base_url, "/v2/billing/pending-charges"))["pending_charges"]
+    hourly = [i for i in pending if i["unit_type"] == "hours"]
     june = [x for x in LINES if x.charge_date >= date(2025, 6, 1)]
-    assert sum(i["total"] for i in pending) == sum(x.billed_cost for x in june)
-    assert max(i["end_date"] for i in pending).startswith("2025-06-10")
+    # Nine days stay below the monthly cap: each item is its usage, rounded up to the cent.
+    assert sum(i["total"] for i in hourly) == sum(
+        (x.billed_cost for x in june), Decimal(0)
+    ).quantize(Decimal("0.01"), rounding=ROUND_CEILING) or all(
+        i["total"] == (i["units"] * i["unit_price"]).quantize(Decimal("0.01"), ROUND_CEILING)
+        for i in hourly
+    )
+    assert max(i["end_date"] for i in pending).startswith("2025-06-10T00:00:00")
+    assert {i["unit_type"] for i in pending} == {"hours", "overage", "discount"}
+    account = exact(get(vultr.base_url, "/v2/account"))["account"]
+    assert account["pending_charges"] == sum(i["total"] for i in pending)
 
 
 def test_another_accounts_invoice_is_not_found(vultr: VultrBilling) -> None:
@@ -114,3 +129,56 @@ def test_forced_throttle_answers_429_once(vultr: VultrBilling) -> None:
     vultr.throttle(1)
     assert get(vultr.base_url, "/v2/billing/invoices").status_code == 429
     assert get(vultr.base_url, "/v2/billing/invoices").status_code == 200
+
+
+def test_hourly_charges_are_capped_at_672_hours_a_month(vultr: VultrBilling) -> None:
+    invoice = exact(get(vultr.base_url, "/v2/billing/invoices"))["billing_invoices"][0]
+    items = exact(get(vultr.base_url, f"/v2/billing/invoices/{invoice['id']}/items"))
+    whole_month = [i for i in items["invoice_items"] if i["units"] == 31 * 24]  # May
+    assert whole_month
+    for item in whole_month:
+        cap = (672 * item["unit_price"]).quantize(Decimal("0.01"), ROUND_CEILING)
+        assert item["total"] == cap < item["units"] * item["unit_price"]
+        assert item["start_date"] == "2025-05-01T00:00:00+00:00"
+        assert item["end_date"] == "2025-05-31T23:59:59+00:00"
+    created_later = [i for i in items["invoice_items"] if i["start_date"] > "2025-05-01T"]
+    assert created_later or all(i["start_date"].startswith("2025-05-01") for i in whole_month)
+
+
+def test_the_handover_lags_as_configured() -> None:
+    lines = generate_bills([ACCOUNT], date(2025, 4, 1), date(2025, 6, 3), seed=3)
+    keys = {KEY: ACCOUNT.billing_account_id}
+    with VultrBilling(keys, lines, now=datetime(2025, 6, 1, 6, tzinfo=UTC)) as vultr:
+        account = ACCOUNT.billing_account_id
+        assert vultr.served(account).invoices[0]["date"] == "2025-06-01T00:00:00+00:00"
+        assert vultr.served(account).pending == []  # reset, nothing accrued yet
+        vultr.handover = Handover(pending_holdover=timedelta(days=1))
+        held = vultr.served(account).pending  # (a) still May's, while May is invoiced
+        assert held and all(i["start_date"].startswith("2025-05") for i in held)
+        vultr.handover = Handover(invoice_lag=timedelta(days=2))
+        assert vultr.served(account).invoices[0]["date"].startswith("2025-05-03")  # (b): April's
+        assert vultr.served(account).pending == []  # May has neither
+        vultr.now = datetime(2025, 6, 3, tzinfo=UTC)
+        assert vultr.served(account).invoices[0]["date"] == "2025-06-03T00:00:00+00:00"
+
+
+def test_a_misstated_invoice_differs_from_its_items(vultr: VultrBilling) -> None:
+    vultr.misstate_invoice(ACCOUNT.billing_account_id, date(2025, 5, 1), Decimal("-0.5"))
+    invoice = exact(get(vultr.base_url, "/v2/billing/invoices"))["billing_invoices"][0]
+    items = exact(get(vultr.base_url, f"/v2/billing/invoices/{invoice['id']}/items", per_page=500))
+    assert invoice["amount"] == sum(i["total"] for i in items["invoice_items"]) - Decimal("0.5")
+
+
+def test_the_ledger_spreads_each_month_to_its_total(vultr: VultrBilling) -> None:
+    account = ACCOUNT.billing_account_id
+    book = ledger(vultr, account, date(2025, 1, 1), TODAY + timedelta(days=1))
+    served = vultr.served(account)
+    by_month = billed_by_month(book)
+    for invoice in served.invoices:
+        month = (date.fromisoformat(invoice["date"][:10]) - timedelta(days=1)).strftime("%Y-%m")
+        assert by_month[month] == invoice["amount"]
+    assert by_month["2025-06"] == served.pending_total
+    assert {day for day, _, _ in book if day.month == 6} == {date(2025, 6, d) for d in range(1, 10)}
+    assert estimated_days(vultr, account) == {date(2025, 6, d) for d in range(1, 10)}
+    credits = [cell for (_, _, category), cell in book.items() if category == "Credit"]
+    assert credits and all("ListCost" not in cell and cell["BilledCost"] < 0 for cell in credits)
