@@ -19,6 +19,7 @@ from cost_local.sandbox.bills import generate_bills
 from cost_local.sandbox.catalog import demo_accounts
 from cost_local.sandbox.gcp import JWT_BEARER, BigQueryBilling, BillingExport
 from cost_local.sandbox.gcp import new_service_account_key as new_key
+from cost_local.sandbox.gcp_export import CUD_FEE_SKU, six
 
 pytestmark = pytest.mark.slow
 ACCOUNT = demo_accounts("acme")[2]
@@ -164,13 +165,16 @@ def test_export_rows_come_back_as_f_v_cells_over_several_pages(
         rows += answer["rows"]
         pages += 1
     assert pages > 1 and len(rows) == int(first["totalRows"])
-    days = {float(r["f"][2]["v"]) for r in rows}
+    days = {datetime.fromtimestamp(float(r["f"][2]["v"]), UTC).date() for r in rows}
     assert len(days) == 3  # 2, 3 and 4 March: the end is exclusive
     cost = sum(Decimal(r["f"][4]["v"]) for r in rows)
     credits = sum(Decimal(c["v"]["f"][1]["v"]) for r in rows for c in r["f"][6]["v"])
+    # Google exports costs to six decimals, each UTC day as rows split at Pacific midnight.
     wanted = [x for x in LINES if date(2025, 3, 2) <= x.charge_date < date(2025, 3, 5)]
-    assert cost == sum(x.billed_cost for x in wanted if x.charge_category != "Credit")
-    assert credits == sum(x.billed_cost for x in wanted if x.charge_category == "Credit") < 0
+    fees = [r for r in rows if r["f"][1]["v"] == CUD_FEE_SKU[0]]
+    usage = cost - sum(Decimal(r["f"][4]["v"]) for r in fees)
+    assert usage == sum(six(x.billed_cost) for x in wanted if x.charge_category != "Credit")
+    assert credits == sum(six(x.billed_cost) for x in wanted if x.charge_category == "Credit") < 0
     assert "tax" in {r["f"][7]["v"] for r in rows}
 
 
@@ -214,10 +218,12 @@ def test_int64_timestamps_are_given_when_asked(
 
 
 def _days(bigquery: BigQueryBilling, token: str, partition_filter: str) -> set[float]:
-    """The usage days (epoch seconds) a query with that partition filter returns on one page."""
+    """The usage days (epoch seconds) of the rows starting at 00:00 UTC (a day's hours before
+    Pacific midnight) a query with that partition filter returns on one page."""
     answer = run_query(bigquery.base_url, token, f"{QUERY} AND {partition_filter}").json()
     assert not answer.get("pageToken"), answer.get("error")
-    return {float(r["f"][2]["v"]) for r in answer.get("rows", [])}
+    starts = {float(r["f"][2]["v"]) for r in answer.get("rows", [])}
+    return {s for s in starts if s % 86400 == 0}
 
 
 def test_rows_sit_in_the_partition_of_their_pacific_export_date(
