@@ -112,6 +112,10 @@ class BigQueryBilling(Simulator):
         self.export_delay = export_delay  # sets each line's export time, hence its partition
         self._tokens: dict[str, tuple[str, float]] = {}
         self.clock = clock  # rows exported after clock() are not in the table yet
+        # Faults to test reconciliation with: grouped queries answer the first group's NUMERIC
+        # this much off; ungrouped queries lose the rows of this UTC usage day.
+        self.net_skew = Decimal(0)
+        self.lose_day: date | None = None
         self.jobs_log: list[JobRecord] = []
         self._jobs: OrderedDict[str, tuple[ParsedQuery, list[list[Any]], bool]] = OrderedDict()
         self.set_lines(lines)
@@ -244,7 +248,13 @@ class BigQueryBilling(Simulator):
         scanned = [r for r in stored if query.scanned(r)]
         processed = sum(bytes_read(r, query.reads()) for r in scanned)
         billed = max(MIN_BILLED_BYTES, -(-processed // MIB) * MIB)
-        result = query.answer([r for r in scanned if query.matches(r)])
+        matched = [r for r in scanned if query.matches(r)]
+        if self.lose_day is not None and not query.grouped:
+            matched = [r for r in matched if r["usage_start_time"].date() != self.lose_day]
+        result = query.answer(matched)
+        numeric = [i for i, (_, f) in enumerate(query.columns) if f["type"] == "NUMERIC"]
+        if self.net_skew and result and numeric:
+            result[0][numeric[0]] += self.net_skew
         with self.lock:
             job_id = f"job_{uuid.uuid4().hex}"
             int64 = bool((body.get("formatOptions") or {}).get("useInt64Timestamp"))

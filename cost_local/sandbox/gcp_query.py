@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import operator
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -126,10 +126,10 @@ class ParsedQuery:
         )
 
     def reads(self) -> set[tuple[str, ...]]:
-        paths = {path for o in self.outputs for path in (o.reads or (o.path,))}
+        paths = {path for o in self.outputs for path in (o.reads or (o.path,)) if path}
         return paths | {(column,) for column, _, _ in self.filters if column != PARTITION_TIME}
 
-    def answer(self, rows: list[Mapping[str, Any]]) -> list[list[Any]]:
+    def answer(self, rows: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
         """The result rows, each a list of values in output order."""
         if not self.grouped:
             return [[_pick(r, o.path) for o in self.outputs] for r in rows]
@@ -237,7 +237,9 @@ def parse_query(body: Mapping[str, Any], exports: Mapping[str, Any]) -> ParsedQu
 
 def _split_items(select: str) -> list[str]:
     """The select list's items, split at the commas outside parentheses."""
-    items, depth, current = [], 0, []
+    items: list[str] = []
+    current: list[str] = []
+    depth = 0
     for char in select:
         depth += (char == "(") - (char == ")")
         if char == "," and depth == 0:
