@@ -128,10 +128,27 @@ class AzureConfig(RestProviderConfig):
 
 
 class GcpConfig(RestProviderConfig):
-    # The BigQuery billing export lands several times a day and backfills up to 5 days.
+    # The BigQuery billing export lands several times a day and backfills for days; Google posts
+    # corrections and late-monetized usage weeks later, dated to the original usage day. A run
+    # may rewrite any day of the last `trailing_days` (the restatement horizon), but re-reads
+    # only the `recent_days` plus the days the export_time watermark shows as changed.
     min_poll_interval: Duration = timedelta(hours=1)
-    trailing_days: int = Field(default=5, ge=1, le=400)
-    month_close_days: int = Field(default=5, ge=0, le=31)
+    trailing_days: int = Field(
+        default=92,
+        ge=1,
+        le=400,
+        description="Restatement horizon: a usage day this recent with rows exported after the "
+        "watermark is re-collected; changes to older days are counted and reported",
+    )
+    month_close_days: int = Field(default=0, ge=0, le=31)
+    recent_days: int = Field(
+        default=5, ge=1, le=400, description="Days before today re-read on every run"
+    )
+    watermark_overlap: Duration = Field(
+        default=timedelta(hours=3),
+        description="How far before the last collection's time export_time is searched again "
+        "(covers a run's duration and the export's commit lag)",
+    )
 
 
 class VultrConfig(RestProviderConfig):

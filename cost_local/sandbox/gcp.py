@@ -1,9 +1,12 @@
 """A local Google Cloud: the OAuth2 token endpoint (service-account JWT bearer grant, RS256
 checked) and BigQuery's jobs.query / jobs.getQueryResults over the detailed billing export.
 
-It has no SQL engine: it recognises the collector's kind of query (SELECT export columns FROM the
-export table WHERE billing_account_id / usage_start_time / _PARTITIONTIME compared with named
-parameters) and answers anything else with BigQuery's own 400 error shape."""
+It has no SQL engine: it recognises the collector's kinds of query (see gcp_query: SELECT export
+columns, or grouped by day with COUNT(*) and Google's net-cost sum, FROM the export table WHERE
+billing_account_id / usage_start_time / export_time / _PARTITIONTIME compared with named
+parameters) and answers anything else with BigQuery's own 400 error shape. A row is visible
+once its export_time has passed, as in the real export; every job's processed and billed bytes
+are answered as BigQuery counts them and kept in `jobs_log`."""
 
 from __future__ import annotations
 
@@ -14,9 +17,10 @@ import secrets
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from cryptography.hazmat.primitives import hashes, serialization
@@ -27,14 +31,27 @@ from cost_local.sandbox.gcp_export import (
     DEFAULT_EXPORT_DELAY,
     TABLE_PREFIX,
     cell,
+    correction_rows,
     export_rows,
 )
-from cost_local.sandbox.gcp_query import BigQueryError, ParsedQuery, parse_query
+from cost_local.sandbox.gcp_query import BigQueryError, ParsedQuery, bytes_read, parse_query
 from cost_local.sandbox.simulator import Request, Response, Simulator
 
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 _QUERIES = re.compile(r"^/bigquery/v2/projects/(?P<project>[^/]+)/queries(?:/(?P<job>[^/]+))?$")
 _KEPT_JOBS = 64
+MIB = 1024 * 1024
+MIN_BILLED_BYTES = 10 * MIB  # on-demand queries bill at least 10 MB per table referenced
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """One query job as the sandbox ran it: what BigQuery reports having processed and billed."""
+
+    query: str
+    bytes_processed: int
+    bytes_billed: int
+    rows: int
 
 
 @dataclass(frozen=True)
@@ -84,6 +101,7 @@ class BigQueryBilling(Simulator):
         *,
         page_size: int = 1000,
         export_delay: timedelta = DEFAULT_EXPORT_DELAY,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
@@ -93,7 +111,13 @@ class BigQueryBilling(Simulator):
         self.page_size = page_size
         self.export_delay = export_delay  # sets each line's export time, hence its partition
         self._tokens: dict[str, tuple[str, float]] = {}
-        self._jobs: OrderedDict[str, tuple[ParsedQuery, list[dict[str, Any]], bool]] = OrderedDict()
+        self.clock = clock  # rows exported after clock() are not in the table yet
+        # Faults to test reconciliation with: grouped queries answer the first group's NUMERIC
+        # this much off; ungrouped queries lose the rows of this UTC usage day.
+        self.net_skew = Decimal(0)
+        self.lose_day: date | None = None
+        self.jobs_log: list[JobRecord] = []
+        self._jobs: OrderedDict[str, tuple[ParsedQuery, list[list[Any]], bool]] = OrderedDict()
         self.set_lines(lines)
 
     def set_lines(self, lines: Iterable[GeneratedLine]) -> None:
@@ -101,6 +125,37 @@ class BigQueryBilling(Simulator):
         rows = export_rows(lines, self.export_delay)
         with self.lock:
             self._rows = rows
+
+    @property
+    def rows(self) -> list[dict[str, Any]]:
+        """Every export row, exported or still to come (the ledger's raw records)."""
+        with self.lock:
+            return list(self._rows)
+
+    def visible_rows(self) -> list[dict[str, Any]]:
+        now = self.clock()
+        return [r for r in self.rows if r["export_time"] <= now]
+
+    def add_rows(self, rows: Iterable[dict[str, Any]]) -> None:
+        with self.lock:
+            self._rows = [*self._rows, *rows]
+
+    def correct(
+        self, account: str, usage_day: date, exported: datetime, remonetized: str = "0.5"
+    ) -> list[dict[str, Any]]:
+        """Google corrects the first regular row of `usage_day`: a negation and a re-monetized
+        row, dated to that usage, exported (and invoiced) at `exported`. Returns them."""
+        original = next(
+            r
+            for r in self.rows
+            if r["billing_account_id"] == account
+            and r["usage_start_time"].date() == usage_day
+            and r["cost_type"] == "regular"
+            and r["credits"]
+        )
+        added = correction_rows(original, exported, Decimal(remonetized))
+        self.add_rows(added)
+        return added
 
     def handle(self, request: Request) -> Response:
         try:
@@ -188,15 +243,29 @@ class BigQueryBilling(Simulator):
                 f"Access Denied: Table {table}: User does not have permission to query table "
                 f"{table}, or perhaps it does not exist.",
             )
+        account = export.billing_account_id
+        stored = [r for r in self.visible_rows() if r["billing_account_id"] == account]
+        scanned = [r for r in stored if query.scanned(r)]
+        processed = sum(bytes_read(r, query.reads()) for r in scanned)
+        billed = max(MIN_BILLED_BYTES, -(-processed // MIB) * MIB)
+        matched = [r for r in scanned if query.matches(r)]
+        if self.lose_day is not None and not query.grouped:
+            matched = [r for r in matched if r["usage_start_time"].date() != self.lose_day]
+        result = query.answer(matched)
+        numeric = [i for i, (_, f) in enumerate(query.columns) if f["type"] == "NUMERIC"]
+        if self.net_skew and result and numeric:
+            result[0][numeric[0]] += self.net_skew
         with self.lock:
-            rows = [r for r in self._rows if query.matches(r)]
             job_id = f"job_{uuid.uuid4().hex}"
             int64 = bool((body.get("formatOptions") or {}).get("useInt64Timestamp"))
-            self._jobs[job_id] = (query, rows, int64)
+            self._jobs[job_id] = (query, result, int64)
+            self.jobs_log.append(JobRecord(str(body.get("query")), processed, billed, len(result)))
             while len(self._jobs) > _KEPT_JOBS:
                 self._jobs.popitem(last=False)
         limit = body.get("maxResults")
         answer = self._page(project, job_id, 0, int(limit) if limit else None)
+        answer["totalBytesProcessed"] = str(processed)
+        answer["totalBytesBilled"] = str(billed)
         return Response(200, {"kind": "bigquery#queryResponse", **answer})
 
     def _results(self, project: str, job_id: str, params: Mapping[str, str]) -> Response:
@@ -221,7 +290,6 @@ class BigQueryBilling(Simulator):
             "schema": {"fields": [f for _, f in query.columns]},
             "jobReference": {"projectId": project, "jobId": job_id, "location": "US"},
             "totalRows": str(len(rows)),
-            "totalBytesProcessed": str(len(rows) * 512),
             "jobComplete": True,
             "cacheHit": False,
         }
@@ -229,8 +297,8 @@ class BigQueryBilling(Simulator):
             answer["rows"] = [
                 {
                     "f": [
-                        {"v": cell(_pick(r, path), f, int64_timestamps=int64)}
-                        for path, f in query.columns
+                        {"v": cell(value, f, int64_timestamps=int64)}
+                        for value, (_, f) in zip(r, query.columns, strict=True)
                     ]
                 }
                 for r in page
@@ -245,13 +313,6 @@ def _public_key(key_file: Mapping[str, str]) -> rsa.RSAPublicKey:
     if not isinstance(private, rsa.RSAPrivateKey):
         raise ValueError(f"{key_file['client_email']}: a service-account key is an RSA key")
     return private.public_key()
-
-
-def _pick(row: dict[str, Any], path: tuple[str, ...]) -> Any:
-    value: Any = row
-    for part in path:
-        value = value.get(part) if isinstance(value, dict) else None
-    return value
 
 
 def _b64(text: str) -> bytes:

@@ -1,23 +1,28 @@
 """GCP as a Dagster resource: a service-account key signs a JWT (RS256) that Google's token
 endpoint exchanges for a bearer token, then BigQuery jobs.query and getQueryResults pages are
-followed with the shared retries."""
+followed with the shared retries. Each session counts the bytes its jobs processed and billed,
+and reads the export_time watermark of a billing account from the warehouse (the time of the
+last collection that reached today, see `last_collected`)."""
 
 from __future__ import annotations
 
 import base64
 import json
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
+from clickhouse_connect.driver.client import Client
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from cost_pipelines.customers import GcpConfig
+from cost_pipelines.resources.clickhouse import ClickHouseResource
 from cost_pipelines.resources.rest import (
     BearerToken,
     CredentialsRejected,
@@ -92,16 +97,51 @@ def read_key_file(customer_id: str, path: str) -> dict[str, str]:
     return {k: str(v) for k, v in key.items()}
 
 
+# The newest load of an account that covered its own day: a collection of the trailing window
+# (scheduled, or a run config window reaching today). A backfill of past days leaves it alone.
+_LAST_COLLECTED = """
+SELECT max(loaded_at) FROM cost_loads
+WHERE customer_id = {customer_id:String} AND provider = 'gcp'
+  AND BillingAccountId = {account:String} AND charge_date = toDate(loaded_at)
+"""
+
+
+def last_collected(client: Client, customer_id: str, account: str) -> datetime | None:
+    """When this account's export was last collected up to today, from the warehouse's own
+    load pointers; None when it never was."""
+    params = {"customer_id": customer_id, "account": account}
+    [[value]] = client.query(_LAST_COLLECTED, parameters=params).result_rows
+    if not isinstance(value, datetime) or value.year < 2000:  # max() over no rows: the epoch
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
 @dataclass
 class GcpSession:
     """One customer's BigQuery access."""
 
     api: RestApi
     bigquery_url: str
+    # account -> when it was last collected up to today (None: never, or no warehouse given)
+    collected_at: Callable[[str], datetime | None] = lambda account: None
+    bytes_processed: int = 0
+    bytes_billed: int = 0
+    jobs: int = 0
+    _seen: set[str] = field(default_factory=set)
 
     @property
     def requests(self) -> int:
         return self.api.requests
+
+    def _count(self, page: Mapping[str, Any]) -> None:
+        """A job's bytes, once per job (its first answer that reports them)."""
+        job = str((page.get("jobReference") or {}).get("jobId", ""))
+        if job in self._seen or "totalBytesProcessed" not in page:
+            return
+        self._seen.add(job)
+        self.jobs += 1
+        self.bytes_processed += int(page["totalBytesProcessed"])
+        self.bytes_billed += int(page.get("totalBytesBilled") or 0)
 
     def query(self, project: str, body: dict[str, Any]) -> Iterator[dict[str, Any]]:
         """Every page of one query's results (jobs.query, then getQueryResults by pageToken)."""
@@ -116,6 +156,7 @@ class GcpSession:
                 page = self._results(base, job, {"pageToken": page_token})
             while not page.get("jobComplete", True):  # long queries: wait on the job
                 page = self._results(base, job, {"timeoutMs": "10000"})
+            self._count(page)
             return dict(page)
 
         yield from Paginator(fetch, lambda page: page.get("pageToken"))
@@ -131,7 +172,11 @@ class GcpSession:
 
 
 class GcpResource(RestResource):
-    """Opens BigQuery sessions from a service-account key file named by an env var."""
+    """Opens BigQuery sessions from a service-account key file named by an env var. `warehouse`
+    is where the export_time watermark is read from (the collector's own loads); without it
+    every scheduled run re-reads the whole restatement horizon."""
+
+    warehouse: ClickHouseResource | None = None
 
     @contextmanager
     def session(self, customer_id: str, config: GcpConfig) -> Iterator[GcpSession]:
@@ -148,4 +193,11 @@ class GcpResource(RestResource):
                 return dict(answer.json())
 
             api.auth_headers = BearerToken(exchange).headers
-            yield GcpSession(api, endpoint(config.endpoint_url_env, BIGQUERY_URL))
+            warehouse = self.warehouse
+
+            def collected_at(account: str) -> datetime | None:
+                if warehouse is None:
+                    return None
+                return last_collected(warehouse.get_client(), customer_id, account)
+
+            yield GcpSession(api, endpoint(config.endpoint_url_env, BIGQUERY_URL), collected_at)

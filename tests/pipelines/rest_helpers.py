@@ -51,6 +51,33 @@ def run_costs(
     }
 
 
+def run_scheduled(
+    spec: ProviderSpec,
+    client_resource: Any,
+    customers_file: Path,
+    customer_id: str,
+    warehouse: ClickHouseResource,
+) -> ExecuteInProcessResult:
+    """Materialize `<provider>_costs` for one customer without run config, as the schedule does
+    (the provider's trailing window of today)."""
+    asset = build_cost_asset(spec, StaticPartitionsDefinition([customer_id]))
+    return materialize(
+        [asset],
+        partition_key=customer_id,
+        resources={
+            "warehouse": warehouse,
+            "customers": CustomersResource(path=str(customers_file)),
+            spec.provider: client_resource,
+        },
+        raise_on_error=False,
+    )
+
+
+def check_results(result: ExecuteInProcessResult) -> dict[str, Any]:
+    """The asset check evaluations of a run, by check name."""
+    return {e.check_name: e for e in result.get_asset_check_evaluations()}
+
+
 def metadata(result: ExecuteInProcessResult) -> dict[str, Any]:
     [event] = result.get_asset_materialization_events()
     return {k: v.value for k, v in event.materialization.metadata.items()}

@@ -19,6 +19,8 @@ from cost_local.sandbox.bills import generate_bills
 from cost_local.sandbox.catalog import demo_accounts
 from cost_local.sandbox.gcp import JWT_BEARER, BigQueryBilling, BillingExport
 from cost_local.sandbox.gcp import new_service_account_key as new_key
+from cost_local.sandbox.gcp_export import CREDIT_TYPES, CUD_FEE_SKU, six
+from cost_local.sandbox.gcp_ledger import net_by_day
 
 pytestmark = pytest.mark.slow
 ACCOUNT = demo_accounts("acme")[2]
@@ -164,13 +166,16 @@ def test_export_rows_come_back_as_f_v_cells_over_several_pages(
         rows += answer["rows"]
         pages += 1
     assert pages > 1 and len(rows) == int(first["totalRows"])
-    days = {float(r["f"][2]["v"]) for r in rows}
+    days = {datetime.fromtimestamp(float(r["f"][2]["v"]), UTC).date() for r in rows}
     assert len(days) == 3  # 2, 3 and 4 March: the end is exclusive
     cost = sum(Decimal(r["f"][4]["v"]) for r in rows)
     credits = sum(Decimal(c["v"]["f"][1]["v"]) for r in rows for c in r["f"][6]["v"])
+    # Google exports costs to six decimals, each UTC day as rows split at Pacific midnight.
     wanted = [x for x in LINES if date(2025, 3, 2) <= x.charge_date < date(2025, 3, 5)]
-    assert cost == sum(x.billed_cost for x in wanted if x.charge_category != "Credit")
-    assert credits == sum(x.billed_cost for x in wanted if x.charge_category == "Credit") < 0
+    fees = [r for r in rows if r["f"][1]["v"] == CUD_FEE_SKU[0]]
+    usage = cost - sum(Decimal(r["f"][4]["v"]) for r in fees)
+    assert usage == sum(six(x.billed_cost) for x in wanted if x.charge_category != "Credit")
+    assert credits == sum(six(x.billed_cost) for x in wanted if x.charge_category == "Credit") < 0
     assert "tax" in {r["f"][7]["v"] for r in rows}
 
 
@@ -214,10 +219,12 @@ def test_int64_timestamps_are_given_when_asked(
 
 
 def _days(bigquery: BigQueryBilling, token: str, partition_filter: str) -> set[float]:
-    """The usage days (epoch seconds) a query with that partition filter returns on one page."""
+    """The usage days (epoch seconds) of the rows starting at 00:00 UTC (a day's hours before
+    Pacific midnight) a query with that partition filter returns on one page."""
     answer = run_query(bigquery.base_url, token, f"{QUERY} AND {partition_filter}").json()
     assert not answer.get("pageToken"), answer.get("error")
-    return {float(r["f"][2]["v"]) for r in answer.get("rows", [])}
+    starts = {float(r["f"][2]["v"]) for r in answer.get("rows", [])}
+    return {s for s in starts if s % 86400 == 0}
 
 
 def test_rows_sit_in_the_partition_of_their_pacific_export_date(
@@ -247,3 +254,75 @@ def test_timestamp_sub_of_a_date_parameter_is_invalid_query(
     response = run_query(bigquery.base_url, token, query, queryParameters=[*params(), day])
     assert response.status_code == 400
     assert "No matching signature for function TIMESTAMP_SUB" in response.json()["error"]["message"]
+
+
+NET = (
+    "SELECT billing_account_id, DATE(usage_start_time) AS usage_day, currency, "
+    "SUM(CAST(cost AS NUMERIC)) + SUM(IFNULL((SELECT SUM(CAST(c.amount AS NUMERIC)) "
+    f"FROM UNNEST(credits) c), 0)) AS net FROM `{EXPORT.table}` "
+    "WHERE billing_account_id = @billing_account_id AND usage_start_time >= @start "
+    "AND usage_start_time < @end GROUP BY billing_account_id, usage_day, currency"
+)
+
+
+def test_a_grouped_net_cost_query_answers_googles_sum_per_day_as_numeric(
+    bigquery: BigQueryBilling, keys: list[dict[str, str]]
+) -> None:
+    token = access_token(bigquery.base_url, keys[0])
+    answer = run_query(bigquery.base_url, token, NET).json()
+    assert [f["type"] for f in answer["schema"]["fields"]] == [
+        "STRING",
+        "DATE",
+        "STRING",
+        "NUMERIC",
+    ]
+    got = {
+        (r["f"][0]["v"], r["f"][1]["v"], r["f"][2]["v"]): Decimal(r["f"][3]["v"])
+        for r in answer["rows"]
+    }
+    wanted = {
+        key: total
+        for key, total in net_by_day(bigquery.rows).items()
+        if "2025-03-02" <= key[1] < "2025-03-05"
+    }
+    assert got == wanted and len(got) == 3
+    ungrouped = NET.replace(" GROUP BY billing_account_id, usage_day, currency", "")
+    error = run_query(bigquery.base_url, token, ungrouped).json()["error"]
+    assert "neither grouped nor aggregated" in error["message"]
+
+
+def test_bytes_processed_count_the_referenced_columns_of_the_partitions_scanned(
+    bigquery: BigQueryBilling, keys: list[dict[str, str]]
+) -> None:
+    token = access_token(bigquery.base_url, keys[0])
+    later = params("2025-03-10", "2025-03-12")
+    whole = run_query(bigquery.base_url, token, queryParameters=later).json()
+    pruned = run_query(
+        bigquery.base_url,
+        token,
+        f"{QUERY} AND _PARTITIONTIME >= TIMESTAMP_SUB(@start, INTERVAL 1 DAY)",
+        queryParameters=later,
+    ).json()
+    # Same rows, fewer partitions read: the other filters do not reduce the bytes.
+    assert whole["totalRows"] == pruned["totalRows"]
+    assert 0 < int(pruned["totalBytesProcessed"]) < int(whole["totalBytesProcessed"])
+    assert int(pruned["totalBytesBilled"]) == 10 * 1024 * 1024  # the 10 MB minimum
+    assert [j.bytes_processed for j in bigquery.jobs_log] == [
+        int(whole["totalBytesProcessed"]),
+        int(pruned["totalBytesProcessed"]),
+    ]
+
+
+def test_rows_appear_once_exported_and_carry_every_credit_type(
+    bigquery: BigQueryBilling, keys: list[dict[str, str]]
+) -> None:
+    token = access_token(bigquery.base_url, keys[0])
+    # 3 March 12:00 UTC: usage from 2 March on (exported a day and 3 h later) is not there yet.
+    bigquery.clock = lambda: datetime(2025, 3, 3, 12, tzinfo=UTC)
+    answer = run_query(bigquery.base_url, token).json()
+    days = {datetime.fromtimestamp(float(r["f"][2]["v"]), UTC).date() for r in answer["rows"]}
+    assert days == {date(2025, 3, 2)}
+    types = {c["type"] for r in bigquery.rows for c in r["credits"]}
+    assert types == set(CREDIT_TYPES)
+    invoices = {r["invoice"]["month"] for r in bigquery.rows}
+    assert invoices == {"202502", "202503"}  # 1 March's first hours are February's (Pacific)
