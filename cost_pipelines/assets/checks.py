@@ -42,6 +42,7 @@ LINE_KEY = (
     "BillingCurrency",
     "PricingUnit",
     "ChargeDescription",
+    "BillingPeriodStart",  # one day's charge can be invoiced in two months (GCP late usage)
     "Tags",
 )
 _CONFORMANCE_SQL = f"""

@@ -47,7 +47,7 @@ Mapping to FOCUS 1.2 (Google's detailed-usage schema and its FOCUS export):
   the next invoice, adjustments and their taxes land in the month issued).
 - Hourly export rows are summed to one line per day and line key. A line invoiced in another
   month than its UTC day's (the first hours of the 1st belong to the previous Pacific month,
-  late usage rolls over) keeps its own billing period and says so in its ChargeDescription.
+  late usage rolls over) keeps its own billing period, which is part of the line key.
 Options: `table` (full table id, one billing account) or `dataset` (project.dataset, the table
 name derived per billing account); `project` runs the jobs elsewhere than the table's project.
 """
@@ -244,10 +244,6 @@ def focus_lines(row: dict[str, Any]) -> list[dict[str, Any]]:
     day = usage_start.astimezone(UTC).date()
     period_start, period_end = billing_period(row["invoice_month"], usage_start)
     description = row["sku_description"] or ""
-    # Marked in the description so two periods of one day's charge stay two distinct lines.
-    invoiced = period_start.astimezone(PACIFIC)
-    same_month = (invoiced.year, invoiced.month) == (day.year, day.month)
-    note = "" if same_month else f" (invoice month {invoiced:%Y-%m})"
     base = {
         "ChargePeriodStart": day.isoformat(),
         "BillingPeriodStart": period_start,
@@ -275,7 +271,7 @@ def focus_lines(row: dict[str, Any]) -> list[dict[str, Any]]:
             "ChargeCategory": category,
             "ChargeClass": "Correction" if _corrects_earlier_period(row) else None,
             "x_ChargeType": row["cost_type"] or "",
-            "ChargeDescription": description + note,
+            "ChargeDescription": description,
             "BilledCost": cost + discounts,
             "EffectiveCost": cost + discounts,
             "ListCost": row["cost_at_list"],
@@ -294,7 +290,7 @@ def focus_lines(row: dict[str, Any]) -> list[dict[str, Any]]:
                 "ChargeCategory": "Credit",
                 "ChargeClass": None,
                 "x_ChargeType": credit["type"] or "",
-                "ChargeDescription": (credit["full_name"] or credit["name"] or "") + note,
+                "ChargeDescription": credit["full_name"] or credit["name"] or "",
                 "BilledCost": amount,
                 "EffectiveCost": amount,
                 "ListCost": _ZERO,

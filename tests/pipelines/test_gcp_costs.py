@@ -273,7 +273,7 @@ def test_invoice_month_is_the_billing_period_at_the_pacific_month_boundary(
         .query(
             "SELECT count() FROM costs_current(customer_id={c:String}) "
             "WHERE toDate(ChargePeriodStart) = '2026-10-31' "
-            "AND ChargeDescription LIKE '%(invoice month 2026-11)'",
+            "AND BillingPeriodStart = toDateTime('2026-11-01 07:00:00', 'UTC')",
             parameters={"c": "initech"},
         )
         .result_rows[0][0]
