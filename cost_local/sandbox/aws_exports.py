@@ -11,7 +11,7 @@ import json
 import uuid
 from collections.abc import Iterable
 from datetime import date, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 import pyarrow as pa
@@ -195,3 +195,33 @@ def write_focus_export(
     manifest_key = f"{root}/metadata/{period}/{name}-Manifest.json"
     s3.put_object(Bucket=bucket, Key=manifest_key, Body=json.dumps(manifest).encode())
     return manifest_key
+
+
+_SHARE = Decimal("1e-12")
+_DIVIDED = ("BilledCost", "EffectiveCost", "ListCost", "ContractedCost", "PricingQuantity")
+
+
+def daily_rows(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What each day holds of the export's rows: a row whose charge period covers several days
+    (a monthly fee) in equal daily shares rounded half-even to 12 decimals, the last day taking
+    the remainder, so the days add up to the row exactly; one-day rows as they are."""
+    out = []
+    for row in rows:
+        first = date.fromisoformat(row["ChargePeriodStart"][:10])
+        last = date.fromisoformat(row["ChargePeriodEnd"][:10])
+        days = (last - first).days
+        if days <= 1:
+            out.append(row)
+            continue
+        for index in range(days):
+            share = dict(row)
+            for column in _DIVIDED:
+                amount = row.get(column)
+                if amount is None:
+                    continue
+                each = (Decimal(amount) / days).quantize(_SHARE, rounding=ROUND_HALF_EVEN)
+                share[column] = each if index < days - 1 else Decimal(amount) - each * (days - 1)
+            share["ChargePeriodStart"] = _stamp(first + timedelta(days=index))
+            share["ChargePeriodEnd"] = _stamp(first + timedelta(days=index + 1))
+            out.append(share)
+    return out

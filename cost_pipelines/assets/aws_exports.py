@@ -12,8 +12,9 @@ ChargeClass and ServiceCategory are stored as AWS wrote them (an empty ServiceCa
 table's value). A CSV export writes FOCUS nulls as empty cells (PricingQuantity on Tax rows,
 pricing columns of some offerings): they are stored as NULL. A `ChargeClass=Correction` row of the
 current billing period dated to an earlier one (a refund of last month's usage) is moved to the
-first day of its billing period, so the invoiced month it belongs to holds it; rows still dated
-outside the window are counted in `outside_window`, never silently dropped. There is no
+first day of its billing period, so the invoiced month it belongs to holds it. A charge whose
+period covers several days (a monthly fee) is spread over its days, up to today; rows still
+dated outside the window are counted in `outside_window`, never silently dropped. There is no
 independent total to reconcile with (the manifest carries none), so reference_totals is None.
 """
 
@@ -31,6 +32,7 @@ import pyarrow.parquet as pq
 from cost_pipelines.assets.collection import DateWindow, Fetched
 from cost_pipelines.customers import AwsConfig, AwsExport
 from cost_pipelines.focus.service_categories import service_category
+from cost_pipelines.focus.spread import spread_daily
 from cost_pipelines.resources.aws import AwsSession
 from cost_pipelines.resources.retry import CollectionFailure, Paginator
 from cost_pipelines.warehouse.writer import (
@@ -149,6 +151,32 @@ def corrections_to_billing_period(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+def spread_multi_day_charges(frame: pd.DataFrame, until: date) -> pd.DataFrame:
+    """Rows whose charge period covers several days (monthly RI and Savings Plans fees, support)
+    as one line per day, amounts split exactly (`spread_daily`), so day-based reads attribute the
+    fee to its days. Shares of days from `until` on are not stored yet: each run re-collects the
+    open month, and the last day (which carries the rounding remainder) completes the charge."""
+    if "ChargePeriodEnd" not in frame.columns or frame.empty:
+        return frame
+    starts = pd.to_datetime(frame["ChargePeriodStart"], utc=True)
+    ends = pd.to_datetime(frame["ChargePeriodEnd"], utc=True)
+    # A charge starting at or after `until` stays as it is (and is counted outside the window).
+    begun = starts < pd.Timestamp(until, tz="UTC")
+    multi_day = begun & ((ends.dt.normalize() - starts.dt.normalize()) > pd.Timedelta(days=1))
+    if not multi_day.any():
+        return frame
+    spread: list[dict[str, Any]] = []
+    for record, start, end in zip(
+        frame[multi_day].to_dict("records"), starts[multi_day], ends[multi_day], strict=True
+    ):
+        line: dict[str, Any] = {str(k): v for k, v in record.items()}
+        last = end.date() if end == end.normalize() else end.date() + timedelta(days=1)
+        for share in spread_daily(line, start.date(), last):
+            if share["ChargePeriodStart"].date() < until:
+                spread.append(share)
+    return pd.concat([frame[~multi_day], pd.DataFrame(spread)], ignore_index=True)
+
+
 def _in_window(frame: pd.DataFrame, window: DateWindow) -> tuple[pd.DataFrame, int]:
     """The rows dated inside the window, and how many were not."""
     starts = pd.to_datetime(frame["ChargePeriodStart"], utc=True)
@@ -190,5 +218,6 @@ def fetch_focus_export(window: DateWindow, config: AwsConfig, session: AwsSessio
     for column in ("BillingAccountId", *TEXT_COLUMNS):
         if column in rows.columns:  # a null text cell (Parquet null, concat NaN) is empty text
             rows[column] = rows[column].astype(object).where(rows[column].notna(), "")
-    inside, outside = _in_window(corrections_to_billing_period(rows), covered)
+    rows = spread_multi_day_charges(corrections_to_billing_period(rows), covered.end)
+    inside, outside = _in_window(rows, covered)
     return Fetched(inside, requests, SOURCE_DATA_EXPORTS, covered, outside_window=outside)

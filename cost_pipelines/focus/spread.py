@@ -4,9 +4,10 @@ the last day takes the remainder, so the days add up to the charge to the last d
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Any
 
 from cost_pipelines.warehouse.writer import MONEY_QUANTUM
@@ -17,6 +18,21 @@ SPREAD_AMOUNTS = ("BilledCost", "EffectiveCost", "ListCost", "ContractedCost", "
 
 def _midnight(day: date) -> datetime:
     return datetime.combine(day, datetime.min.time(), UTC)
+
+
+def _absent(value: Any) -> bool:
+    """No amount: None, NaN or an empty cell (the writer stores it as NULL)."""
+    if isinstance(value, str):
+        return not value.strip()
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _amount(value: Any, column: str) -> Decimal:
+    """An amount as an exact Decimal (a float through its shortest repr, as the writer does)."""
+    try:
+        return Decimal(repr(value)) if isinstance(value, float) else Decimal(str(value))
+    except InvalidOperation:
+        raise ValueError(f"{column} {value!r} is not a number") from None
 
 
 def split_evenly(amount: Decimal, parts: int) -> list[Decimal]:
@@ -41,10 +57,11 @@ def spread_daily(line: Mapping[str, Any], first: date, end: date) -> list[dict[s
                 "ChargePeriodEnd": _midnight(end),
             }
         ]
+    absent = [column for column in SPREAD_AMOUNTS if column in line and _absent(line[column])]
     shares = {
-        column: split_evenly(Decimal(line[column]), days)
+        column: split_evenly(_amount(line[column], column), days)
         for column in SPREAD_AMOUNTS
-        if line.get(column) is not None
+        if column in line and column not in absent
     }
     out = []
     for index in range(days):
@@ -53,6 +70,7 @@ def spread_daily(line: Mapping[str, Any], first: date, end: date) -> list[dict[s
             {
                 **line,
                 **{column: values[index] for column, values in shares.items()},
+                **dict.fromkeys(absent),
                 "ChargePeriodStart": _midnight(day),
                 "ChargePeriodEnd": _midnight(day + timedelta(days=1)),
                 "x_SpreadPeriodStart": _midnight(first),

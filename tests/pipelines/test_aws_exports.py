@@ -11,7 +11,7 @@ from typing import Any
 import boto3
 import pytest
 
-from cost_local.sandbox.aws_exports import focus_rows, write_focus_export
+from cost_local.sandbox.aws_exports import daily_rows, focus_rows, write_focus_export
 from cost_local.sandbox.bills import GeneratedLine, generate_bills, restate
 from cost_pipelines.assets.checks import CONFORMANCE, RECONCILIATION
 from cost_pipelines.resources.clickhouse import ClickHouseResource
@@ -69,7 +69,9 @@ def _stored_day(row: dict[str, Any]) -> str:
 
 
 def _in_window(lines: list[GeneratedLine]) -> list[dict[str, Any]]:
-    return [r for r in focus_rows(lines) if START.isoformat() <= _stored_day(r) < END.isoformat()]
+    """The rows' days in the window: monthly fees in their daily shares."""
+    rows = daily_rows(focus_rows(lines))
+    return [r for r in rows if START.isoformat() <= _stored_day(r) < END.isoformat()]
 
 
 def _expected_lines(lines: list[GeneratedLine]) -> Counter[tuple]:
@@ -156,6 +158,14 @@ def test_a_csv_export_with_empty_cells_loads_every_focus_column_as_aws_wrote_it(
     assert {category for _, _, category, _ in ledger} == {"Usage", "Purchase", "Credit", "Tax"}
     assert stored_sums(warehouse_resource, "csv") == ledger
     client = warehouse_resource.get_client()
+    # Monthly fees are on every day of the window, in shares marked with the fee's whole month.
+    fee_days, months = client.query(
+        "SELECT uniqExact(toDate(ChargePeriodStart)), groupUniqArray(x_SpreadPeriodStart) "
+        "FROM costs_current(customer_id={c:String}) WHERE ChargeCategory = 'Purchase'",
+        parameters={"c": "csv"},
+    ).result_rows[0]
+    assert fee_days == (END - START).days
+    assert [m.date() for m in months] == [PERIOD]
     [(tax_rows, tax_quantities)] = client.query(
         "SELECT count(), countIf(PricingQuantity IS NOT NULL) "
         "FROM costs_current(customer_id={c:String}) WHERE ChargeCategory = 'Tax'",
