@@ -140,15 +140,21 @@ def cost_explorer_results(
     estimated_from: date | None = None,
     reference_shift: Decimal = _ZERO,
     lose_usage_day: date | None = None,
+    lose_charges_day: date | None = None,
 ) -> list[dict[str, Any]]:
     """GetCostAndUsage answers for the AWS records of [start, end), in the collector's order:
     the linked accounts' daily totals (all record types), then per account (in id order) its
     usage record types by SERVICE and USAGE_TYPE, then its other record types by SERVICE and
-    RECORD_TYPE. `reference_shift` changes the first account's first daily total (as if Cost
-    Explorer's ungrouped total disagreed); `lose_usage_day` answers that day of every usage
-    query with no groups (as if a page had been lost)."""
-    records = [r for r in aws_records(lines) if start <= r.day < end]
-    days = _days(start, end)
+    RECORD_TYPE, from the 1st of the window's first month (the collector asks from there, for
+    the monthly fees dated before the window). `reference_shift` changes the first account's
+    first daily total (as if Cost Explorer's ungrouped total disagreed); `lose_usage_day`
+    answers that day of every usage query with no groups (as if a page had been lost),
+    `lose_charges_day` that day of every other-record-types query."""
+    every = aws_records(lines)
+    records = [r for r in every if start <= r.day < end]
+    charges_from = start.replace(day=1)
+    charges = [r for r in every if charges_from <= r.day < end]
+    days, charge_days = _days(start, end), _days(charges_from, end)
     names = {r.sub_account_id: r.sub_account_name for r in records}
     totals: dict[tuple[str, str], list[AwsRecord]] = defaultdict(list)
     for record in records:
@@ -169,9 +175,18 @@ def cost_explorer_results(
         usage = _grouped((r for r in own if r.record_type in USAGE_RECORD_TYPES), "usage_type")
         if lose_usage_day is not None:
             usage.pop(lose_usage_day.isoformat(), None)
-        other = _grouped((r for r in own if r.record_type not in USAGE_RECORD_TYPES), "record_type")
+        other = _grouped(
+            (
+                r
+                for r in charges
+                if r.sub_account_id == account and r.record_type not in USAGE_RECORD_TYPES
+            ),
+            "record_type",
+        )
+        if lose_charges_day is not None:
+            other.pop(lose_charges_day.isoformat(), None)
         results.extend(_pages(days, usage, page_size, estimated_from))
-        results.extend(_pages(days, other, page_size, estimated_from))
+        results.extend(_pages(charge_days, other, page_size, estimated_from))
     return results
 
 

@@ -15,6 +15,11 @@ What a real account with commitments shows (AWS Cost Explorer and CUR documentat
   the fee the unused commitment.
 - `Credit` lines (promotional credits), `Refund` lines (money back for an earlier charge, issued
   later), `Tax` lines (service "Tax").
+
+Cost Explorer dates a monthly fee (RIFee, SavingsPlanRecurringFee, Support) on one day, but it
+pays for every day of its period: [the purchase day or the 1st, the next 1st). FOCUS attributes
+it to those days, so the ledger holds it in daily shares: equal shares rounded half-even to 12
+decimals, the last day of the period taking the remainder, so the shares add up to the fee.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 
 from cost_local.sandbox.bills import QUANTUM, GeneratedLine
 
@@ -48,7 +53,11 @@ FOCUS_CATEGORY = {
     "Tax": "Tax",
     "Credit": "Credit",
     "Refund": "Adjustment",
+    "Support": "Purchase",
 }
+# Fees for a period of days (the rest of a calendar month), as opposed to one-time purchases.
+MONTHLY_FEES = ("RIFee", "SavingsPlanRecurringFee", "Support")
+SHARE_QUANTUM = Decimal("1e-12")
 
 
 @dataclass(frozen=True)
@@ -311,21 +320,54 @@ class LedgerLine:
     contracted_cost: Decimal | None = None
 
 
+def daily_shares(amount: Decimal, days: int) -> list[Decimal]:
+    """`amount` in `days` equal shares rounded half-even to 12 decimals; the last day takes what
+    rounding left over, so the shares add up to `amount` exactly."""
+    share = (amount / days).quantize(SHARE_QUANTUM, rounding=ROUND_HALF_EVEN)
+    return [share] * (days - 1) + [amount - share * (days - 1)]
+
+
+def fee_period(record: AwsRecord) -> tuple[date, date]:
+    """[start, end) of the days a record pays for: a monthly fee the rest of its month (from the
+    purchase day or the 1st), any other record its own day."""
+    if record.record_type not in MONTHLY_FEES:
+        return record.day, record.day + timedelta(days=1)
+    return record.day, record.period_end or _month_end(record.day)
+
+
+def _days_of(record: AwsRecord) -> list[tuple[date, Decimal, Decimal]]:
+    """(day, unblended, net amortized) for each day the record pays for."""
+    first, stop = fee_period(record)
+    days = (stop - first).days
+    return [
+        (first + timedelta(days=index), unblended, net_amortized)
+        for index, (unblended, net_amortized) in enumerate(
+            zip(
+                daily_shares(record.unblended, days),
+                daily_shares(record.net_amortized, days),
+                strict=True,
+            )
+        )
+    ]
+
+
 def cost_explorer_ledger(records: Iterable[AwsRecord], start: date, end: date) -> list[LedgerLine]:
-    """The FOCUS lines Cost Explorer's records imply for [start, end): BilledCost the unblended
-    cost, EffectiveCost the net amortized cost; List/Contracted cost are not Cost Explorer's."""
+    """The FOCUS lines Cost Explorer's records imply for the days [start, end): BilledCost the
+    unblended cost, EffectiveCost the net amortized cost, a monthly fee in its daily shares (a
+    fee dated before `start` has shares inside); List/Contracted cost are not Cost Explorer's."""
     return [
         LedgerLine(
-            r.day,
+            day,
             r.sub_account_id,
             r.service,
             FOCUS_CATEGORY[r.record_type],
             r.record_type,
-            r.unblended,
-            r.net_amortized,
+            unblended,
+            net_amortized,
         )
         for r in records
-        if start <= r.day < end
+        for day, unblended, net_amortized in _days_of(r)
+        if start <= day < end
     ]
 
 

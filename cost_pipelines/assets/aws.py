@@ -9,7 +9,8 @@ usage type, record type). Joining two-dimensional queries cannot be exact, so:
      SavingsPlanCoveredUsage, SavingsPlanNegation), grouped by SERVICE and USAGE_TYPE;
   3. per linked account, filtered to it and to every OTHER record type, grouped by SERVICE and
      RECORD_TYPE (fees, credits, refunds, tax, discounts).
-The two filters partition the account's records, so 2 + 3 add up to 1 exactly. Requests per run:
+The two filters partition the account's records, so on every day of the window 2 + 3 add up to 1
+exactly (before the monthly fees are spread, see below). Requests per run:
 pages(1) + sum over accounts of pages(2) + pages(3), i.e. 1 + 2 x accounts when nothing pages,
 at $0.01 each. (GetDimensionValues could name the accounts in one request but gives no totals,
 so the reconciliation would need query 1 anyway.)
@@ -30,14 +31,34 @@ ChargeCategory from the RECORD_TYPE (x_ChargeType keeps it): the usage record ty
 RIFee, Upfront, SavingsPlanRecurringFee, SavingsPlanUpfrontFee, Support and Fee are Purchase; Tax
 is Tax; Credit and the EDP, bundled, private-rate and other discounts are Credit; Refund is
 Adjustment (FOCUS files a refund under the category of what it refunds, which a Cost Explorer
-refund line does not name); an unknown record type is Adjustment. Fees stay on the day Cost
-Explorer dates them (the 1st or the purchase day), as the invoice does.
+refund line does not name); an unknown record type is Adjustment.
+
+Monthly fees. Cost Explorer's DAILY granularity dates a monthly recurring fee (RIFee,
+SavingsPlanRecurringFee, and Support, which AWS bills per calendar month) on the 1st, or on the
+purchase day for a commitment bought mid-month, whose fee covers the rest of that month (AWS
+prorates it to the remaining days). Such a line is stored spread over the days of its period,
+[the day Cost Explorer dates it, the 1st of the next month): equal shares of every amount
+(`spread_daily`: rounded half-even to the stored scale, the last day carrying the remainder),
+marked with x_SpreadPeriodStart/End. Only the shares of days before the window end (today + 1) are
+stored; every run re-collects the open month, so a closed month holds the fee exactly. Upfront,
+SavingsPlanUpfrontFee and Fee are one-time charges of their day and stay on it. So that a window
+starting after the 1st still gets the shares of a fee dated earlier in its month, query 3 starts
+on the 1st of the window's first month; of its lines before the window only the monthly fees are
+kept, and only for their shares inside the window.
+
+Reconciliation. The reference is query 1's daily total per linked-account query (all record
+types), independent of the split into 2 and 3. It is transformed the same way the lines are: per
+(account, day, currency) the raw amounts of the spread fees are taken off the day Cost Explorer
+dated them (when it is in the window) and their stored shares added to their days. The
+transformation uses only the fee lines, so a page of query 2 or 3 that goes missing (or a total
+query 1 gets wrong) still shows as a difference, while correct data reconciles to the cent.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import date
+from collections.abc import Iterable
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -47,6 +68,7 @@ from cost_pipelines.assets.aws_exports import fetch_focus_export
 from cost_pipelines.assets.collection import DateWindow, Fetched, ProviderSpec
 from cost_pipelines.customers import AwsConfig
 from cost_pipelines.focus.service_categories import service_category
+from cost_pipelines.focus.spread import spread_daily
 from cost_pipelines.resources.aws import AwsResource, AwsSession
 from cost_pipelines.resources.retry import Paginator
 
@@ -55,6 +77,8 @@ REFERENCE_SOURCE = "Cost Explorer UnblendedCost by linked account, all record ty
 METRICS = ("UnblendedCost", "NetAmortizedCost", "UsageQuantity")
 USAGE_RECORD_TYPES = ("Usage", "DiscountedUsage", "SavingsPlanCoveredUsage", "SavingsPlanNegation")
 USAGE_FAMILY = "+".join(USAGE_RECORD_TYPES)  # x_ChargeType of the usage query's lines
+# Monthly recurring fees, dated by Cost Explorer on the 1st (or the purchase day): spread.
+MONTHLY_FEES = ("RIFee", "SavingsPlanRecurringFee", "Support")
 _PURCHASES = (
     "RIFee",
     "Upfront",
@@ -147,6 +171,37 @@ def charge_category(record_type: str) -> str:
     return "Credit" if "discount" in record_type.lower() else "Adjustment"
 
 
+def _next_month(day: date) -> date:
+    return (day.replace(day=1) + timedelta(days=32)).replace(day=1)
+
+
+def spread_monthly_fees(
+    rows: Iterable[dict[str, Any]], window: DateWindow
+) -> tuple[list[dict[str, Any]], dict[tuple[str, date, str], Decimal]]:
+    """The rows of the window with every monthly fee spread over its days up to the window end,
+    and what that moved per (billing account, day, currency): minus the fee on the day Cost
+    Explorer dated it, plus each stored share on its day (to apply to the reference totals).
+    Rows dated before the window (query 3 starts on the month's 1st) count only as fees."""
+    out: list[dict[str, Any]] = []
+    moved: dict[tuple[str, date, str], Decimal] = defaultdict(Decimal)
+    for row in rows:
+        day = date.fromisoformat(row["ChargePeriodStart"])
+        if row["x_ChargeType"] not in MONTHLY_FEES:
+            if window.start <= day < window.end:
+                out.append(row)
+            continue
+        account, currency = row["BillingAccountId"], row["BillingCurrency"]
+        if window.start <= day < window.end:
+            moved[(account, day, currency)] -= row["BilledCost"]
+        for share in spread_daily(row, day, _next_month(day)):
+            share_day = share.pop("ChargePeriodStart").date()
+            share.pop("ChargePeriodEnd")  # one day, the writer's default
+            if window.start <= share_day < window.end:
+                out.append({**share, "ChargePeriodStart": share_day.isoformat()})
+                moved[(account, share_day, currency)] += share["BilledCost"]
+    return out, dict(moved)
+
+
 def _pages(session: AwsSession, ce: Any, request: dict[str, Any], what: str) -> Paginator[Any]:
     def fetch(token: str | None) -> Any:
         params = {**request, "NextPageToken": token} if token else request
@@ -224,16 +279,21 @@ def fetch_cost_explorer(window: DateWindow, config: AwsConfig, session: AwsSessi
     discovery = _pages(session, ce, account_totals_request(window), "ce:GetCostAndUsage")
     names, totals = _linked_accounts(discovery, billing_account)
     requests = discovery.requests
+    # Query 3 from the month's 1st: a monthly fee dated before the window has shares inside it.
+    charges_window = DateWindow(window.start.replace(day=1), window.end)
     rows: list[dict[str, Any]] = []
     for account in sorted(names):
         for usage, request in (
             (True, account_usage_request(window, account)),
-            (False, account_charges_request(window, account)),
+            (False, account_charges_request(charges_window, account)),
         ):
             what = f"ce:GetCostAndUsage {account} {'usage' if usage else 'other record types'}"
             pages = _pages(session, ce, request, what)
             rows.extend(_account_rows(pages, billing_account, account, names[account], usage=usage))
             requests += pages.requests
+    rows, moved = spread_monthly_fees(rows, window)
+    for key, amount in moved.items():
+        totals[key] = totals.get(key, _ZERO) + amount
     frame = pd.DataFrame(rows, columns=None if rows else ["BillingAccountId"])
     return Fetched(
         frame,

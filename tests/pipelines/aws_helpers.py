@@ -11,6 +11,8 @@ from typing import Any
 
 from dagster import ExecuteInProcessResult, StaticPartitionsDefinition, materialize
 
+from cost_local.sandbox.aws_billing import aws_records, cost_explorer_ledger
+from cost_local.sandbox.bills import GeneratedLine
 from cost_local.sandbox.catalog import Account, demo_accounts
 from cost_pipelines.assets.aws import AWS
 from cost_pipelines.assets.collection import build_cost_asset
@@ -92,6 +94,17 @@ def queued_by_day_and_service(results: list[dict[str, Any]]) -> dict[tuple[str, 
                 if len(group["Keys"]) == 2:
                     amount = Decimal(group["Metrics"]["UnblendedCost"]["Amount"])
                     totals[(period["TimePeriod"]["Start"], group["Keys"][0])] += amount
+    return dict(totals)
+
+
+def ledger_by_day_and_service(
+    lines: list[GeneratedLine], start: date, end: date
+) -> dict[tuple[str, str], Decimal]:
+    """What the sandbox's ledger says each day holds per service (BilledCost): the detail
+    queries' amounts with every monthly fee in its daily shares."""
+    totals: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+    for line in cost_explorer_ledger(aws_records(lines), start, end):
+        totals[(line.day.isoformat(), line.service)] += line.billed_cost
     return dict(totals)
 
 

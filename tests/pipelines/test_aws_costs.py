@@ -10,7 +10,14 @@ from pathlib import Path
 import pytest
 
 from cost_local.sandbox.aws import cost_explorer_results, queue_cost_and_usage, reset_moto
-from cost_local.sandbox.aws_billing import aws_records, cost_explorer_ledger, ledger_sums
+from cost_local.sandbox.aws_billing import (
+    MONTHLY_FEES,
+    RI_SERVICE,
+    SP_FEE_SERVICE,
+    aws_records,
+    cost_explorer_ledger,
+    ledger_sums,
+)
 from cost_local.sandbox.bills import generate_bills, restate
 from cost_local.sandbox.catalog import SubAccount
 from cost_pipelines.assets.checks import CONFORMANCE, RECONCILIATION
@@ -20,6 +27,7 @@ from tests.pipelines.aws_helpers import (
     aws_account,
     aws_entry,
     check_evaluation,
+    ledger_by_day_and_service,
     queued_by_day_and_service,
     run_aws_costs,
     stored_by_day_and_service,
@@ -58,18 +66,30 @@ def test_stored_costs_equal_the_queued_cost_explorer_amounts_over_several_pages(
     result = run_aws_costs(customers, "pages", warehouse_resource, START, END)
 
     assert result.success
-    expected = queued_by_day_and_service(results)
-    # every day, six services and tax, and the Savings Plan's monthly fee on the 1st
-    assert len(expected) == 7 * 7 + 1
+    expected = ledger_by_day_and_service(_bills("pages"), START, END)
+    # every day, six services and tax, and the Savings Plan's monthly fee in its daily shares
+    assert len(expected) == 7 * 7 + 7
     assert stored_by_day_and_service(warehouse_resource, "pages") == expected
+    queued = queued_by_day_and_service(results)
+    # what Cost Explorer answered, but for the services of the monthly fees (dated on the 1st,
+    # stored in daily shares)
+    fee_services = (RI_SERVICE, SP_FEE_SERVICE)
+    assert {k: v for k, v in queued.items() if k[1] not in fee_services} == {
+        k: v for k, v in expected.items() if k[1] not in fee_services
+    }
     metadata = materialization_metadata(result)
     assert metadata["api_requests"] == len(results) > 10  # every page of every query followed
-    assert metadata["rows_written"] == sum(
-        len(period["Groups"])
+    groups = [
+        group
         for page in results
         for period in page["ResultsByTime"]
-        if period["Groups"] and len(period["Groups"][0]["Keys"]) == 2
-    )
+        for group in period["Groups"]
+        if len(group["Keys"]) == 2
+    ]
+    fees = [group for group in groups if group["Keys"][1] in MONTHLY_FEES]
+    assert len(fees) == 2  # the RIFee and the SavingsPlanRecurringFee of 1 November
+    # each monthly fee group is stored as its 7 daily shares of the window's days
+    assert metadata["rows_written"] == len(groups) - len(fees) + 7 * len(fees)
     assert _amounts(metadata["totals"]) == {"USD": sum(expected.values(), Decimal(0))}
     assert (metadata["window_start"], metadata["window_end"]) == ("2026-11-01", "2026-11-08")
     assert metadata["source"] == "aws_cost_explorer"
@@ -91,7 +111,7 @@ def test_a_throttled_first_attempt_is_retried_and_the_costs_arrive(
     assert result.success
     assert aws_peer.answered_errors == ["LimitExceededException", "ServiceUnavailableException"]
     assert stored_by_day_and_service(warehouse_resource, "throttled") == (
-        queued_by_day_and_service(results)
+        ledger_by_day_and_service(_bills("throttled"), START, END)
     )
 
 
@@ -111,8 +131,8 @@ def test_a_restated_window_leaves_only_the_new_numbers(
     assert run_aws_costs(customers, "restated", warehouse_resource, START, END).success
 
     stored = stored_by_day_and_service(warehouse_resource, "restated")
-    assert stored == queued_by_day_and_service(results)
-    assert stored != queued_by_day_and_service(cost_explorer_results(first, START, END))
+    assert stored == ledger_by_day_and_service(restated, START, END)
+    assert stored != ledger_by_day_and_service(first, START, END)
 
 
 def test_estimated_days_are_stored_as_estimated(
@@ -128,15 +148,21 @@ def test_estimated_days_are_stored_as_estimated(
     rows = (
         warehouse_resource.get_client()
         .query(
-            "SELECT toString(toDate(ChargePeriodStart)) AS day, min(x_Estimated), max(x_Estimated) "
-            "FROM costs_current(customer_id={c:String}) GROUP BY day ORDER BY day",
+            "SELECT toString(toDate(ChargePeriodStart)) AS day, isNull(x_SpreadPeriodStart), "
+            "min(x_Estimated), max(x_Estimated) "
+            "FROM costs_current(customer_id={c:String}) GROUP BY 1, 2 ORDER BY 1, 2",
             parameters={"c": "estimated"},
         )
         .result_rows
     )
-    estimated = {day for day, lowest, highest in rows if lowest and highest}
+    answered = {day: (lo, hi) for day, unspread, lo, hi in rows if unspread}
+    estimated = {day for day, (lowest, highest) in answered.items() if lowest and highest}
     assert estimated == {"2026-11-07"}
-    assert len(rows) == 7
+    assert len(answered) == 7
+    # the monthly fees' daily shares keep the flag of their line: Cost Explorer's 1 November
+    # (not estimated), also on the estimated 7th
+    shares = {day: (lo, hi) for day, unspread, lo, hi in rows if not unspread}
+    assert shares == {f"2026-11-0{n}": (False, False) for n in range(1, 8)}
 
 
 @pytest.mark.parametrize(
@@ -170,7 +196,9 @@ def test_rejected_credentials_fail_that_customer_while_the_good_customers_costs_
     assert "BAD_KEY_ID" in message
     assert SECRET not in message and "AKIABADBADBADBAD0002" not in message
     assert succeeded.success
-    assert stored_by_day_and_service(warehouse_resource, good) == queued_by_day_and_service(results)
+    assert stored_by_day_and_service(warehouse_resource, good) == (
+        ledger_by_day_and_service(_bills(good), START, END)
+    )
     assert stored_by_day_and_service(warehouse_resource, bad) == {}
 
 
