@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import date
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 
 import pytest
@@ -14,6 +14,7 @@ from cost_local.sandbox.aws_billing import (
     MONTHLY_FEES,
     RI_SERVICE,
     SP_FEE_SERVICE,
+    USAGE_RECORD_TYPES,
     aws_records,
     cost_explorer_ledger,
     ledger_sums,
@@ -307,3 +308,113 @@ def test_requests_per_run_are_one_plus_two_per_linked_account(
     requests = materialization_metadata(result)["api_requests"]
     assert requests == aws_peer.ce_calls == 1 + 2 * linked_accounts
     assert check_evaluation(result, RECONCILIATION).passed
+
+
+def _ri_fee_lines(
+    warehouse: ClickHouseResource, customer_id: str
+) -> list[tuple[date, date, date, Decimal, Decimal]]:
+    """(day, x_SpreadPeriodStart, x_SpreadPeriodEnd, BilledCost, EffectiveCost) of the stored
+    RIFee lines, in day order."""
+    return [
+        tuple(row)
+        for row in warehouse.get_client()
+        .query(
+            "SELECT toDate(ChargePeriodStart), toDate(x_SpreadPeriodStart), "
+            "toDate(x_SpreadPeriodEnd), BilledCost, EffectiveCost "
+            "FROM costs_current(customer_id={c:String}) WHERE x_ChargeType = 'RIFee' ORDER BY 1",
+            parameters={"c": customer_id},
+        )
+        .result_rows
+    ]
+
+
+def _share(amount: Decimal, days: int) -> Decimal:
+    return (amount / days).quantize(Decimal("1e-12"), rounding=ROUND_HALF_EVEN)
+
+
+@pytest.mark.parametrize("bought", [date(2026, 10, 1), date(2026, 10, 15)])
+def test_a_monthly_ri_fee_is_on_every_day_of_its_month_in_marked_shares_that_sum_to_it(
+    tmp_path: Path,
+    aws_peer: AwsPeer,
+    good_keys: None,
+    warehouse_resource: ClickHouseResource,
+    bought: date,
+) -> None:
+    customer = f"fees{bought.day}"
+    customers = write_customers(tmp_path / "c.yaml", {customer: aws_entry(customer, "GOOD")})
+    # The reserved instance is bought on the bills' first day: its first RIFee (dated that day
+    # by Cost Explorer) pays for the rest of October, the next one (dated 1 November) for November.
+    bills = generate_bills([aws_account(customer)], bought, END, seed=3)
+    queue_cost_and_usage(aws_peer.url, cost_explorer_results(bills, bought, END))
+
+    result = run_aws_costs(customers, customer, warehouse_resource, bought, END)
+
+    assert result.success
+    fees = {r.day: r for r in aws_records(bills) if r.record_type == "RIFee"}
+    assert sorted(fees) == [bought, START]
+    lines = _ri_fee_lines(warehouse_resource, customer)
+    october = [line for line in lines if line[0] < START]
+    october_days = (START - bought).days
+    assert [line[0] for line in october] == [date(2026, 10, day) for day in range(bought.day, 32)]
+    assert {line[1:3] for line in october} == {(bought, START)}
+    # a closed period holds the fee exactly, in equal shares, the last day with the remainder
+    fee = fees[bought]
+    assert sum(line[3] for line in october) == fee.unblended
+    assert sum(line[4] for line in october) == fee.net_amortized
+    assert {line[3] for line in october[:-1]} == {_share(fee.unblended, october_days)}
+    # the open month: the shares of the days up to today (the window end) only
+    november = [line for line in lines if line[0] >= START]
+    fee = fees[START]
+    assert [line[0] for line in november] == [date(2026, 11, day) for day in range(1, 8)]
+    assert {line[1:3] for line in november} == {(START, date(2026, 12, 1))}
+    assert [line[3] for line in november] == [_share(fee.unblended, 30)] * 7
+    assert sum(line[3] for line in november) < fee.unblended
+    # everything else equals the ledger, and the reference moved the same amounts
+    ledger = ledger_sums(cost_explorer_ledger(aws_records(bills), bought, END))
+    assert stored_sums(warehouse_resource, customer) == ledger
+    reconciled = check_evaluation(result, RECONCILIATION)
+    assert reconciled.passed, reconciled.description
+    assert reconciled.metadata["days_compared"].value == (END - bought).days
+
+    # A window starting after the 1st still holds the shares of the fee dated on the 1st.
+    reset_moto(aws_peer.url)
+    since = date(2026, 11, 4)
+    queue_cost_and_usage(aws_peer.url, cost_explorer_results(bills, since, END))
+    again = run_aws_costs(customers, customer, warehouse_resource, since, END)
+    assert again.success
+    assert _ri_fee_lines(warehouse_resource, customer) == lines
+    assert stored_sums(warehouse_resource, customer) == ledger
+    reconciled = check_evaluation(again, RECONCILIATION)
+    assert reconciled.passed, reconciled.description
+    assert reconciled.metadata["days_compared"].value == 4
+
+
+def test_a_lost_page_of_fees_still_fails_reconciliation_on_the_day_cost_explorer_dated_them(
+    tmp_path: Path, aws_peer: AwsPeer, good_keys: None, warehouse_resource: ClickHouseResource
+) -> None:
+    customers = write_customers(tmp_path / "c.yaml", {"feelost": aws_entry("feelost", "GOOD")})
+    bills = _bills("feelost")
+    queue_cost_and_usage(
+        aws_peer.url, cost_explorer_results(bills, START, END, lose_charges_day=START)
+    )
+
+    result = run_aws_costs(customers, "feelost", warehouse_resource, START, END)
+
+    assert result.success
+    reconciled = check_evaluation(result, RECONCILIATION)
+    assert not reconciled.passed
+    # The monthly fees of 1 November never arrived, so none of their shares are stored and
+    # none are moved in the reference: only that day differs, by all it lost.
+    assert reconciled.metadata["differences"].value == 1
+    lost = sum(
+        (
+            r.unblended
+            for r in aws_records(bills)
+            if r.day == START and r.record_type not in USAGE_RECORD_TYPES
+        ),
+        Decimal(0),
+    )
+    assert any(r.record_type in MONTHLY_FEES and r.day == START for r in aws_records(bills))
+    account = aws_account("feelost").billing_account_id
+    assert f"feelost/aws account {account} 2026-11-01" in reconciled.description
+    assert reconciled.description.endswith(f"(difference {(-lost).normalize():f})")
