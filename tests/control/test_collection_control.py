@@ -23,12 +23,14 @@ from cost_local.dagster_dev import stop_dagster
 from cost_local.sandbox.aws import cost_explorer_results, queue_cost_and_usage
 from cost_local.sandbox.bills import generate_bills
 from cost_local.sandbox.catalog import demo_accounts
+from cost_pipelines.assets.aws import MONTHLY_FEES
 from tests.control.stack import (
     GOOD_SECRET,
     REJECTED_KEY_ID,
     REJECTED_SECRET,
     Stack,
 )
+from tests.pipelines.aws_helpers import ledger_by_day_and_service
 
 pytestmark = pytest.mark.slow
 
@@ -48,26 +50,32 @@ def trigger(stack: Stack, body: dict[str, Any], token: str | None = None) -> htt
     return stack.api.post(TRIGGER, json=body, headers=stack.headers(token))
 
 
-def queued_detail(results: list[dict[str, Any]]) -> tuple[int, Decimal]:
-    """Line count and USD total of the detail answers Cost Explorer will give."""
-    groups = [
-        group
-        for page in results
-        for period in page["ResultsByTime"]
-        for group in period["Groups"]
-        if len(group["Keys"]) == 2
-    ]
-    total = sum((Decimal(g["Metrics"]["UnblendedCost"]["Amount"]) for g in groups), Decimal(0))
-    return len(groups), total
+def queued_detail(results: list[dict[str, Any]], lines: list[Any]) -> tuple[int, Decimal]:
+    """Lines the run stores and their USD total: one line per detail group, a monthly fee as one
+    line per day of the window it covers; the total is what the sandbox's ledger says the
+    window's days hold (monthly fees in daily shares)."""
+    count = 0
+    for page in results:
+        for period in page["ResultsByTime"]:
+            day = date.fromisoformat(period["TimePeriod"]["Start"])
+            for group in period["Groups"]:
+                if len(group["Keys"]) != 2 or not START <= day < END:
+                    continue
+                month_end = (day.replace(day=1) + timedelta(days=32)).replace(day=1)
+                fee = group["Keys"][1] in MONTHLY_FEES
+                count += (min(END, month_end) - day).days if fee else 1
+    total = sum(ledger_by_day_and_service(lines, START, END).values(), Decimal(0))
+    return count, total
 
 
 def test_a_triggered_collection_succeeds_with_rows_written_and_shows_in_history(
     stack: Stack,
 ) -> None:
     account = next(a for a in demo_accounts("acme") if a.provider == "aws")
-    results = cost_explorer_results(generate_bills([account], START, END, seed=5), START, END)
+    lines = generate_bills([account], START, END, seed=5)
+    results = cost_explorer_results(lines, START, END)
     queue_cost_and_usage(stack.moto_url, results)
-    expected_rows, expected_total = queued_detail(results)
+    expected_rows, expected_total = queued_detail(results, lines)
 
     answer = trigger(stack, {"customer_id": "acme", "start": "2026-11-01", "end": "2026-11-04"})
 
