@@ -8,7 +8,9 @@ rows with Google's documented semantics (never with the collector's code):
 - cost_type regular is Usage (a "Commitment" SKU is the commitment's fee: Purchase), tax is Tax,
   adjustment and rounding_error are Adjustment; an adjustment invoiced in a later month than
   its usage's (Pacific) month corrects an earlier period: ChargeClass Correction;
-- ListCost is cost_at_list, ContractedCost is cost (credits have neither: 0);
+- ListCost is cost_at_list (the line's own cost where the export has none, e.g. tax),
+  ContractedCost is cost; a credit line's List and Contracted cost are the credit (FOCUS: a
+  charge unrelated to others matches its BilledCost);
 - the billing period is invoice.month, 00:00 US Pacific to 00:00 US Pacific;
 - the day is the UTC day of usage_start_time."""
 
@@ -68,7 +70,7 @@ def lines(row: Mapping[str, Any]) -> list[dict[str, Any]]:
             "period": period,
             "BilledCost": own,
             "EffectiveCost": own,
-            "ListCost": row["cost_at_list"],
+            "ListCost": own if row["cost_at_list"] is None else row["cost_at_list"],
             "ContractedCost": row["cost"],
             "x_ChargeType": row["cost_type"],
         }
@@ -84,8 +86,8 @@ def lines(row: Mapping[str, Any]) -> list[dict[str, Any]]:
                     "period": period,
                     "BilledCost": credit["amount"],
                     "EffectiveCost": credit["amount"],
-                    "ListCost": _ZERO,
-                    "ContractedCost": _ZERO,
+                    "ListCost": credit["amount"],
+                    "ContractedCost": credit["amount"],
                     "x_ChargeType": credit["type"],
                 }
             )

@@ -11,7 +11,8 @@ its current moment, by Vultr's documented semantics (never by the collector's co
   store keeps what it had);
 - shares are rounded half-even to 12 decimals and the last day takes the remainder;
 - BilledCost = EffectiveCost = ContractedCost = total (Vultr has no negotiated or commitment
-  discounts); ListCost = units x unit_price in whole cents rounded up, on usage items only;
+  discounts); ListCost = units x unit_price in whole cents rounded up on usage items, the
+  total on credit items (FOCUS: never null; a charge unrelated to others matches BilledCost);
   unit_type "discount" is a Credit, everything else here is Usage.
 """
 
@@ -83,7 +84,7 @@ def _entries(item: dict[str, Any], month: tuple[date, date], now: datetime | Non
             Decimal("0.01"), rounding=ROUND_CEILING
         )
         if category == "Usage"
-        else None
+        else total  # FOCUS: a charge without a list price is at its billed cost
     )
     days = _days(item, month, now)
     billed = _split(total, len(days))

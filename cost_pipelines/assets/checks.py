@@ -58,12 +58,24 @@ FROM (
         if(length(BillingCurrency) != 3, 'BillingCurrency is missing', ''),
         if(ChargePeriodStart >= {{now:DateTime('UTC')}}, 'charge period starts in the future', ''),
         if(ChargeCategory = 'Usage' AND ListCost < ContractedCost,
-           'ListCost is below ContractedCost on a usage line', '')
+           'ListCost is below ContractedCost on a usage line', ''),
+        -- FOCUS never has a null List or Contracted cost: a source that supplies them (not
+        -- every source does: Cost Explorer has none) supplies them on every line.
+        if(isNull(ListCost) AND listed > 0,
+           'ListCost is null on a line of a source that supplies it', ''),
+        if(isNull(ContractedCost) AND contracted > 0,
+           'ContractedCost is null on a line of a source that supplies it', '')
     ])) AS problem
-    FROM costs_current(customer_id = {{customer_id:String}})
-    WHERE provider = {{provider:String}} AND BillingAccountId IN {{accounts:Array(String)}}
-      AND ChargePeriodStart >= {{start:DateTime('UTC')}}
-      AND ChargePeriodStart < {{end:DateTime('UTC')}}
+    FROM (
+        SELECT *,
+            countIf(isNotNull(ListCost)) OVER (PARTITION BY BillingAccountId, source) AS listed,
+            countIf(isNotNull(ContractedCost)) OVER (PARTITION BY BillingAccountId, source)
+                AS contracted
+        FROM costs_current(customer_id = {{customer_id:String}})
+        WHERE provider = {{provider:String}} AND BillingAccountId IN {{accounts:Array(String)}}
+          AND ChargePeriodStart >= {{start:DateTime('UTC')}}
+          AND ChargePeriodStart < {{end:DateTime('UTC')}}
+    )
     UNION ALL
     SELECT BillingAccountId, any(ChargePeriodStart), 'the same line key appears more than once'
     FROM costs_current(customer_id = {{customer_id:String}})

@@ -39,9 +39,10 @@ Mapping to FOCUS 1.2 (Google's detailed-usage schema and its FOCUS export):
   lines still sum to exactly cost + credits, Google's net cost.
 - BilledCost: cost + discount credits (a credit line: its amount). EffectiveCost: the same: the
   export has no amortized view, and committed-use fees are charged per day as they accrue, so a
-  day's billed cost is its effective cost. ListCost: cost_at_list (NULL where the export has
-  none, e.g. tax; 0 on a credit line). ContractedCost: cost, "inclusive of negotiated
-  discounts" but before the spend- and commitment-conditional credits (0 on a credit line).
+  day's billed cost is its effective cost. ListCost: cost_at_list (the line's cost where the
+  export has none, e.g. tax; the credit on a credit line: FOCUS never has a null ListCost).
+  ContractedCost: cost, "inclusive of negotiated discounts" but before the spend- and
+  commitment-conditional credits (the credit on a credit line, as FOCUS requires).
   PricingQuantity: usage.amount_in_pricing_units (NULL on tax and credit lines).
 - BillingPeriodStart/End: invoice.month, 00:00 to 00:00 US Pacific (late usage rolls over to
   the next invoice, adjustments and their taxes land in the month issued).
@@ -274,7 +275,8 @@ def focus_lines(row: dict[str, Any]) -> list[dict[str, Any]]:
             "ChargeDescription": description,
             "BilledCost": cost + discounts,
             "EffectiveCost": cost + discounts,
-            "ListCost": row["cost_at_list"],
+            # FOCUS: ListCost is never null; a charge without a list price (tax) is at its cost.
+            "ListCost": cost + discounts if row["cost_at_list"] is None else row["cost_at_list"],
             "ContractedCost": cost,
             "PricingQuantity": None if category == "Tax" else row["pricing_quantity"],
             "PricingUnit": "" if category == "Tax" else row["pricing_unit"] or "",
@@ -293,8 +295,9 @@ def focus_lines(row: dict[str, Any]) -> list[dict[str, Any]]:
                 "ChargeDescription": credit["full_name"] or credit["name"] or "",
                 "BilledCost": amount,
                 "EffectiveCost": amount,
-                "ListCost": _ZERO,
-                "ContractedCost": _ZERO,
+                # FOCUS: a charge unrelated to others (a credit) has List = Contracted = Billed.
+                "ListCost": amount,
+                "ContractedCost": amount,
                 "PricingQuantity": None,
                 "PricingUnit": "",
             }

@@ -29,8 +29,9 @@ kind as Vultr sent it.
 Cost columns: BilledCost is the item's `total`. Vultr has no negotiated and no commitment
 discounts, so ContractedCost and EffectiveCost equal BilledCost. ListCost is `units x
 unit_price` (the hourly rate without the monthly cap of 672 hours; Vultr's totals are whole
-cents rounded up, so ListCost is too) on usage lines where both are given; credits and taxes
-have no list price (NULL). Vultr bills in USD. Items carry no region or resource id.
+cents rounded up, so ListCost is too) on usage lines where both are given; a credit or tax
+line has no list price and, as FOCUS requires, its ListCost is its BilledCost. Vultr bills in
+USD. Items carry no region or resource id.
 
 Reconciliation: Vultr has no per-day total. The independent totals are per month: each
 invoice's `amount` and, for the open month, `pending_charges` of /v2/account. The reference
@@ -137,9 +138,11 @@ def charge_category(item: dict[str, Any]) -> str:
     return "Credit" if Decimal(str(item["total"])) < 0 else "Usage"
 
 
-def list_cost(item: dict[str, Any], category: str) -> Decimal | None:
+def list_cost(item: dict[str, Any], category: str) -> Decimal:
+    """units x unit_price for usage; FOCUS never has a null ListCost, so a line without a list
+    price (a credit, tax, an item without units) is at its billed total."""
     if category != "Usage" or item.get("units") is None or item.get("unit_price") is None:
-        return None
+        return Decimal(str(item["total"]))
     raw = Decimal(str(item["units"])) * Decimal(str(item["unit_price"]))
     return raw.quantize(CENT, rounding=ROUND_CEILING)
 

@@ -116,6 +116,20 @@ def test_a_charge_category_focus_does_not_know_fails_conformance_and_the_run(
     assert _stored_lines(warehouse_resource) == 3  # stored as collected: nothing is lost
 
 
+def test_a_list_cost_missing_on_one_line_of_a_source_that_has_them_fails_conformance(
+    customers_file: Path, warehouse_resource: ClickHouseResource
+) -> None:
+    rows = _lines().assign(ListCost=["12", "13", None], ContractedCost=["10.5", "11.25", None])
+    result = _collect(customers_file, warehouse_resource, rows, _reference())
+    check = _checks(result)["focus_conformance"]
+    assert not check.passed
+    assert check.description == (
+        "acme/vultr account acct-1 2026-10-03: ContractedCost is null on a line of a source "
+        "that supplies it (1 line)"
+    )
+    assert check.metadata["findings"].value == 2  # and the ListCost of the same line
+
+
 def test_the_same_line_twice_fails_conformance_naming_the_day(
     customers_file: Path, warehouse_resource: ClickHouseResource
 ) -> None:

@@ -76,9 +76,10 @@ def test_categories_and_cost_columns_come_from_the_item_kind() -> None:
     [credit] = focus_lines(
         "acct", {**discount, "end_date": discount["start_date"]}, NOVEMBER, estimated=False
     )
+    # FOCUS: ListCost is never null; a credit, unrelated to other charges, matches BilledCost.
     assert (credit["ChargeCategory"], credit["ListCost"], credit["PricingQuantity"]) == (
         "Credit",
-        None,
+        Decimal("-2"),
         None,
     )
     tax = {**INSTANCE, "product": "VAT", "unit_type": "", "total": Decimal("0.66")}

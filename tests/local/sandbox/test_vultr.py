@@ -181,4 +181,5 @@ def test_the_ledger_spreads_each_month_to_its_total(vultr: VultrBilling) -> None
     assert {day for day, _, _ in book if day.month == 6} == {date(2025, 6, d) for d in range(1, 10)}
     assert estimated_days(vultr, account) == {date(2025, 6, d) for d in range(1, 10)}
     credits = [cell for (_, _, category), cell in book.items() if category == "Credit"]
-    assert credits and all("ListCost" not in cell and cell["BilledCost"] < 0 for cell in credits)
+    # FOCUS: a credit has no list price, so its ListCost is its BilledCost (never null).
+    assert credits and all(cell["ListCost"] == cell["BilledCost"] < 0 for cell in credits)
