@@ -135,32 +135,20 @@ def _usage_filter(account_id: str, usage: bool) -> dict[str, Any]:
     }
 
 
-def account_usage_request(window: DateWindow, account_id: str) -> dict[str, Any]:
-    """One linked account's usage record types, daily by service and usage type."""
+def account_request(window: DateWindow, account_id: str, *, usage: bool) -> dict[str, Any]:
+    """One linked account's daily lines: the usage record types by service and usage type
+    (`usage`), or the other record types (fees, credits, refunds, tax) by service and record
+    type. The two filters partition the account's records, so the parts add up to its total."""
+    second = "USAGE_TYPE" if usage else "RECORD_TYPE"
     return {
         "TimePeriod": _period(window),
         "Granularity": "DAILY",
         "Metrics": list(METRICS),
         "GroupBy": [
             {"Type": "DIMENSION", "Key": "SERVICE"},
-            {"Type": "DIMENSION", "Key": "USAGE_TYPE"},
+            {"Type": "DIMENSION", "Key": second},
         ],
-        "Filter": _usage_filter(account_id, usage=True),
-    }
-
-
-def account_charges_request(window: DateWindow, account_id: str) -> dict[str, Any]:
-    """One linked account's other record types (fees, credits, refunds, tax), daily by service
-    and record type."""
-    return {
-        "TimePeriod": _period(window),
-        "Granularity": "DAILY",
-        "Metrics": list(METRICS),
-        "GroupBy": [
-            {"Type": "DIMENSION", "Key": "SERVICE"},
-            {"Type": "DIMENSION", "Key": "RECORD_TYPE"},
-        ],
-        "Filter": _usage_filter(account_id, usage=False),
+        "Filter": _usage_filter(account_id, usage=usage),
     }
 
 
@@ -284,8 +272,8 @@ def fetch_cost_explorer(window: DateWindow, config: AwsConfig, session: AwsSessi
     rows: list[dict[str, Any]] = []
     for account in sorted(names):
         for usage, request in (
-            (True, account_usage_request(window, account)),
-            (False, account_charges_request(charges_window, account)),
+            (True, account_request(window, account, usage=True)),
+            (False, account_request(charges_window, account, usage=False)),
         ):
             what = f"ce:GetCostAndUsage {account} {'usage' if usage else 'other record types'}"
             pages = _pages(session, ce, request, what)
