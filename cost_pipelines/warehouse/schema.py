@@ -19,6 +19,7 @@ COSTS_TABLE = "costs"
 LOADS_TABLE = "cost_loads"
 CURRENT_VIEW = "costs_current"
 MIGRATIONS_TABLE = "schema_migrations"
+RATES_TABLE = "exchange_rates"
 
 # Decimal(38, 12): 26 integer digits for totals, 12 fractional for unit prices like 0.0000001 USD.
 MONEY = "Decimal(38, 12)"
@@ -158,6 +159,27 @@ def _truthful_cost_columns(ctx: DDLContext) -> list[str]:
     ]
 
 
+def _exchange_rates(ctx: DDLContext) -> list[str]:
+    """Reference exchange rates per day: `rate` units of `currency` buy one unit of `base` (the
+    European Central Bank publishes EUR-based rates on its working days). A day's rates are
+    replaced by inserting them again: the newest `loaded_at` wins."""
+    return [
+        f"""
+CREATE TABLE IF NOT EXISTS {RATES_TABLE}{ctx.on_cluster}
+(
+    rate_date   Date,
+    base        LowCardinality(String),
+    currency    LowCardinality(String),
+    rate        {MONEY},
+    source      LowCardinality(String),
+    loaded_at   DateTime64(6, 'UTC')
+)
+ENGINE = {ctx.engine("ReplacingMergeTree", "loaded_at")}
+ORDER BY (base, currency, rate_date)
+"""
+    ]
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "focus cost line items", _costs_table),
     Migration(
@@ -165,6 +187,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         "unsupplied cost columns are null; charge class, charge type, spread",
         _truthful_cost_columns,
     ),
+    Migration(3, "exchange rates per day", _exchange_rates),
 )
 
 

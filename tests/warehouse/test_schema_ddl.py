@@ -25,6 +25,7 @@ def test_cluster_ddl_runs_on_the_cluster_with_replicated_engines() -> None:
         "ReplicatedReplacingMergeTree(applied_at)",
         "ReplicatedMergeTree",
         "ReplicatedReplacingMergeTree(loaded_at)",
+        "ReplicatedReplacingMergeTree(loaded_at)",  # exchange_rates
     ]
 
 
