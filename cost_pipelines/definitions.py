@@ -5,6 +5,7 @@ from __future__ import annotations
 from dagster import Definitions
 
 from cost_pipelines.assets import PROVIDER_SPECS, build_cost_assets
+from cost_pipelines.assets.analytics import analytics_automation_sensor, build_analytics_assets
 from cost_pipelines.freshness import FRESHNESS_CHECKS, freshness_job, freshness_schedule
 from cost_pipelines.partitions import customer_partitions_from_env
 from cost_pipelines.resources.clickhouse import ClickHouseResource
@@ -14,10 +15,11 @@ from cost_pipelines.schedules import build_collection_schedule, collection_job
 partitions = customer_partitions_from_env()
 
 defs = Definitions(
-    assets=build_cost_assets(partitions),
+    assets=[*build_cost_assets(partitions), *build_analytics_assets(partitions)],
     asset_checks=FRESHNESS_CHECKS,
     jobs=[collection_job(partitions), freshness_job()],
     schedules=[build_collection_schedule(), freshness_schedule()],
+    sensors=[analytics_automation_sensor()],
     resources={
         "warehouse": ClickHouseResource(),
         "customers": CustomersResource(),

@@ -26,6 +26,10 @@ def test_cluster_ddl_runs_on_the_cluster_with_replicated_engines() -> None:
         "ReplicatedMergeTree",
         "ReplicatedReplacingMergeTree(loaded_at)",
         "ReplicatedReplacingMergeTree(loaded_at)",  # exchange_rates
+        "ReplicatedReplacingMergeTree(computed_at)",  # analytics_runs
+        "ReplicatedMergeTree",  # cost_anomalies
+        "ReplicatedMergeTree",  # cost_forecasts
+        "ReplicatedMergeTree",  # budget_status
     ]
 
 
