@@ -11,6 +11,7 @@ from cost_pipelines.partitions import customer_partitions_from_env
 from cost_pipelines.resources.clickhouse import ClickHouseResource
 from cost_pipelines.resources.customers import CustomersResource
 from cost_pipelines.schedules import build_collection_schedule, collection_job
+from cost_pipelines.sensors import alerts_sensor
 
 partitions = customer_partitions_from_env()
 
@@ -19,7 +20,7 @@ defs = Definitions(
     asset_checks=FRESHNESS_CHECKS,
     jobs=[collection_job(partitions), freshness_job()],
     schedules=[build_collection_schedule(), freshness_schedule()],
-    sensors=[analytics_automation_sensor()],
+    sensors=[analytics_automation_sensor(), alerts_sensor()],
     resources={
         "warehouse": ClickHouseResource(),
         "customers": CustomersResource(),
