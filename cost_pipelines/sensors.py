@@ -135,6 +135,8 @@ def instance_events(
                         {"provider": provider, "check": check, "run_id": record.run_id},
                     )
         for line in overdue_pairs(instance, book, provider, now):
+            if "never collected" in line:
+                continue  # not stale yet: the schedule's first run is due (the check says so)
             customer = line.split("/", 1)[0]
             # One event per stale episode: the key carries what was last collected.
             key = f"stale:{customer}:{provider}:{line.split(': ', 1)[1].split(',', 1)[0]}"

@@ -16,6 +16,7 @@ import pytest
 from dagster import (
     AssetCheckEvaluation,
     AssetKey,
+    AssetMaterialization,
     DagsterInstance,
     SensorResult,
     StaticPartitionsDefinition,
@@ -141,7 +142,7 @@ def test_each_finding_is_posted_once_and_never_carries_the_secret(
         body["idempotency_key"] == key for key, body in receiver.received
     )
     kinds = {body["type"] for _, body in receiver.received}
-    assert kinds == {"anomaly", "budget_reached", "budget_forecast", "check_failed", "stale"}
+    assert kinds == {"anomaly", "budget_reached", "budget_forecast", "check_failed"}
     budgets = sorted(
         b["threshold_percent"] for _, b in receiver.received if b["type"] == "budget_reached"
     )
@@ -179,3 +180,26 @@ def test_a_receiver_that_is_down_gets_the_events_later_and_once(
         receiver.stop()
     assert sorted(sent) == sorted(failed) and not still and not more
     assert sorted(key for key, _ in receiver.received) == sorted(failed)
+
+
+def test_a_pair_whose_collections_stopped_is_reported_stale_once(
+    analysed: tuple[Path, int],
+    warehouse_resource: ClickHouseResource,
+    instance: DagsterInstance,
+) -> None:
+    customers, port = analysed
+    book = load_customers(customers)
+    client = warehouse_resource.get_client()
+    instance.report_runless_asset_event(AssetMaterialization("vultr_costs", partition="demo"))
+    receiver = Receiver(port)
+    now = datetime.now(UTC)
+    try:
+        cursor, _, _ = alert_tick(instance, client, book, None, now)
+        # Vultr's poll interval is 1 h, plus 30 min of grace: two hours later it is stale.
+        cursor, sent, _ = alert_tick(instance, client, book, cursor, now + timedelta(hours=2))
+        _, again, _ = alert_tick(instance, client, book, cursor, now + timedelta(hours=3))
+    finally:
+        receiver.stop()
+    stale = [body for _, body in receiver.received if body["type"] == "stale"]
+    assert [body["provider"] for body in stale] == ["vultr"] and not again
+    assert [key for key in sent if key.startswith("stale:")] == [stale[0]["idempotency_key"]]
