@@ -103,6 +103,6 @@ def test_a_venv_without_the_local_extra_loads_the_code_location_and_the_api(
     assets, paths = result.stdout.splitlines()
     assert assets == (
         "['aws_costs', 'azure_costs', 'budget_status', 'cost_anomalies', 'cost_forecast', "
-        "'gcp_costs', 'vultr_costs']"
+        "'exchange_rates', 'gcp_costs', 'vultr_costs']"
     )
     assert int(paths) > 10
