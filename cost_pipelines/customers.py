@@ -125,6 +125,12 @@ class AzureConfig(RestProviderConfig):
     trailing_days: int = Field(default=5, ge=1, le=400)
     month_close_days: int = Field(default=10, ge=0, le=31)
     month_to_date: bool = True
+    tag_keys: tuple[Annotated[str, Field(min_length=1, max_length=512)], ...] = Field(
+        default=(),
+        max_length=20,
+        description="Tag names collected into Tags (one query per name and period: the Query "
+        "API groups by one named tag at a time); case-insensitive, stored lowercase",
+    )
 
 
 class GcpConfig(RestProviderConfig):
