@@ -152,3 +152,37 @@ def test_sigterm_stops_every_process_and_frees_the_ports(tmp_path: Path) -> None
     for name, port in running.ports.items():
         with socket.socket() as probe:
             assert probe.connect_ex(("127.0.0.1", port)) != 0, f"{name} {port} still answers"
+
+
+def test_the_demo_allocates_by_tag_and_by_account(stack: RunningStack) -> None:
+    headers = {"Authorization": f"Bearer {stack.demo_key()}"}
+    with httpx.Client(base_url=stack.api, headers=headers, timeout=30) as api:
+        answer = api.post(
+            "/api/v2/costs/trigger-collection",
+            json={"customer_id": "demo", "providers": ["azure", "gcp", "vultr"]},
+        )
+        assert answer.status_code == 202, answer.text
+        deadline = time.monotonic() + 420
+        for task in answer.json()["tasks"]:
+            status: dict[str, object] = {}
+            while time.monotonic() < deadline:
+                status = api.get(f"/api/v2/costs/collection-status/{task['task_id']}").json()
+                if status["status"] in ("success", "failure", "canceled"):
+                    break
+                time.sleep(1)
+            assert status["status"] == "success", status
+        keys = api.get("/api/v2/costs/demo/all/tag-keys", params={"days": 60}).json()
+        assert {"team", "env", "cost-center"} <= {k["key"] for k in keys["data"]}
+        by_tag = api.get("/api/v2/costs/demo/all/by-tag", params={"key": "team", "days": 60})
+        assert by_tag.status_code == 200, by_tag.text
+        buckets = by_tag.json()["data"]
+        for currency in ("EUR", "USD"):  # Azure bills the demo in EUR, GCP and Vultr in USD
+            own = [b for b in buckets if b["currency"] == currency]
+            assert own[0]["untagged"] and len(own) > 1
+        accounts = api.get("/api/v2/costs/demo/all/by-account", params={"days": 60}).json()
+        names = {
+            (a["provider"], s["sub_account_name"])
+            for a in accounts["data"]
+            for s in a["sub_accounts"]
+        }
+        assert {("azure", "demo-prod"), ("gcp", "demo web"), ("vultr", "demo vultr")} <= names
