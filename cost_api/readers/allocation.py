@@ -78,6 +78,7 @@ SELECT provider, BillingAccountId, SubAccountId, BillingCurrency,
        argMaxIf(BillingAccountName, ChargePeriodStart, BillingAccountName != ''),
        maxIf(ChargePeriodStart, BillingAccountName != ''),
        argMaxIf(SubAccountName, ChargePeriodStart, SubAccountName != ''),
+       maxIf(ChargePeriodStart, SubAccountName != ''),
        sum({metric:Identifier}), count()
 FROM costs_current(customer_id = {customer_id:String})
 WHERE provider IN {providers:Array(String)}
@@ -185,19 +186,17 @@ class AllocationReader(CostReader):
         currency_totals: dict[str, Decimal] = defaultdict(lambda: ZERO)
         currency_lines: dict[str, int] = defaultdict(int)
         accounts: dict[tuple[str, str, str], list[Any]] = defaultdict(list)
-        named: dict[tuple[str, str], tuple[Any, str]] = {}
-        sub_names: dict[tuple[str, str, str], str] = {}
-        for provider, account, sub, currency, name, named_at, sub_name, amount, lines in rows:
+        named: dict[tuple[str, ...], tuple[Any, str]] = {}
+        for provider, account, sub, currency, name, at, sub_name, sub_at, amount, lines in rows:
             currency_totals[currency] += amount
             currency_lines[currency] += int(lines)
             accounts[(currency, provider, account)].append((sub, amount, int(lines)))
-            if name and (
-                (provider, account) not in named or named[(provider, account)] < (named_at, name)
+            for key, found, when in (
+                ((provider, account), name, at),
+                ((provider, account, sub), sub_name, sub_at),
             ):
-                named[(provider, account)] = (named_at, name)
-            sub_names[(provider, account, sub)] = max(
-                sub_names.get((provider, account, sub), ""), sub_name
-            )
+                if found and (key not in named or named[key] < (when, found)):
+                    named[key] = (when, found)
         data = []
         for (currency, provider, account), subs in accounts.items():
             amount = sum((a for _, a, _ in subs), ZERO)
@@ -215,7 +214,7 @@ class AllocationReader(CostReader):
                     sub_accounts=[
                         SubAccountCost(
                             sub_account_id=sub,
-                            sub_account_name=sub_names[(provider, account, sub)],
+                            sub_account_name=named.get((provider, account, sub), (None, ""))[1],
                             amount=sub_amount,
                             lines=lines,
                             share_percent=percent(sub_amount, total),
