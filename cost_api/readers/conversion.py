@@ -64,7 +64,7 @@ calendar AS (
 by_day AS (
     SELECT c.day AS day, c.currency AS currency, r.rate_date AS rate_date, r.rate AS rate,
            toUInt64(1) AS published_days
-    FROM (SELECT day, currency FROM calendar CROSS JOIN (SELECT DISTINCT currency FROM rates))
+    FROM (SELECT day, currency FROM calendar CROSS JOIN (SELECT DISTINCT currency FROM rates) AS k)
         AS c
     ASOF INNER JOIN rates AS r ON c.currency = r.currency AND c.day >= r.rate_date
     WHERE dateDiff('day', r.rate_date, c.day) <= {max_age:UInt16}
