@@ -10,6 +10,7 @@ day; the days after it that were collected, today and later days are open.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -48,6 +49,36 @@ LEFT JOIN (
 ) AS costs ON costs.provider = loads.provider AND costs.day = loads.day
 ORDER BY loads.provider, loads.day
 """
+
+
+# What the day states depend on besides the date: the customer's loads. A window replace always
+# adds pointers with a newer loaded_at, so (newest loaded_at, pointer rows) changes with every
+# load, and a cached state is reused only while it holds.
+LOADS_VERSION_SQL = """
+SELECT max(loaded_at), count()
+FROM cost_loads
+WHERE customer_id = {customer_id:String} AND provider IN {providers:Array(String)}
+"""
+
+
+class StateCache:
+    """Day states per (customer, providers, span, today, loads version): a dashboard asking the
+    same reads again pays one scan of cost_loads' pointers, not the period's lines."""
+
+    def __init__(self, size: int = 512) -> None:
+        self._size = size
+        self._states: dict[tuple[Any, ...], DataState] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[Any, ...]) -> DataState | None:
+        with self._lock:
+            return self._states.get(key)
+
+    def put(self, key: tuple[Any, ...], state: DataState) -> None:
+        with self._lock:
+            if len(self._states) >= self._size:
+                self._states.pop(next(iter(self._states)))
+            self._states[key] = state
 
 
 def midnight(day: date) -> datetime:
@@ -114,6 +145,10 @@ class DataState:
             days[day] = DayState(utc(first), utc(last), int(lines or 0), bool(estimated))
         return cls(providers, today)
 
+    def copy(self) -> DataState:
+        """Another state over the same (unchanged) provider days, free to add providers to."""
+        return DataState(dict(self.providers), self.today)
+
     def open_days(self, days: Iterable[date]) -> set[date]:
         """The days not complete for some provider (today and later days always)."""
         lasts = {p: days_.last_complete_day for p, days_ in self.providers.items()}
@@ -178,3 +213,6 @@ def attach_checks(
         ]
         finished = [c for c in results if c.status in FINISHED_CHECK]
         entry.checks_passed = all(c.passed for c in finished) if finished else None
+
+
+STATES = StateCache()

@@ -22,11 +22,18 @@ from cost_api.params import (
     provider_members,
     today_utc,
 )
-from cost_api.readers import conversion, shaping
+from cost_api.readers import conversion, shaping, trends
 from cost_api.readers.clickhouse_reader import ClickHouseReader
-from cost_api.readers.completeness import DAY_STATE_SQL, LOOKBACK_DAYS, DataState
+from cost_api.readers.completeness import (
+    DAY_STATE_SQL,
+    LOADS_VERSION_SQL,
+    LOOKBACK_DAYS,
+    STATES,
+    DataState,
+)
 from cost_api.readers.conversion import ConversionRequest
 from cost_api.readers.cursor import encode_cursor
+from cost_api.readers.trends import Grain
 from cost_api.schemas.costs import (
     Conversion,
     CostLine,
@@ -218,12 +225,26 @@ class CostReader(ClickHouseReader):
         return self._state(Period(lo, hi), self._bind())
 
     def _state(self, span: Period, values: dict[str, Any]) -> DataState:
-        bound = {
-            **values,
-            "lo": span.start_time.replace(tzinfo=None),
-            "hi": span.end_time.replace(tzinfo=None),
-        }
-        return DataState.of(self.rows(DAY_STATE_SQL, bound), self.today)
+        """The day states, reused from STATES while no load of these providers happened."""
+        [(newest_load, pointers)] = self.rows(LOADS_VERSION_SQL, values)
+        key = (
+            values["customer_id"],
+            tuple(values["providers"]),
+            span,
+            self.today,
+            newest_load,
+            pointers,
+        )
+        state = STATES.get(key)
+        if state is None:
+            bound = {
+                **values,
+                "lo": span.start_time.replace(tzinfo=None),
+                "hi": span.end_time.replace(tzinfo=None),
+            }
+            state = DataState.of(self.rows(DAY_STATE_SQL, bound), self.today)
+            STATES.put(key, state)
+        return state.copy()
 
     def get_cost_metrics(self, period: Period, *, limit: int, offset: int) -> CostLinesPage:
         """One page of the period's stored lines, newest day first, biggest first within a day."""
@@ -276,7 +297,7 @@ class CostReader(ClickHouseReader):
         rows = self.rows(LATEST_SQL[converted is not None], values)
         return shaping.latest(self._scope(), state, picks, rows, converted)
 
-    def get_cost_trends(self, period: Period, group_by: shaping.Grain) -> CostTrends:
+    def get_cost_trends(self, period: Period, group_by: Grain) -> CostTrends:
         """Cost per day, ISO week or month bucket, zero-filled, per currency; a period without
         cost is zero in each currency the customer has for the provider in any period."""
         self.require_metric(period)
@@ -289,7 +310,7 @@ class CostReader(ClickHouseReader):
         else:
             currencies = [row[0] for row in self.rows(CURRENCIES_SQL, self._bind())]
         state = self.data_state(period)
-        return shaping.trends(self._scope(), period, group_by, rows, currencies, state, converted)
+        return trends.trends(self._scope(), period, group_by, rows, currencies, state, converted)
 
     def get_cost_by_resource(self, period: Period, *, limit: int) -> ResourceCosts:
         """The `limit` most expensive resources of each currency, with their share."""

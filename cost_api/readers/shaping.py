@@ -5,11 +5,10 @@ each provider's completeness. All arithmetic is on Decimal; nothing adds across 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from decimal import ROUND_HALF_EVEN, Decimal, localcontext
-from enum import StrEnum
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 from cost_api.params import Period
@@ -17,10 +16,8 @@ from cost_api.readers.completeness import DataState
 from cost_api.schemas.costs import (
     CategoryCost,
     Conversion,
-    CostTrends,
     CurrencyAmount,
     CurrencyTotal,
-    CurrencyTrend,
     LatestCosts,
     LatestItem,
     PeriodPublic,
@@ -30,7 +27,6 @@ from cost_api.schemas.costs import (
     ResourceTotal,
     ServiceCost,
     TotalCost,
-    TrendPoint,
     TypeCosts,
 )
 
@@ -40,44 +36,11 @@ PICO = Decimal("1e-12")
 Rows = Sequence[Sequence[Any]]
 
 
-class Grain(StrEnum):
-    """Trend bucket size."""
-
-    day = "day"
-    week = "week"
-    month = "month"
-
-
 def percent(part: Decimal, whole: Decimal) -> Decimal | None:
     """part/whole in percent, rounded half-even to 2 decimals; None when whole is zero."""
     if whole.is_zero():
         return None
     return (part * 100 / whole).quantize(HUNDREDTH, rounding=ROUND_HALF_EVEN)
-
-
-def bucket_start(day: date, grain: Grain) -> date:
-    if grain is Grain.week:
-        return day - timedelta(days=day.weekday())
-    if grain is Grain.month:
-        return day.replace(day=1)
-    return day
-
-
-def next_bucket(bucket: date, grain: Grain) -> date:
-    if grain is Grain.week:
-        return bucket + timedelta(days=7)
-    if grain is Grain.month:
-        return (bucket + timedelta(days=32)).replace(day=1)
-    return bucket + timedelta(days=1)
-
-
-def buckets(period: Period, grain: Grain) -> Iterator[tuple[date, date, date]]:
-    """(bucket, first day in period, day after last day in period) for every bucket touched."""
-    bucket = bucket_start(period.start, grain)
-    while bucket < period.end:
-        after = next_bucket(bucket, grain)
-        yield bucket, max(bucket, period.start), min(after, period.end)
-        bucket = after
 
 
 def totals_of(amounts: dict[str, Decimal]) -> list[CurrencyAmount]:
@@ -152,91 +115,6 @@ def latest(
     ]
     completeness = state.completeness(sorted({p.day for p in picks.values()}))
     return LatestCosts(**scope, providers=entries, completeness=completeness, conversion=conversion)
-
-
-def average(amount: Decimal, days: int) -> Decimal | None:
-    """amount / days rounded half-even to 12 decimals (exactly: no intermediate rounding)."""
-    if days <= 0:
-        return None
-    with localcontext(prec=80):
-        return (amount / days).quantize(PICO, rounding=ROUND_HALF_EVEN)
-
-
-def trends(
-    scope: dict[str, Any],
-    period: Period,
-    grain: Grain,
-    rows: Rows,
-    zero_currencies: Sequence[str],
-    state: DataState,
-    conversion: Conversion | None = None,
-) -> CostTrends:
-    """Per currency of `rows`, plus an all-zero series for each of `zero_currencies` without
-    rows. A bucket cut by the period or holding open days is partial; the change between two
-    buckets compares their daily averages (over complete days) when either is partial, their
-    amounts when both are whole. The change percent is against |previous| so its sign is the
-    direction of change."""
-    days = [period.start + timedelta(days=i) for i in range(period.days)]
-    open_days = state.open_days(days)
-    estimated = state.estimated_days(days)
-    by_day: dict[str, dict[date, Decimal]] = defaultdict(lambda: defaultdict(lambda: ZERO))
-    for currency in zero_currencies:
-        by_day.setdefault(currency, defaultdict(lambda: ZERO))
-    for day, currency, amount in rows:
-        by_day[currency][day] += amount
-    series = []
-    for currency in sorted(by_day):
-        amounts = by_day[currency]
-        points: list[TrendPoint] = []
-        previous: TrendPoint | None = None
-        for bucket, first, after in buckets(period, grain):
-            inside = [first + timedelta(days=i) for i in range((after - first).days)]
-            opened = [d for d in inside if d in open_days]
-            cut = first > bucket or after < next_bucket(bucket, grain)
-            amount = sum((amounts.get(d, ZERO) for d in inside), ZERO)
-            settled = sum((amounts.get(d, ZERO) for d in inside if d not in open_days), ZERO)
-            point = TrendPoint(
-                bucket=bucket,
-                start=first,
-                end=after,
-                days=len(inside),
-                open_days=len(opened),
-                estimated_days=sum(1 for d in inside if d in estimated),
-                partial=cut or bool(opened),
-                amount=amount,
-                daily_average=average(settled, len(inside) - len(opened)),
-                change_basis=None,
-                change=None,
-                change_percent=None,
-            )
-            if previous is not None:
-                compare(point, previous)
-            points.append(point)
-            previous = point
-        series.append(
-            CurrencyTrend(currency=currency, total=sum(amounts.values(), ZERO), points=points)
-        )
-    return CostTrends(
-        **scope,
-        period=PeriodPublic.of(period),
-        group_by=grain,
-        series=series,
-        completeness=state.completeness(days),
-        conversion=conversion,
-    )
-
-
-def compare(point: TrendPoint, previous: TrendPoint) -> None:
-    """Set the change of `point` against `previous`: never a whole bucket against a partial."""
-    if not point.partial and not previous.partial:
-        now, before, basis = point.amount, previous.amount, "total"
-    elif point.daily_average is not None and previous.daily_average is not None:
-        now, before, basis = point.daily_average, previous.daily_average, "daily_average"
-    else:
-        return
-    point.change_basis = basis
-    point.change = now - before
-    point.change_percent = percent(now - before, abs(before))
 
 
 def by_resource(

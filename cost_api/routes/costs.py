@@ -17,7 +17,7 @@ from cost_api.readers.completeness import attach_checks
 from cost_api.readers.conversion import ConversionRequest
 from cost_api.readers.cost_reader import CostReader
 from cost_api.readers.cursor import decode_cursor
-from cost_api.readers.shaping import Grain
+from cost_api.readers.trends import Grain
 from cost_api.schemas.costs import (
     CostLinesPage,
     CostTrends,
