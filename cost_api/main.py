@@ -11,6 +11,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from cost_api.auth import KeyRing
+from cost_api.control.check_cache import CheckCache
 from cost_api.control.client import DagsterClient
 from cost_api.control.customers_file import CustomersFile
 from cost_api.control.redaction import Redactor
@@ -35,6 +36,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.dagster_location_name,
         timeout_s=settings.dagster_timeout_s,
         redact=customers.redact if customers else Redactor.from_environment(),
+    )
+    app.state.check_cache = CheckCache(
+        app.state.dagster,
+        ttl_s=settings.cost_api_checks_ttl_s,
+        timeout_s=settings.cost_api_checks_timeout_s,
     )
     app.state.trigger_locks = {}
     try:
