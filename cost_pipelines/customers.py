@@ -131,11 +131,18 @@ class AzureConfig(RestProviderConfig):
     # your current billing period ends", with "uncommon circumstances where it may take longer
     # than 72 hours" (understand-cost-mgt-data): the whole open month is re-collected, and the
     # previous one until the 10th (five days of margin past the 5th). Quotas are per tenant; a
-    # run costs 5 queries per calendar month of the window plus 2 (see assets/azure.py).
+    # run costs 5 queries per calendar month of the window plus 2, plus one per month and
+    # configured tag name (see assets/azure.py).
     min_poll_interval: Duration = timedelta(hours=4)
     trailing_days: int = Field(default=5, ge=1, le=400)
     month_close_days: int = Field(default=10, ge=0, le=31)
     month_to_date: bool = True
+    tag_keys: tuple[Annotated[str, Field(min_length=1, max_length=512)], ...] = Field(
+        default=(),
+        max_length=20,
+        description="Tag names collected into Tags (one query per name and period: the Query "
+        "API groups by one named tag at a time); case-insensitive, stored lowercase",
+    )
 
 
 class GcpConfig(RestProviderConfig):

@@ -94,6 +94,7 @@ def customers_document() -> dict[str, Any]:
                             "client_secret": "SANDBOX_AZURE_CLIENT_SECRET",
                         },
                         "endpoint_url_env": "SANDBOX_AZURE_ENDPOINT",
+                        "tag_keys": ["team", "env"],
                     },
                     "gcp": {
                         "billing_account_ids": [by_provider["gcp"].billing_account_id],

@@ -183,3 +183,37 @@ def test_the_demo_gets_exchange_rates_at_once_and_exports_its_lines(stack: Runni
     table = pq.read_table(io.BytesIO(answer.content))
     assert table.num_rows == total["lines"] > 0
     assert set(table.column("ProviderName").to_pylist()) == {"Vultr"}
+
+
+def test_the_demo_allocates_by_tag_and_by_account(stack: RunningStack) -> None:
+    headers = {"Authorization": f"Bearer {stack.demo_key()}"}
+    with httpx.Client(base_url=stack.api, headers=headers, timeout=30) as api:
+        answer = api.post(
+            "/api/v2/costs/trigger-collection",
+            json={"customer_id": "demo", "providers": ["azure", "gcp", "vultr"]},
+        )
+        assert answer.status_code == 202, answer.text
+        deadline = time.monotonic() + 420
+        for task in answer.json()["tasks"]:
+            status: dict[str, object] = {}
+            while time.monotonic() < deadline:
+                status = api.get(f"/api/v2/costs/collection-status/{task['task_id']}").json()
+                if status["status"] in ("success", "failure", "canceled"):
+                    break
+                time.sleep(1)
+            assert status["status"] == "success", status
+        keys = api.get("/api/v2/costs/demo/all/tag-keys", params={"days": 60}).json()
+        assert {"team", "env", "cost-center"} <= {k["key"] for k in keys["data"]}
+        by_tag = api.get("/api/v2/costs/demo/all/by-tag", params={"key": "team", "days": 60})
+        assert by_tag.status_code == 200, by_tag.text
+        buckets = by_tag.json()["data"]
+        for currency in ("EUR", "USD"):  # Azure bills the demo in EUR, GCP and Vultr in USD
+            own = [b for b in buckets if b["currency"] == currency]
+            assert own[0]["untagged"] and len(own) > 1
+        accounts = api.get("/api/v2/costs/demo/all/by-account", params={"days": 60}).json()
+        names = {
+            (a["provider"], s["sub_account_name"])
+            for a in accounts["data"]
+            for s in a["sub_accounts"]
+        }
+        assert {("azure", "demo-prod"), ("gcp", "demo web"), ("vultr", "demo vultr")} <= names
