@@ -16,7 +16,16 @@ from cost_api.control.client import DagsterClient
 from cost_api.control.customers_file import CustomersFile
 from cost_api.control.redaction import Redactor
 from cost_api.errors import install_error_handlers
-from cost_api.routes import allocation, collection, collectors, costs, export, health, legacy
+from cost_api.routes import (
+    allocation,
+    analytics,
+    collection,
+    collectors,
+    costs,
+    export,
+    health,
+    legacy,
+)
 from cost_api.settings import ApiSettings
 from cost_api.warehouse import close_clients
 from cost_pipelines.warehouse.connection import WarehouseSettings
@@ -59,6 +68,7 @@ def create_app() -> FastAPI:
     )
     install_error_handlers(app)
     app.include_router(costs.router)
+    app.include_router(analytics.router)
     app.include_router(allocation.router)
     app.include_router(export.router)
     app.include_router(legacy.router)

@@ -7,11 +7,22 @@ import os
 import re
 from dataclasses import dataclass, field
 from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from cost_pipelines.providers import ProviderKey
 
 CUSTOMERS_FILE_ENV = "CUSTOMERS_FILE"
 # The one rule for customer ids, in the customers file and in every API path, query and body:
@@ -176,9 +187,48 @@ class _Providers(_Strict):
     vultr: VultrConfig | None = None
 
 
+class Budget(_Strict):
+    """A monthly budget in one currency, over all of the customer's providers or one of them;
+    `thresholds` are the percentages of it that raise an alert when reached."""
+
+    name: str = Field(default="", pattern=r"^[A-Za-z0-9_.\-]{0,64}$")
+    amount: Decimal = Field(gt=0, max_digits=30, decimal_places=12)
+    currency: str = Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code of the bills")
+    provider: ProviderKey | None = Field(default=None, description="Unset: all providers")
+    thresholds: tuple[int, ...] = Field(default=(50, 80, 100), min_length=1)
+
+    @field_validator("thresholds")
+    @classmethod
+    def _percentages(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if any(not 1 <= t <= 1000 for t in value):
+            raise ValueError("each threshold is a percentage from 1 to 1000")
+        return tuple(sorted(set(value)))
+
+    @property
+    def id(self) -> str:
+        """The budget's name, or `<provider|all>-<currency>`."""
+        return self.name or f"{self.provider or 'all'}-{self.currency}"
+
+
+class Alerts(_Strict):
+    """Where alert events go: the NAME of the environment variable holding the webhook URL
+    (a URL often carries a token, so it is never written in this file)."""
+
+    webhook_url_env: EnvName
+
+
 class _CustomerEntry(_Strict):
     name: str = ""
     providers: _Providers
+    budgets: tuple[Budget, ...] = ()
+    alerts: Alerts | None = None
+
+    @model_validator(mode="after")
+    def _distinct_budgets(self) -> _CustomerEntry:
+        ids = [budget.id for budget in self.budgets]
+        if len(ids) != len(set(ids)):
+            raise ValueError("budgets: two budgets have the same name (or provider and currency)")
+        return self
 
 
 @dataclass(frozen=True)
@@ -188,6 +238,8 @@ class Customer:
     id: str
     name: str
     providers: dict[str, ProviderConfig]
+    budgets: tuple[Budget, ...] = ()
+    alerts: Alerts | None = None
 
 
 @dataclass
@@ -233,7 +285,13 @@ def parse_customers(document: Any, source: str) -> CustomerBook:
             book.invalid[customer_id] = problems
             continue
         providers = {k: v for k, v in parsed.providers if v is not None}
-        book.customers[customer_id] = Customer(customer_id, parsed.name or customer_id, providers)
+        book.customers[customer_id] = Customer(
+            customer_id,
+            parsed.name or customer_id,
+            providers,
+            budgets=parsed.budgets,
+            alerts=parsed.alerts,
+        )
     return book
 
 

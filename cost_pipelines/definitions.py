@@ -5,6 +5,7 @@ from __future__ import annotations
 from dagster import Definitions
 
 from cost_pipelines.assets import PROVIDER_SPECS, build_cost_assets
+from cost_pipelines.assets.analytics import analytics_automation_sensor, build_analytics_assets
 from cost_pipelines.assets.exchange_rates import (
     exchange_rates,
     exchange_rates_first_load,
@@ -17,15 +18,16 @@ from cost_pipelines.resources.clickhouse import ClickHouseResource
 from cost_pipelines.resources.customers import CustomersResource
 from cost_pipelines.resources.ecb import EcbRatesResource
 from cost_pipelines.schedules import build_collection_schedule, collection_job
+from cost_pipelines.sensors import alerts_sensor
 
 partitions = customer_partitions_from_env()
 
 defs = Definitions(
-    assets=[*build_cost_assets(partitions), exchange_rates],
+    assets=[*build_cost_assets(partitions), *build_analytics_assets(partitions), exchange_rates],
     asset_checks=FRESHNESS_CHECKS,
     jobs=[collection_job(partitions), freshness_job(), exchange_rates_job],
     schedules=[build_collection_schedule(), freshness_schedule(), exchange_rates_schedule],
-    sensors=[exchange_rates_first_load],
+    sensors=[exchange_rates_first_load, analytics_automation_sensor(), alerts_sensor()],
     resources={
         "warehouse": ClickHouseResource(),
         "customers": CustomersResource(),

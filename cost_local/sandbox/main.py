@@ -38,6 +38,9 @@ PORTS = {"aws": 5050, "azure": 5051, "gcp": 5052, "vultr": 5053, "ecb": 5054}
 HISTORY_DAYS = 400  # a year and a bit: enough for any window a run may ask for
 REFRESH_S = 30.0
 SEED = 7
+# The demo's spike is this many days before today: inside every provider's trailing window, so
+# the first collections of `make run` store it and `cost_anomalies` finds it.
+SPIKE_DAYS_AGO = 3
 log = logging.getLogger("cost-sandbox")
 
 
@@ -64,10 +67,15 @@ def _port(provider: str) -> int:
 
 
 def bills_until(today: date) -> list[GeneratedLine]:
-    """The demo customer's bills up to and including today (today's so far)."""
+    """The demo customer's bills up to and including today (today's so far), each account
+    spiking SPIKE_DAYS_AGO days ago."""
     start = today - timedelta(days=HISTORY_DAYS)
     return generate_bills(
-        list(demo.accounts().values()), start, today + timedelta(days=1), seed=SEED
+        list(demo.accounts().values()),
+        start,
+        today + timedelta(days=1),
+        seed=SEED,
+        spike_on=today - timedelta(days=SPIKE_DAYS_AGO),
     )
 
 

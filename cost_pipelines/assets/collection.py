@@ -31,6 +31,7 @@ from cost_pipelines.assets.checks import (
     conformance,
     reconciliation,
 )
+from cost_pipelines.assets.summary import window_summary
 from cost_pipelines.customers import (
     CollectionSettings,
     CustomerBook,
@@ -223,6 +224,7 @@ def collect(
             "api_requests": MetadataValue.int(fetched.api_requests),
             "lines_outside_window": MetadataValue.int(fetched.outside_window),
             "customer_id": MetadataValue.text(customer_id),
+            **window_summary(client, stored, totals),
         },
         check_results=[
             conformance(client, stored),

@@ -20,6 +20,10 @@ LOADS_TABLE = "cost_loads"
 CURRENT_VIEW = "costs_current"
 MIGRATIONS_TABLE = "schema_migrations"
 RATES_TABLE = "exchange_rates"
+ANALYTICS_RUNS_TABLE = "analytics_runs"
+ANOMALIES_TABLE = "cost_anomalies"
+FORECASTS_TABLE = "cost_forecasts"
+BUDGETS_TABLE = "budget_status"
 
 # Decimal(38, 12): 26 integer digits for totals, 12 fractional for unit prices like 0.0000001 USD.
 MONEY = "Decimal(38, 12)"
@@ -225,6 +229,88 @@ ORDER BY (base, currency, rate_date)
     ]
 
 
+def _analytics(ctx: DDLContext) -> list[str]:
+    """What the downstream assets compute per customer: anomalies, month-end forecasts and budget
+    status. Each materialization inserts its rows under a new run id, then its pointer in
+    `analytics_runs`; readers take the newest pointer's rows, so they never see half a result.
+    Small tables, whole on every node of a cluster (like the exchange rates)."""
+    common = "run_id String, computed_at DateTime64(6, 'UTC')"
+    return [
+        f"""
+CREATE TABLE IF NOT EXISTS {ANALYTICS_RUNS_TABLE}{ctx.on_cluster}
+(
+    customer_id LowCardinality(String),
+    asset       LowCardinality(String),
+    as_of       Date,
+    {common}
+)
+ENGINE = {ctx.everywhere("ReplacingMergeTree", ANALYTICS_RUNS_TABLE, "computed_at")}
+ORDER BY (customer_id, asset)
+""",
+        f"""
+CREATE TABLE IF NOT EXISTS {ANOMALIES_TABLE}{ctx.on_cluster}
+(
+    customer_id     LowCardinality(String),
+    provider        LowCardinality(String),
+    ServiceName     LowCardinality(String),
+    currency        LowCardinality(String),
+    day             Date,
+    actual          {MONEY},
+    expected        {MONEY},
+    lower           {MONEY},
+    upper           {MONEY},
+    deviation       {MONEY},
+    score           Float64,
+    estimated       Bool,
+    lines           UInt32,
+    top_resources   Array(Tuple(resource_id String, amount {MONEY})),
+    {common}
+)
+ENGINE = {ctx.everywhere("MergeTree", ANOMALIES_TABLE)}
+ORDER BY (customer_id, run_id, provider, day, ServiceName)
+""",
+        f"""
+CREATE TABLE IF NOT EXISTS {FORECASTS_TABLE}{ctx.on_cluster}
+(
+    customer_id     LowCardinality(String),
+    provider        LowCardinality(String),
+    currency        LowCardinality(String),
+    month           Date,
+    as_of           Date,
+    days_complete   UInt8,
+    days_in_month   UInt8,
+    actual_to_date  {MONEY},
+    forecast        {MONEY},
+    lower           {MONEY},
+    upper           {MONEY},
+    method          LowCardinality(String),
+    {common}
+)
+ENGINE = {ctx.everywhere("MergeTree", FORECASTS_TABLE)}
+ORDER BY (customer_id, run_id, provider, currency)
+""",
+        f"""
+CREATE TABLE IF NOT EXISTS {BUDGETS_TABLE}{ctx.on_cluster}
+(
+    customer_id         LowCardinality(String),
+    budget              String,
+    provider            LowCardinality(String),
+    currency            LowCardinality(String),
+    month               Date,
+    amount              {MONEY},
+    actual              {MONEY},
+    forecast            {MONEY},
+    thresholds          Array(UInt16),
+    crossed_actual      Array(UInt16),
+    crossed_forecast    Array(UInt16),
+    {common}
+)
+ENGINE = {ctx.everywhere("MergeTree", BUDGETS_TABLE)}
+ORDER BY (customer_id, run_id, budget)
+""",
+    ]
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "focus cost line items", _costs_table),
     Migration(
@@ -233,6 +319,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         _truthful_cost_columns,
     ),
     Migration(3, "exchange rates per day", _exchange_rates),
+    Migration(6, "anomalies, forecasts and budget status per customer", _analytics),
 )
 
 

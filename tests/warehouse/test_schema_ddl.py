@@ -51,6 +51,13 @@ def test_cluster_ddl_runs_on_the_cluster_with_replicated_engines() -> None:
         "'/clickhouse/tables/{database}/schema_migrations', '{replica}', applied_at)",
         "exchange_rates": "ReplicatedReplacingMergeTree("
         "'/clickhouse/tables/{database}/exchange_rates', '{replica}', loaded_at)",
+        # The analyses' results: small, per customer, whole on every node.
+        "analytics_runs": "ReplicatedReplacingMergeTree("
+        "'/clickhouse/tables/{database}/analytics_runs', '{replica}', computed_at)",
+        **{
+            table: f"ReplicatedMergeTree('/clickhouse/tables/{{database}}/{table}', '{{replica}}')"
+            for table in ("cost_anomalies", "cost_forecasts", "budget_status")
+        },
         # Sharded by customer: the rows per shard, replicated within it (server default path).
         "costs_local": "ReplicatedMergeTree",
         "cost_loads_local": "ReplicatedReplacingMergeTree(loaded_at)",
@@ -82,6 +89,10 @@ def test_one_server_has_no_local_or_distributed_tables() -> None:
         "cost_loads",
         "costs_current",
         "exchange_rates",
+        "analytics_runs",
+        "cost_anomalies",
+        "cost_forecasts",
+        "budget_status",
     }
     assert not any("Distributed" in s or "_local" in s for s in tables.values())
 
