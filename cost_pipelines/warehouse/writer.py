@@ -285,7 +285,11 @@ def _decimal_from_arrow(array: pa.Array) -> pa.Array | None:
             # Floats cannot carry exact costs; their shortest repr does (0.1 stays 0.1).
             array = pc.cast(array, pa.string())
         if _string_like(array):
-            array = pc.cast(_blank_to_null(array), _WIDE_DECIMAL)
+            text = _blank_to_null(array)
+            try:  # the usual case: no amount has more decimals than the stored 12
+                return pc.cast(text, _DECIMAL)
+            except _ARROW_ERRORS:
+                array = pc.cast(text, _WIDE_DECIMAL)
         if not pa.types.is_decimal(array.type):
             return None
         if array.type.scale > 12:
@@ -388,7 +392,8 @@ def _normalise(window: CostWindow, batch: Batch, offset: int = 0) -> dict[str, p
         ends, _ = _times(records["ChargePeriodEnd"], "ChargePeriodEnd", offset, required=True)
         out["ChargePeriodEnd"] = _to_seconds(ends)
     else:
-        out["ChargePeriodEnd"] = pa.array(start_s + np.timedelta64(1, "D"), _TIME)
+        a_day_later = start_s + np.timedelta64(1, "D")
+        out["ChargePeriodEnd"] = _to_seconds(pa.array(a_day_later, pa.timestamp("us", "UTC")))
     months = start_s.astype("datetime64[M]")
     defaults = {"BillingPeriodStart": months, "BillingPeriodEnd": months + 1}
     period_end_us: np.ndarray = (months + 1).astype("datetime64[us]").astype(np.int64)
@@ -486,8 +491,9 @@ class Stager:
         self.client, self.window, self.source, self.run_id = client, window, source, run_id
         self.load_id = uuid.uuid4()
         now = datetime.now(UTC)
-        # Milliseconds: the precision `collected_at` keeps, so a load's rows compare equal to it.
-        self.loaded_at = now.replace(microsecond=now.microsecond // 1000 * 1000)
+        # Milliseconds: the precision `collected_at` keeps, so a load's rows compare equal to it;
+        # rounded up, so the load is never dated before the write began.
+        self.loaded_at = now + timedelta(microseconds=-now.microsecond % 1000)
         self.rows_written = 0
         self._totals: dict[str, Decimal] = defaultdict(lambda: _ZERO)
         self._pool: ThreadPoolExecutor | None = None
