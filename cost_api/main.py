@@ -15,7 +15,7 @@ from cost_api.control.client import DagsterClient
 from cost_api.control.customers_file import CustomersFile
 from cost_api.control.redaction import Redactor
 from cost_api.errors import install_error_handlers
-from cost_api.routes import collection, collectors, costs, health, legacy
+from cost_api.routes import collection, collectors, costs, export, health, legacy
 from cost_api.settings import ApiSettings
 from cost_api.warehouse import close_clients
 from cost_pipelines.warehouse.connection import WarehouseSettings
@@ -53,6 +53,7 @@ def create_app() -> FastAPI:
     )
     install_error_handlers(app)
     app.include_router(costs.router)
+    app.include_router(export.router)
     app.include_router(legacy.router)
     app.include_router(collection.router)
     app.include_router(collectors.router)

@@ -302,7 +302,11 @@ def test_collectors_status_reports_the_schedule_state_and_next_tick(stack: Stack
     stopped = stack.api.get("/api/v2/collectors/status", headers=stack.headers()).json()
 
     schedules = {s["name"]: s for s in running["schedules"]}
-    assert set(schedules) == {"collect_costs_every_15_minutes", "check_freshness_every_15_minutes"}
+    assert set(schedules) == {
+        "collect_costs_every_15_minutes",
+        "check_freshness_every_15_minutes",
+        "collect_exchange_rates_daily",
+    }
     schedule = schedules["collect_costs_every_15_minutes"]
     assert (schedule["name"], schedule["cron"], schedule["running"]) == (
         "collect_costs_every_15_minutes",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import socket
@@ -13,8 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import pyarrow.parquet as pq
 import pytest
 
+from cost_pipelines.warehouse.connection import WarehouseSettings, create_client
 from tests.support.ports import free_ports
 from tests.support.processes import REPO_ROOT
 
@@ -28,6 +31,7 @@ PORT_VARIABLES = (
     "SANDBOX_AZURE_PORT",
     "SANDBOX_GCP_PORT",
     "SANDBOX_VULTR_PORT",
+    "SANDBOX_ECB_PORT",
 )
 
 
@@ -152,3 +156,30 @@ def test_sigterm_stops_every_process_and_frees_the_ports(tmp_path: Path) -> None
     for name, port in running.ports.items():
         with socket.socket() as probe:
             assert probe.connect_ex(("127.0.0.1", port)) != 0, f"{name} {port} still answers"
+
+
+def test_the_demo_gets_exchange_rates_at_once_and_exports_its_lines(stack: RunningStack) -> None:
+    password = (stack.data_dir / "warehouse-password").read_text().strip()
+    client = create_client(
+        WarehouseSettings(
+            warehouse_port=stack.ports["WAREHOUSE_PORT"], clickhouse_password=password
+        )
+    )
+    try:
+        deadline, days = time.monotonic() + 180, 0
+        while time.monotonic() < deadline and not days:
+            days = client.query("SELECT uniqExact(rate_date) FROM exchange_rates").result_rows[0][0]
+            time.sleep(2)
+    finally:
+        client.close()
+    assert days > 250, "the first-load sensor loaded the sandbox's full history"
+    headers = {"Authorization": f"Bearer {stack.demo_key()}"}
+    with httpx.Client(base_url=stack.api, headers=headers, timeout=60) as api:
+        total = api.get("/api/v2/costs/demo/vultr/total", params={"days": 60}).json()
+        answer = api.get(
+            "/api/v2/costs/demo/vultr/export", params={"days": 60, "format": "parquet"}
+        )
+    assert answer.status_code == 200
+    table = pq.read_table(io.BytesIO(answer.content))
+    assert table.num_rows == total["lines"] > 0
+    assert set(table.column("ProviderName").to_pylist()) == {"Vultr"}

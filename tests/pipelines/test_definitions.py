@@ -13,6 +13,9 @@ import pytest
 import cost_pipelines.definitions
 from cost_api.main import create_app
 from cost_pipelines.assets import PROVIDER_SPECS
+from cost_pipelines.assets.exchange_rates import FIRST_LOAD_SENSOR
+from cost_pipelines.assets.exchange_rates import JOB_NAME as RATES_JOB
+from cost_pipelines.assets.exchange_rates import SCHEDULE_NAME as RATES_SCHEDULE
 from cost_pipelines.customers import _Providers, load_customers
 from cost_pipelines.providers import PROVIDERS, ProviderKey
 from cost_pipelines.schedules import JOB_NAME, SCHEDULE_NAME
@@ -35,7 +38,23 @@ def test_the_code_location_loads_with_its_job_schedule_and_one_asset_per_provide
     assert defs.resolve_job_def(JOB_NAME)
     assert defs.resolve_schedule_def(SCHEDULE_NAME).job_name == JOB_NAME
     keys = {key.to_user_string() for key in defs.resolve_asset_graph().get_all_asset_keys()}
-    assert keys == {f"{provider}_costs" for provider in PROVIDERS}
+    assert keys == {f"{provider}_costs" for provider in PROVIDERS} | {"exchange_rates"}
+
+
+def test_the_exchange_rates_asset_has_its_own_job_daily_schedule_and_first_load_sensor(
+    definitions: ModuleType,
+) -> None:
+    defs = definitions.defs
+    schedule = defs.resolve_schedule_def(RATES_SCHEDULE)
+    assert (schedule.job_name, schedule.cron_schedule) == (RATES_JOB, "30 16 * * 1-5")
+    assert schedule.execution_timezone == "Europe/Berlin"
+    assert defs.resolve_sensor_def(FIRST_LOAD_SENSOR).job_name == RATES_JOB
+    rates = defs.resolve_assets_def("exchange_rates")
+    assert {"warehouse", "ecb"} <= rates.required_resource_keys
+    # Collecting costs never collects rates as a side effect, and the other way round.
+    assert "exchange_rates" not in {
+        k.to_user_string() for k in defs.resolve_job_def(JOB_NAME).asset_layer.selected_asset_keys
+    }
 
 
 def test_each_customer_of_the_customers_file_is_a_partition(definitions: ModuleType) -> None:
