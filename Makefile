@@ -51,8 +51,10 @@ hooks: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow" -q
 
+# Write path and reads against their baselines (engine bulk load, SQL, PostgreSQL 15); not in
+# `make test`. `make bench BENCH_ARGS=--quick` for the < 5 minute size.
 bench: $(STAMP)
-	$(BIN)/python -m benchmarks.insert_throughput
+	$(BIN)/python -m benchmarks.bench $(BENCH_ARGS)
 
 # Re-resolve the pinned set after changing dependencies in pyproject.toml.
 lock:
