@@ -1,8 +1,8 @@
 """PostgreSQL 15 as the benchmark's baseline: Debian's package, a throwaway cluster.
 
-`Postgres.start(dir)` installs the package if it is missing (apt-get, as root), runs initdb on a
-temporary directory (as the `postgres` user when we are root: initdb refuses root), starts the
-server on a free loopback port and stops it by the PID in postmaster.pid. `load_from` copies the
+`Postgres.start(dir)` installs the package if it is missing (apt-get, as root) and starts a
+throwaway cluster with `cost_local.postgres` (initdb as the `postgres` user when we are root, a
+free loopback port, stopped by the postmaster's PID). `load_from` copies the
 current cost lines of the given customers out of the warehouse (COPY), adds the covering index a
 competent user would add for these reads and runs VACUUM ANALYZE, so the aggregates are
 index-only scans. The queries give the same answers as the API's reads of the same name.
@@ -10,10 +10,7 @@ index-only scans. The queries give the same answers as the API's reads of the sa
 
 from __future__ import annotations
 
-import glob
 import os
-import pwd
-import signal
 import statistics
 import subprocess
 import time
@@ -25,8 +22,30 @@ from typing import Any
 import psycopg
 
 from benchmarks.api_latency import free_port
+from cost_local.postgres import (
+    PostgresServer,
+    PostgresUnavailable,
+    server_bin_dir,
+    start_postgres,
+    stop_postgres,
+)
 
 PG_VERSION = "15"
+SERVER_OPTIONS = "-c shared_buffers=256MB -c work_mem=64MB -c max_parallel_workers_per_gather=2"
+
+
+def install_if_missing() -> None:
+    """Debian's package when no server is installed and we may (root), as `make test` does."""
+    try:
+        server_bin_dir()
+    except PostgresUnavailable:
+        if os.geteuid() != 0:
+            raise
+        subprocess.run(["apt-get", "update"], check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            ["apt-get", "install", "-y", "postgresql"], check=True, stdout=subprocess.DEVNULL
+        )
+
 
 SCHEMA = """
 CREATE TABLE costs (
@@ -83,83 +102,28 @@ QUERIES = {name: text.replace("{scope}", _SCOPE) for name, text in QUERIES.items
 ALL_PROVIDERS = ["aws", "azure", "gcp", "vultr"]
 
 
-def _bin_dir() -> Path:
-    found = sorted(glob.glob(f"/usr/lib/postgresql/{PG_VERSION}/bin/initdb"))
-    if not found and os.geteuid() == 0:
-        subprocess.run(["apt-get", "update"], check=True, stdout=subprocess.DEVNULL)
-        subprocess.run(
-            ["apt-get", "install", "-y", "postgresql"], check=True, stdout=subprocess.DEVNULL
-        )
-        found = sorted(glob.glob(f"/usr/lib/postgresql/{PG_VERSION}/bin/initdb"))
-    if not found:
-        raise RuntimeError(
-            f"PostgreSQL {PG_VERSION} is not installed: apt-get install -y postgresql"
-        )
-    return Path(found[0]).parent
-
-
 @dataclass
 class Postgres:
-    data_dir: Path
-    port: int
-    bin_dir: Path
+    server: PostgresServer
 
     @classmethod
     def start(cls, directory: Path) -> Postgres:
-        bin_dir = _bin_dir()
-        directory.mkdir(parents=True, exist_ok=True)
-        data, sockets = directory / "data", directory / "sockets"
-        sockets.mkdir(exist_ok=True)
-        as_user: list[str] = []
-        if os.geteuid() == 0:  # initdb and postgres refuse to run as root
-            user = pwd.getpwnam("postgres")
-            for path in (directory, sockets):
-                os.chown(path, user.pw_uid, user.pw_gid)
-            os.chmod(directory.parent, 0o755)
-            as_user = ["runuser", "-u", "postgres", "--"]
-        subprocess.run(
-            [
-                *as_user,
-                str(bin_dir / "initdb"),
-                "-D",
-                str(data),
-                "-A",
-                "trust",
-                "-U",
-                "bench",
-                "-E",
-                "UTF8",
-                "--no-sync",
-            ],
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
-        port = free_port()
-        options = (
-            f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c fsync=off "
-            "-c shared_buffers=256MB -c work_mem=64MB -c max_parallel_workers_per_gather=2"
-        )
-        subprocess.run(
-            [
-                *as_user,
-                str(bin_dir / "pg_ctl"),
-                "-D",
-                str(data),
-                "-o",
-                options,
-                "-w",
-                "-l",
-                str(directory / "log"),
-                "start",
-            ],
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
-        return cls(data, port, bin_dir)
+        """Debian's PostgreSQL on a free loopback port (cost_local.postgres: initdb as the
+        `postgres` user when root), sized for the aggregates."""
+        install_if_missing()
+        # The run's temporary directory is 0700: let the `postgres` user pass through it.
+        directory.parent.chmod(0o711)
+        return cls(start_postgres(directory, free_port(), "bench", SERVER_OPTIONS))
 
     def connect(self) -> psycopg.Connection[Any]:
+        server = self.server
         return psycopg.connect(
-            host="127.0.0.1", port=self.port, user="bench", dbname="postgres", autocommit=True
+            host="127.0.0.1",
+            port=server.port,
+            user=server.user,
+            password=server.password,
+            dbname=server.database,
+            autocommit=True,
         )
 
     def load_from(self, client: Any, customers: list[str]) -> int:
@@ -212,20 +176,4 @@ class Postgres:
         return "\n".join(str(row[0]) for row in plan)
 
     def stop(self) -> None:
-        """Fast shutdown by the postmaster's PID (first line of postmaster.pid)."""
-        pid_file = self.data_dir / "postmaster.pid"
-        if not pid_file.exists():
-            return
-        pid = int(pid_file.read_text().split()[0])
-        try:
-            os.kill(pid, signal.SIGINT)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                return
-            time.sleep(0.1)
-        os.kill(pid, signal.SIGKILL)
+        stop_postgres(self.server)

@@ -101,8 +101,11 @@ def _run(args: list[str], ids: tuple[int, int] | None, **kwargs: object) -> None
     )
 
 
-def start_postgres(base: Path, port: int, database: str = "dagster") -> PostgresServer:
-    """initdb a cluster under `base`, start it on 127.0.0.1:port, create `database`."""
+def start_postgres(
+    base: Path, port: int, database: str = "dagster", server_options: str = ""
+) -> PostgresServer:
+    """initdb a cluster under `base`, start it on 127.0.0.1:port, create `database`.
+    `server_options` are extra `-c name=value` settings (the benchmark's memory sizes)."""
     bin_dir = server_bin_dir()
     ids = _demote()
     base.mkdir(parents=True, exist_ok=True)
@@ -137,6 +140,8 @@ def start_postgres(base: Path, port: int, database: str = "dagster") -> Postgres
     )
     password_file.unlink()
     options = f"-p {port} -k {socket_dir} -c listen_addresses=127.0.0.1 -c fsync=off"
+    if server_options:
+        options = f"{options} {server_options}"
     _run(
         [
             str(bin_dir / "pg_ctl"),
@@ -189,8 +194,10 @@ def stop_postgres(server: PostgresServer, timeout_s: float = STOP_TIMEOUT_S) -> 
 
 
 @contextlib.contextmanager
-def running_postgres(base: Path, port: int, database: str = "dagster") -> Iterator[PostgresServer]:
-    server = start_postgres(base, port, database)
+def running_postgres(
+    base: Path, port: int, database: str = "dagster", server_options: str = ""
+) -> Iterator[PostgresServer]:
+    server = start_postgres(base, port, database, server_options)
     try:
         yield server
     finally:
