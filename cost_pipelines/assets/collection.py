@@ -185,6 +185,7 @@ def _write(
     when every frame has been stored do the windows flip to the new loads, so a refused frame or
     an unknown account leaves every account as it was."""
     client = context.resources.warehouse.get_client()
+    cluster = context.resources.warehouse.settings().clickhouse_cluster
     stagers = {
         account: Stager(
             client,
@@ -222,7 +223,7 @@ def _write(
     for load in staged:
         # Nothing in the window any more for an account: its window is replaced by nothing.
         publish(client, load)
-        clean_up(client, load)
+        clean_up(client, load, cluster)
         written += load.rows_written
         for currency, amount in load.billed_by_currency.items():
             totals[currency] += amount

@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 from clickhouse_connect.driver.client import Client
 
 from cost_pipelines.providers import PROVIDERS
-from cost_pipelines.warehouse.schema import COSTS_TABLE, LOADS_TABLE
+from cost_pipelines.warehouse.schema import COSTS_TABLE, LOADS_TABLE, DDLContext
 
 MONEY_COLUMNS = ("BilledCost", "EffectiveCost", "ListCost", "ContractedCost", "PricingQuantity")
 # NULL when the source does not supply them: a read never presents BilledCost under another name.
@@ -599,20 +599,31 @@ def publish(client: Client, staged: StagedLoad) -> None:
     client.insert_arrow(LOADS_TABLE, pa.table(pointers))
 
 
-def clean_up(client: Client, staged: StagedLoad) -> None:
+def _delete_text(cluster: str | None) -> str:
+    """The clean-up's DELETE: on a cluster it runs on the local tables of every shard (a
+    Distributed table takes no DELETE); only identifiers vary, validated by DDLContext."""
+    ctx = DDLContext(cluster)
+    table = f"{ctx.local(COSTS_TABLE)}{ctx.on_cluster}"
+    return (
+        f"DELETE FROM {table} IN PARTITION {{partition:UInt32}} "  # noqa: S608 (identifiers only)
+        "WHERE customer_id = {customer_id:String} AND provider = {provider:String} "
+        "AND BillingAccountId = {account:String} "
+        "AND ChargePeriodStart >= {start:Date} AND ChargePeriodStart < {end:Date} "
+        "AND collected_at < {loaded_at:DateTime64(3, 'UTC')} AND load_id != {load_id:UUID}"
+    )
+
+
+def clean_up(client: Client, staged: StagedLoad, cluster: str | None = None) -> None:
     """Drop the window's rows of loads staged before this one (superseded or failed); readers
     already ignore them. Only older loads: a later load of the same window running at the same
     time keeps its rows. The delete runs in the background (a synchronous one waited ~6 s for the
     mutation scheduler), one per month partition the window touches so only those parts are
     rewritten."""
     window = staged.window
+    delete = _delete_text(cluster)
     for partition in sorted({day.year * 100 + day.month for day in window.days}):
         client.command(
-            "DELETE FROM costs IN PARTITION {partition:UInt32} "
-            "WHERE customer_id = {customer_id:String} AND provider = {provider:String} "
-            "AND BillingAccountId = {account:String} "
-            "AND ChargePeriodStart >= {start:Date} AND ChargePeriodStart < {end:Date} "
-            "AND collected_at < {loaded_at:DateTime64(3, 'UTC')} AND load_id != {load_id:UUID}",
+            delete,
             parameters={
                 "partition": partition,
                 "customer_id": window.customer_id,
@@ -635,6 +646,7 @@ def replace_window(
     *,
     source: str,
     run_id: str = "",
+    cluster: str | None = None,
 ) -> ReplaceResult:
     """Make `rows` the whole content of `window`. Rows absent from the set disappear; running it
     again with the same rows changes nothing a reader sees.
@@ -648,5 +660,5 @@ def replace_window(
     """
     staged = stage(client, window, rows, source=source, run_id=run_id)
     publish(client, staged)
-    clean_up(client, staged)
+    clean_up(client, staged, cluster)
     return ReplaceResult(window, staged.load_id, staged.rows_written, staged.billed_by_currency)

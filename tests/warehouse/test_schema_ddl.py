@@ -11,6 +11,7 @@ from cost_pipelines.warehouse.schema import (
     DDLContext,
     _migrations_table,
 )
+from cost_pipelines.warehouse.writer import _delete_text
 
 
 def all_statements(ctx: DDLContext) -> list[str]:
@@ -122,3 +123,15 @@ def test_on_a_cluster_every_query_waits_for_its_shard_and_reads_consistent_repli
         "select_sequential_consistency": 1,
     }
     assert client_settings(WarehouseSettings(clickhouse_cluster=None)) == {}
+
+
+def test_on_a_cluster_the_clean_up_deletes_from_every_shards_local_rows() -> None:
+    assert _delete_text(None).startswith("DELETE FROM costs IN PARTITION {partition:UInt32}")
+    on_cluster = _delete_text("finops")
+    assert on_cluster.startswith(
+        "DELETE FROM costs_local ON CLUSTER `finops` IN PARTITION {partition:UInt32}"
+    )
+    # The rest of the statement, and every value in it, is bound the same way.
+    assert on_cluster.split("WHERE", 1)[1] == _delete_text(None).split("WHERE", 1)[1]
+    with pytest.raises(ValueError, match="CLICKHOUSE_CLUSTER"):
+        _delete_text("x`; DROP TABLE costs")
