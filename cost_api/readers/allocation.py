@@ -1,6 +1,8 @@
 """AllocationReader: cost per tag value, the tag keys seen, and cost per billing account and
-sub-account. Like every cost read: one fixed SQL text per read over `costs_current(customer_id=
-...)` only, every value (the tag key, the cost column) bound server-side.
+sub-account. Like every cost read: two fixed SQL texts per read (native and converted, see
+readers/conversion.py) over `costs_current(customer_id=...)` and `exchange_rates` only, every
+value (the tag key, the cost column, the target currency) bound server-side. Each answer carries
+the completeness of its providers and, with `currency=`, the rates used.
 
 Tag keys. FOCUS Tags are key/value pairs as each provider writes them. AWS tag keys are case
 sensitive (`Team` and `team` are two cost allocation tags) and GCP label keys are lowercase by
@@ -16,8 +18,9 @@ from decimal import Decimal
 from typing import Any
 
 from cost_api.params import Period
-from cost_api.readers.cost_reader import CostReader
-from cost_api.readers.shaping import ZERO, percent
+from cost_api.readers import conversion
+from cost_api.readers.cost_reader import PERIOD_WHERE, TOTAL_SQL, CostReader
+from cost_api.readers.shaping import ZERO, percent, period_days
 from cost_api.schemas.allocation import (
     AccountCost,
     AccountCosts,
@@ -33,58 +36,52 @@ from cost_api.schemas.costs import CurrencyTotal, PeriodPublic
 
 # Untagged first (tagged = false), then values biggest first: LIMIT BY keeps the untagged bucket
 # and at least `limit` values; the window sums are over every bucket, so cut values are counted.
-BY_TAG_SQL = """
-SELECT BillingCurrency, tagged, value, sum(cost) AS amount, count() AS lines,
-       sum(amount) OVER (PARTITION BY BillingCurrency) AS currency_total,
-       sum(lines) OVER (PARTITION BY BillingCurrency) AS currency_lines,
-       count() OVER (PARTITION BY BillingCurrency) AS buckets
+BY_TAG_SQL = conversion.texts(
+    """
+SELECT currency, tagged, value, @MONEY(sum(amount))@ AS bucket_amount, count() AS lines,
+       sum(bucket_amount) OVER (PARTITION BY currency) AS currency_total,
+       sum(lines) OVER (PARTITION BY currency) AS currency_lines,
+       count() OVER (PARTITION BY currency) AS buckets
 FROM (
-    SELECT BillingCurrency, {metric:Identifier} AS cost,
+    SELECT currency, amount,
            if(provider = 'azure', {folded_key:String}, {key:String}) AS wanted,
            mapContains(Tags, wanted) AS tagged, if(tagged, Tags[wanted], '') AS value
-    FROM costs_current(customer_id = {customer_id:String})
-    WHERE provider IN {providers:Array(String)}
-      AND ChargePeriodStart >= {start:DateTime('UTC')} AND ChargePeriodStart < {end:DateTime('UTC')}
+    FROM @LINES@
 )
-GROUP BY BillingCurrency, tagged, value
-ORDER BY BillingCurrency, tagged, amount DESC, value
-LIMIT {limit_with_untagged:UInt32} BY BillingCurrency
-"""
+GROUP BY currency, tagged, value
+ORDER BY currency, tagged, bucket_amount DESC, value
+LIMIT {limit_with_untagged:UInt32} BY currency
+""",
+    PERIOD_WHERE,
+)
 
-TAG_KEYS_SQL = """
-SELECT key, BillingCurrency, sum(cost), count()
+TAG_KEYS_SQL = conversion.texts(
+    """
+SELECT key, currency, @MONEY(sum(amount))@, count()
 FROM (
-    SELECT arrayJoin(mapKeys(Tags)) AS key, BillingCurrency, {metric:Identifier} AS cost
-    FROM costs_current(customer_id = {customer_id:String})
-    WHERE provider IN {providers:Array(String)}
-      AND ChargePeriodStart >= {start:DateTime('UTC')} AND ChargePeriodStart < {end:DateTime('UTC')}
+    SELECT arrayJoin(mapKeys(Tags)) AS key, currency, amount
+    FROM @LINES@
 )
-GROUP BY key, BillingCurrency
-"""
-
-TOTALS_SQL = """
-SELECT BillingCurrency, sum({metric:Identifier}), count()
-FROM costs_current(customer_id = {customer_id:String})
-WHERE provider IN {providers:Array(String)}
-  AND ChargePeriodStart >= {start:DateTime('UTC')} AND ChargePeriodStart < {end:DateTime('UTC')}
-GROUP BY BillingCurrency
-ORDER BY BillingCurrency
-"""
+GROUP BY key, currency
+""",
+    PERIOD_WHERE,
+)
 
 # A name can change (an account renamed) or be missing on some lines (a source without names
 # beside one with them): the newest non-empty one is shown.
-BY_ACCOUNT_SQL = """
-SELECT provider, BillingAccountId, SubAccountId, BillingCurrency,
+BY_ACCOUNT_SQL = conversion.texts(
+    """
+SELECT provider, BillingAccountId, SubAccountId, currency,
        argMaxIf(BillingAccountName, ChargePeriodStart, BillingAccountName != ''),
        maxIf(ChargePeriodStart, BillingAccountName != ''),
        argMaxIf(SubAccountName, ChargePeriodStart, SubAccountName != ''),
        maxIf(ChargePeriodStart, SubAccountName != ''),
-       sum({metric:Identifier}), count()
-FROM costs_current(customer_id = {customer_id:String})
-WHERE provider IN {providers:Array(String)}
-  AND ChargePeriodStart >= {start:DateTime('UTC')} AND ChargePeriodStart < {end:DateTime('UTC')}
-GROUP BY provider, BillingAccountId, SubAccountId, BillingCurrency
-"""
+       @MONEY(sum(amount))@, count()
+FROM @LINES@
+GROUP BY provider, BillingAccountId, SubAccountId, currency
+""",
+    PERIOD_WHERE,
+)
 
 
 def _totals(rows: Any) -> tuple[dict[str, Decimal], list[CurrencyTotal]]:
@@ -99,10 +96,12 @@ class AllocationReader(CostReader):
         """Cost per value of `key` and the untagged bucket, per currency; the values past
         `limit` summed per currency."""
         self.require_metric(period)
-        rows = self.rows(
-            BY_TAG_SQL,
+        bound, converted = self._converted(
+            PERIOD_WHERE,
+            period,
             self._bind(period, key=key, folded_key=key.lower(), limit_with_untagged=limit + 1),
         )
+        rows = self.rows(BY_TAG_SQL[converted is not None], bound)
         data: list[TagValueCost] = []
         shown: dict[str, list[TagValueCost]] = defaultdict(list)
         totals: dict[str, tuple[Decimal, int, int]] = {}
@@ -146,14 +145,17 @@ class AllocationReader(CostReader):
             ],
             data=data,
             other_values=others,
+            completeness=self.data_state(period).completeness(period_days(period)),
+            conversion=converted,
         )
 
     def get_tag_keys(self, period: Period, *, limit: int) -> TagKeys:
         """The `limit` tag keys carried by the most lines, with their cost per currency."""
         self.require_metric(period)
-        amounts, totals = _totals(self.rows(TOTALS_SQL, self._bind(period)))
+        values, converted = self._converted(PERIOD_WHERE, period, self._bind(period))
+        amounts, totals = _totals(self.rows(TOTAL_SQL[converted is not None], values))
         per_key: dict[str, list[TagKeyCurrency]] = defaultdict(list)
-        for key, currency, amount, lines in self.rows(TAG_KEYS_SQL, self._bind(period)):
+        for key, currency, amount, lines in self.rows(TAG_KEYS_SQL[converted is not None], values):
             per_key[key].append(
                 TagKeyCurrency(
                     currency=currency,
@@ -177,12 +179,15 @@ class AllocationReader(CostReader):
             lines=sum(t.lines for t in totals),
             totals=totals,
             data=keys[:limit],
+            completeness=self.data_state(period).completeness(period_days(period)),
+            conversion=converted,
         )
 
     def get_cost_by_account(self, period: Period) -> AccountCosts:
         """Cost per billing account, with its sub-accounts, per currency."""
         self.require_metric(period)
-        rows = self.rows(BY_ACCOUNT_SQL, self._bind(period))
+        values, converted = self._converted(PERIOD_WHERE, period, self._bind(period))
+        rows = self.rows(BY_ACCOUNT_SQL[converted is not None], values)
         currency_totals: dict[str, Decimal] = defaultdict(lambda: ZERO)
         currency_lines: dict[str, int] = defaultdict(int)
         accounts: dict[tuple[str, str, str], list[Any]] = defaultdict(list)
@@ -233,4 +238,6 @@ class AllocationReader(CostReader):
                 for c in sorted(currency_totals)
             ],
             data=data,
+            completeness=self.data_state(period).completeness(period_days(period)),
+            conversion=converted,
         )

@@ -6,10 +6,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
-from cost_api.dependencies import WarehouseDep
+from cost_api.dependencies import CheckCacheDep, WarehouseDep
 from cost_api.errors import COST_READS
 from cost_api.params import MAX_LIMIT, CostQueryDep, PeriodDep
 from cost_api.readers.allocation import AllocationReader
+from cost_api.readers.conversion import ConversionRequest
+from cost_api.routes.costs import conversion_request, with_checks
 from cost_api.schemas.allocation import AccountCosts, TagCosts, TagKeys
 
 router = APIRouter(
@@ -24,10 +26,22 @@ TAG_SOURCES = (
     "(resource labels over project labels). Vultr's billing API has no tags and Cost Explorer "
     "lines carry none: their cost is always untagged."
 )
+# What every allocation read adds: conversion on request and completeness, like the cost reads.
+CONVERSION = (
+    " With `currency=XXX` every line is converted into XXX at its charge day's reference rate "
+    "(see `conversion`; a day without a usable rate is a 422 on `currency`), so the answer has "
+    "one currency; without it, amounts stay per billing currency. `completeness` states, per "
+    "provider, its last complete day, when it was collected, its estimated and open days of the "
+    "period and whether its asset checks passed."
+)
 
 
-def allocation_reader(query: CostQueryDep, warehouse: WarehouseDep) -> AllocationReader:
-    return AllocationReader(warehouse, query)
+def allocation_reader(
+    query: CostQueryDep,
+    warehouse: WarehouseDep,
+    convert: Annotated[ConversionRequest | None, Depends(conversion_request)],
+) -> AllocationReader:
+    return AllocationReader(warehouse, query, convert)
 
 
 ReaderDep = Annotated[AllocationReader, Depends(allocation_reader)]
@@ -51,11 +65,12 @@ KeyLimit = Annotated[
     description=TAG_SOURCES
     + " Keys match exactly (AWS keys are case sensitive, GCP label keys lowercase), except on "
     "Azure lines, whose tag names are case-insensitive: they are stored lowercase and the key is "
-    "lowercased to match them. Values are as the provider wrote them.",
+    "lowercased to match them. Values are as the provider wrote them." + CONVERSION,
 )
-def get_cost_by_tag(
+async def get_cost_by_tag(
     reader: ReaderDep,
     period: PeriodDep,
+    cache: CheckCacheDep,
     key: Annotated[
         str,
         Query(
@@ -67,16 +82,20 @@ def get_cost_by_tag(
     ],
     limit: ValueLimit = 100,
 ) -> TagCosts:
-    return reader.get_cost_by_tag(period, key, limit=limit)
+    return await with_checks(
+        lambda: reader.get_cost_by_tag(period, key, limit=limit), reader, cache
+    )
 
 
 @router.get(
     "/tag-keys",
     summary="The tag keys the period's lines carry, with their lines and cost",
-    description=TAG_SOURCES,
+    description=TAG_SOURCES + CONVERSION,
 )
-def get_tag_keys(reader: ReaderDep, period: PeriodDep, limit: KeyLimit = 100) -> TagKeys:
-    return reader.get_tag_keys(period, limit=limit)
+async def get_tag_keys(
+    reader: ReaderDep, period: PeriodDep, cache: CheckCacheDep, limit: KeyLimit = 100
+) -> TagKeys:
+    return await with_checks(lambda: reader.get_tag_keys(period, limit=limit), reader, cache)
 
 
 @router.get(
@@ -85,7 +104,9 @@ def get_tag_keys(reader: ReaderDep, period: PeriodDep, limit: KeyLimit = 100) ->
     description="Billing accounts: AWS payer, Azure billing account, GCP billing account, Vultr "
     "account; sub-accounts: AWS linked account, Azure subscription, GCP project, Vultr account. "
     "Shares are of each currency's net total for the period (credits and refunds with their "
-    "sign), so they add up to 100 per currency.",
+    "sign), so they add up to 100 per currency." + CONVERSION,
 )
-def get_cost_by_account(reader: ReaderDep, period: PeriodDep) -> AccountCosts:
-    return reader.get_cost_by_account(period)
+async def get_cost_by_account(
+    reader: ReaderDep, period: PeriodDep, cache: CheckCacheDep
+) -> AccountCosts:
+    return await with_checks(lambda: reader.get_cost_by_account(period), reader, cache)

@@ -1,11 +1,20 @@
 """What clients of the allocation reads see: cost per tag value, the tag keys to choose from, and
-cost per billing account and sub-account. Amounts are exact decimals sent as JSON strings."""
+cost per billing account and sub-account. Amounts are exact decimals sent as JSON strings, per
+billing currency, or all in the one currency asked for (`conversion` says how)."""
 
 from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from cost_api.schemas.costs import CostScope, CurrencyTotal, Money, Percent, PeriodPublic
+from cost_api.schemas.costs import (
+    Conversion,
+    CostScope,
+    CurrencyTotal,
+    Money,
+    Percent,
+    PeriodPublic,
+    ProviderCompleteness,
+)
 
 SHARE_DENOMINATOR = (
     "Of this currency's net total for the period: every line of the answer's providers, credits "
@@ -49,6 +58,8 @@ class TagCosts(CostScope):
     other_values: list[OtherValues] = Field(
         description="Per currency, the values past `limit` summed (absent when none were cut)"
     )
+    completeness: list[ProviderCompleteness]
+    conversion: Conversion | None = Field(description="null: amounts in billing currency")
 
 
 class TagKeyCurrency(BaseModel):
@@ -76,6 +87,8 @@ class TagKeys(CostScope):
     lines: int = Field(description="Every line of the period, tagged or not")
     totals: list[CurrencyTotal]
     data: list[TagKeySeen]
+    completeness: list[ProviderCompleteness]
+    conversion: Conversion | None = Field(description="null: amounts in billing currency")
 
 
 class SubAccountCost(BaseModel):
@@ -114,3 +127,5 @@ class AccountCosts(CostScope):
     period: PeriodPublic
     totals: list[CurrencyTotal] = Field(description="Each currency's net total: the denominator")
     data: list[AccountCost] = Field(description="Per currency, biggest account first")
+    completeness: list[ProviderCompleteness]
+    conversion: Conversion | None = Field(description="null: amounts in billing currency")

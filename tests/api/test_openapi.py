@@ -27,7 +27,8 @@ def test_the_openapi_document_is_valid_openapi_3(api: Api) -> None:
 
 def test_every_cost_read_documents_its_parameters_and_errors(api: Api) -> None:
     paths = api.client.get("/openapi.json").json()["paths"]
-    for endpoint in ("metrics", "latest", "trends", "by-resource", "by-type", "total"):
+    reads = ("metrics", "latest", "trends", "by-resource", "by-type", "total")
+    for endpoint in (*reads, "by-tag", "tag-keys", "by-account"):
         operation = paths[f"{V2}/{endpoint}"]["get"]
         assert {"200", "401", "403", "422", "503"} <= operation["responses"].keys()
         names = {p["name"] for p in operation["parameters"]}
