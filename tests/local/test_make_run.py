@@ -11,12 +11,14 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pyarrow.parquet as pq
 import pytest
 
+from cost_pipelines.providers import PROVIDERS
 from cost_pipelines.warehouse.connection import WarehouseSettings, create_client
 from tests.support.ports import free_ports
 from tests.support.processes import REPO_ROOT
@@ -217,3 +219,32 @@ def test_the_demo_allocates_by_tag_and_by_account(stack: RunningStack) -> None:
             for s in a["sub_accounts"]
         }
         assert {("azure", "demo-prod"), ("gcp", "demo web"), ("vultr", "demo vultr")} <= names
+
+
+def test_latest_for_all_on_the_demo_names_one_day_per_provider(stack: RunningStack) -> None:
+    headers = {"Authorization": f"Bearer {stack.demo_key()}"}
+    with httpx.Client(base_url=stack.api, headers=headers, timeout=60) as api:
+        answer = api.post(
+            "/api/v2/costs/trigger-collection",
+            json={"customer_id": "demo", "providers": list(PROVIDERS)},
+        )
+        assert answer.status_code == 202, answer.text
+        deadline = time.monotonic() + 420
+        for task in answer.json()["tasks"]:
+            status: dict[str, object] = {}
+            while time.monotonic() < deadline:
+                status = api.get(f"/api/v2/costs/collection-status/{task['task_id']}").json()
+                if status["status"] in ("success", "failure", "canceled"):
+                    break
+                time.sleep(1)
+            assert status["status"] == "success", status
+        latest = api.get("/api/v2/costs/demo/all/latest").json()
+        entries = {entry["provider"]: entry for entry in latest["providers"]}
+        assert sorted(entries) == sorted(PROVIDERS), latest
+        for provider, entry in entries.items():
+            # Each provider's own newest complete day, the same as its own latest answers.
+            alone = api.get(f"/api/v2/costs/demo/{provider}/latest").json()
+            [own] = alone["providers"]
+            assert (entry["day"], entry["complete"]) == (own["day"], own["complete"])
+            assert entry["day"] <= str(datetime.now(UTC).date())
+            assert entry["totals"], f"{provider}: a day with cost"
