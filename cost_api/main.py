@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
 import uvicorn
@@ -15,6 +16,7 @@ from cost_api.control.client import DagsterClient
 from cost_api.control.customers_file import CustomersFile
 from cost_api.control.redaction import Redactor
 from cost_api.errors import install_error_handlers
+from cost_api.limits import BodyLimit, RateLimiter
 from cost_api.routes import collection, collectors, costs, health, legacy
 from cost_api.settings import ApiSettings
 from cost_api.warehouse import close_clients
@@ -37,9 +39,15 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         redact=customers.redact if customers else Redactor.from_environment(),
     )
     app.state.trigger_locks = {}
+    app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
+    app.state.warehouse_pool = ThreadPoolExecutor(
+        settings.warehouse_concurrency, thread_name_prefix="warehouse"
+    )
     try:
         yield
     finally:
+        # Reads still hung on a frozen warehouse end at the client's socket timeout: not awaited.
+        app.state.warehouse_pool.shutdown(wait=False, cancel_futures=True)
         await app.state.dagster.aclose()
         close_clients()  # clickhouse-connect: close clients when shutting down
 
@@ -52,6 +60,7 @@ def create_app() -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    app.add_middleware(BodyLimit)
     app.include_router(costs.router)
     app.include_router(legacy.router)
     app.include_router(collection.router)

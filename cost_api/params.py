@@ -74,6 +74,14 @@ class Period:
         return datetime.combine(self.end, datetime.min.time(), UTC)
 
 
+def check_day(name: str, value: date | None, location: str = "query") -> None:
+    """The one date range rule of reads and triggers: a day the warehouse's time type holds."""
+    if value is not None and not EARLIEST <= value <= LATEST:
+        raise InvalidParameter(
+            name, f"date must be between {EARLIEST} and {LATEST}", str(value), location
+        )
+
+
 def today_utc() -> date:
     return datetime.now(UTC).date()
 
@@ -85,9 +93,8 @@ def resolve_period(days: int | None, start: date | None, end: date | None, max_d
     through today, or `days` days from `start`. `end` only: the `days` days before `end`.
     Both dates: exactly [start, end), and `days` must not be given too. At most `max_days`.
     """
-    for name, value in (("start", start), ("end", end)):
-        if value is not None and not EARLIEST <= value <= LATEST:
-            raise invalid(name, f"date must be between {EARLIEST} and {LATEST}", str(value))
+    check_day("start", start)
+    check_day("end", end)
     tomorrow = today_utc() + timedelta(days=1)
     first: date
     after: date
@@ -109,6 +116,8 @@ def resolve_period(days: int | None, start: date | None, end: date | None, max_d
         raise invalid("start", f"the period may span at most {max_days} days", str(first))
     if first < EARLIEST:
         raise invalid("end", f"the period would start before {EARLIEST}", str(after))
+    if after > LATEST:
+        raise invalid("days", f"the period would end after {LATEST}", days)
     return Period(first, after)
 
 
