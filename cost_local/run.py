@@ -9,14 +9,16 @@ started, newest first. To add a service, start one more Component in `start`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import socket
 import sys
 from pathlib import Path
 
-from cost_api.auth import add_key
+from cost_api.auth import add_key, hash_key, read_keys, revoke_key
 from cost_local.dagster_dev import STOP_TIMEOUT_S, dagster_command, write_dagster_home
+from cost_local.sandbox.demo import CUSTOMER_ID as DEMO_CUSTOMER
 from cost_local.sandbox.demo import ENV_FILE_NAME as SANDBOX_ENV_FILE
 from cost_local.sandbox.demo import read_environment_file
 from cost_local.supervisor import Component, Supervisor, http_ok, supervise
@@ -24,6 +26,7 @@ from cost_pipelines.warehouse.connection import WarehouseSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
+DEMO_KEY_NAME = "demo"
 STATUS_FILE_NAME = "stack-status.json"  # the supervisor's view, for the API's /health
 
 
@@ -47,6 +50,22 @@ def _ensure_free(name: str, port: int) -> None:
             )
 
 
+def make_private(data_dir: Path) -> None:
+    """DATA_DIR for this user only: the warehouse parts open without its password and the Dagster
+    run database is plain SQLite. The umask makes everything created from now on (by us and the
+    processes we start) 0700/0600; what an older start left is tightened once."""
+    os.umask(0o077)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.chmod(0o700)
+    for root, dirs, files in os.walk(data_dir):
+        for names, mode in ((dirs, 0o700), (files, 0o600)):
+            for name in names:
+                path = os.path.join(root, name)
+                if not os.path.islink(path):
+                    with contextlib.suppress(OSError):  # gone meanwhile
+                        os.chmod(path, mode)
+
+
 def _warehouse_password(data_dir: Path) -> str:
     """A password for the local warehouse, made once: other local users of the machine cannot
     query it (or read files through it) without access to DATA_DIR."""
@@ -57,12 +76,19 @@ def _warehouse_password(data_dir: Path) -> str:
     return path.read_text().strip()
 
 
-def _demo_key(data_dir: Path, keys_file: Path) -> str:
-    """The demo key: created once (only its hash goes in the keys file), shown at every start."""
+def demo_key(data_dir: Path, keys_file: Path) -> str:
+    """The demo key, for the sandbox's demo customer only: created once (only its hash goes in
+    the keys file), shown at every start. A key of an older DATA_DIR that reads more than the
+    demo customer is revoked and replaced."""
     token_file = data_dir / "demo-api-key"
-    if token_file.exists() and keys_file.exists():
-        return token_file.read_text().strip()
-    token = add_key(keys_file, "demo", ["*"])
+    demo = [key for key in read_keys(keys_file) if key.name == DEMO_KEY_NAME]
+    scoped = [key for key in demo if key.customers == {DEMO_CUSTOMER}]
+    if token_file.exists() and scoped and len(scoped) == len(demo):
+        token = token_file.read_text().strip()
+        if any(key.sha256 == hash_key(token) for key in scoped):
+            return token
+    revoke_key(keys_file, DEMO_KEY_NAME)
+    token = add_key(keys_file, DEMO_KEY_NAME, [DEMO_CUSTOMER])
     token_file.write_text(token + "\n")
     token_file.chmod(0o600)
     return token
@@ -78,7 +104,7 @@ def start(stack: Supervisor) -> None:
     for name, port in ports.items():
         if embedded or name != "WAREHOUSE_PORT":
             _ensure_free(name, port)
-    data_dir.mkdir(parents=True, exist_ok=True)
+    make_private(data_dir)
     stack.status_file = data_dir / STATUS_FILE_NAME
     env = dict(os.environ)
     env.update({name: str(port) for name, port in ports.items()})
@@ -94,7 +120,8 @@ def start(stack: Supervisor) -> None:
         stack.start(Component("warehouse", warehouse, env, http_ok(ping)))
     stack.run_once("cost-migrate", [str(BIN / "cost-migrate")], env)
 
-    if "CUSTOMERS_FILE" not in env:
+    sandboxed = "CUSTOMERS_FILE" not in env
+    if sandboxed:
         customers_file = data_dir / "customers.yaml"
         customers_file.unlink(missing_ok=True)
         stack.start(
@@ -105,7 +132,8 @@ def start(stack: Supervisor) -> None:
         env["CUSTOMERS_FILE"] = str(customers_file)
 
     keys_file = Path(env.setdefault("API_KEYS_FILE", str(data_dir / "api_keys.yaml")))
-    token = _demo_key(data_dir, keys_file)
+    # A demo key only beside the demo customer: with real customers, keys are made on purpose.
+    token = demo_key(data_dir, keys_file) if sandboxed else None
 
     dagster_home = data_dir / "dagster"
     write_dagster_home(dagster_home)
@@ -126,6 +154,7 @@ def start(stack: Supervisor) -> None:
     )
 
     api_url = f"http://127.0.0.1:{ports['API_PORT']}"
+    env.setdefault("PUBLIC_BASE_URL", api_url)
     api = [str(BIN / "cost-api"), "--port", str(ports["API_PORT"])]
     stack.start(Component("api", api, env, http_ok(f"{api_url}/openapi.json"), ROOT))
 
@@ -135,14 +164,19 @@ def start(stack: Supervisor) -> None:
         if embedded
         else WarehouseSettings().describe()
     )
+    key_lines = (
+        f"  Demo API key {token}   (reads the demo customer only)\n"
+        f'  Try: curl -H "Authorization: Bearer {token}" {api_url}/api/v2/costs/demo/all/total'
+        if token
+        else f"  API keys     cost-keys --file {keys_file} add NAME --customer CUSTOMER_ID"
+    )
     print(
         f"""
 make run: the system is up (data in {data_dir})
-  Dagster UI   {dagster_url}
+  Dagster UI   {dagster_url}   (no authentication: loopback only)
   API          {api_url}   (docs: {api_url}/docs)
   Warehouse    {warehouse_line}
-  Demo API key {token}
-  Try: curl -H "Authorization: Bearer {token}" {api_url}/api/v2/costs/demo/all/total
+{key_lines}
 A component that exits is restarted; Ctrl-C stops everything.""",
         flush=True,
     )

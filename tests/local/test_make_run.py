@@ -152,3 +152,41 @@ def test_sigterm_stops_every_process_and_frees_the_ports(tmp_path: Path) -> None
     for name, port in running.ports.items():
         with socket.socket() as probe:
             assert probe.connect_ex(("127.0.0.1", port)) != 0, f"{name} {port} still answers"
+
+
+def test_the_demo_key_reads_the_demo_customer_only(stack: RunningStack) -> None:
+    headers = {"Authorization": f"Bearer {stack.demo_key()}"}
+    other = httpx.get(f"{stack.api}/api/v2/costs/acme/all/total", headers=headers, timeout=30)
+    assert other.status_code == 403, other.text
+
+
+def test_data_dir_is_for_this_user_only(stack: RunningStack) -> None:
+    opened = []
+    for root, dirs, files in os.walk(stack.data_dir):
+        for name in [*dirs, *files]:
+            path = Path(root) / name
+            if not path.is_symlink() and path.stat().st_mode & 0o077:
+                opened.append(f"{oct(path.stat().st_mode & 0o777)} {path}")
+    assert stack.data_dir.stat().st_mode & 0o777 == 0o700
+    assert opened == []
+
+
+def listening_addresses() -> dict[int, set[str]]:
+    """Port -> addresses listening on it, from /proc/net/tcp and tcp6."""
+    found: dict[int, set[str]] = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            if state != "0A":  # LISTEN
+                continue
+            address, port = local.split(":")
+            found.setdefault(int(port, 16), set()).add(address)
+    return found
+
+
+def test_every_service_listens_on_loopback_only(stack: RunningStack) -> None:
+    loopback = {"0100007F", "00000000000000000000000001000000"}  # 127.0.0.1, ::1
+    listening = listening_addresses()
+    for name, port in stack.ports.items():
+        assert listening.get(port), f"{name} {port} is not listening"
+        assert listening[port] <= loopback, f"{name} listens on {listening[port]}"
