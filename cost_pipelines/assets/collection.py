@@ -11,6 +11,7 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 import pandas as pd
+from clickhouse_connect.driver.exceptions import OperationalError
 from dagster import (
     AssetExecutionContext,
     AssetKey,
@@ -19,6 +20,7 @@ from dagster import (
     Failure,
     MaterializeResult,
     MetadataValue,
+    RetryRequested,
     StaticPartitionsDefinition,
     asset,
 )
@@ -47,6 +49,10 @@ from cost_pipelines.warehouse.writer import (
 
 GROUP = "costs"
 OWNERS = ["team:finops"]
+# A run whose warehouse is unreachable is retried this often, this long apart (about the time
+# `make run` needs to restart a crashed warehouse, with room to spare).
+WAREHOUSE_RETRIES = 5
+WAREHOUSE_RETRY_WAIT_S = 15.0
 MAX_WINDOW_DAYS = 400
 _DATE = r"^\d{4}-\d{2}-\d{2}$"
 
@@ -249,6 +255,14 @@ def build_cost_asset(
     )
     # Unsubscripted: Dagster reads this annotation and knows only the plain MaterializeResult.
     def _cost_asset(context: AssetExecutionContext, config: CollectionConfig) -> MaterializeResult:  # type: ignore[type-arg]
-        return collect(context, spec, config)
+        try:
+            return collect(context, spec, config)
+        except OperationalError as exc:
+            # The warehouse is unreachable (stopped, restarting): a later attempt writes the
+            # window; nothing was replaced, so retrying is safe.
+            context.log.warning(f"warehouse unavailable ({type(exc).__name__}): retrying")
+            raise RetryRequested(
+                max_retries=WAREHOUSE_RETRIES, seconds_to_wait=WAREHOUSE_RETRY_WAIT_S
+            ) from exc
 
     return _cost_asset
