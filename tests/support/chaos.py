@@ -36,7 +36,7 @@ class Fault:
 @dataclass
 class Chaos:
     url: str = ""
-    victim: str = ""  # the Authorization header value whose requests get the faults
+    victim: str = ""  # requests whose Authorization header or path contain this get the faults
     faults: list[Fault] = field(default_factory=list)
     applied: list[str] = field(default_factory=list)
 
@@ -69,7 +69,7 @@ def _handler(chaos: Chaos, upstream: str) -> type[BaseHTTPRequestHandler]:
             pass
 
         def _fault(self) -> Fault | None:
-            if self.headers.get("Authorization") != chaos.victim:
+            if chaos.victim not in (self.headers.get("Authorization") or "") + self.path:
                 return None
             with lock:
                 for fault in chaos.faults:
