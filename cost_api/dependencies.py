@@ -49,7 +49,8 @@ async def get_warehouse(request: Request) -> Client:
     reads run on the warehouse pool and give up at READ_DEADLINE_S. It never migrates the schema."""
     settings: WarehouseSettings = request.app.state.warehouse_settings
     api: ApiSettings = request.app.state.settings
-    budget = begin_reads(request.app.state.warehouse_pool, api.read_deadline_s)
+    arrived = getattr(request.state, "arrived", None)  # set by the RequestClock middleware
+    budget = begin_reads(request.app.state.warehouse_pool, api.read_deadline_s, arrived)
     client = cached_client(settings)
     if client is None:  # connecting asks the server its version: on the pool, not the loop
         client = await budget.run(lambda: api_client(settings))

@@ -12,6 +12,19 @@ from dataclasses import dataclass
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
+class RequestClock:
+    """ASGI middleware: notes when a request arrived (`request.state.arrived`, monotonic), so a
+    read's deadline counts from there, waiting for a thread included."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            scope.setdefault("state", {})["arrived"] = time.monotonic()
+        await self.app(scope, receive, send)
+
+
 class BodyLimit:
     """ASGI middleware: a body above the app's `max_body_bytes` setting is refused with 413, by
     its Content-Length when it has one, else as soon as the bytes received pass the limit (never

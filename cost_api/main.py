@@ -16,7 +16,7 @@ from cost_api.control.client import DagsterClient
 from cost_api.control.customers_file import CustomersFile
 from cost_api.control.redaction import Redactor
 from cost_api.errors import install_error_handlers
-from cost_api.limits import BodyLimit, RateLimiter
+from cost_api.limits import BodyLimit, RateLimiter, RequestClock
 from cost_api.routes import collection, collectors, costs, health, legacy
 from cost_api.settings import ApiSettings
 from cost_api.warehouse import close_clients
@@ -61,6 +61,7 @@ def create_app() -> FastAPI:
     )
     install_error_handlers(app)
     app.add_middleware(BodyLimit)
+    app.add_middleware(RequestClock)  # outermost: the clock starts before anything else
     app.include_router(costs.router)
     app.include_router(legacy.router)
     app.include_router(collection.router)

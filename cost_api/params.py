@@ -134,7 +134,7 @@ def parse_day(name: str, text: str | None) -> date | None:
 DAY_FORMAT = {"pattern": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$", "max_length": 10}
 
 
-def period(
+async def period(
     settings: SettingsDep,
     days: Annotated[
         int | None,
@@ -194,7 +194,7 @@ def reject_unknown_query(request: Request) -> None:
         raise invalid(unknown[0], "unknown query parameter", request.query_params[unknown[0]])
 
 
-def cost_query(
+async def cost_query(
     request: Request,
     customer_id: CustomerIdDep,
     provider: Annotated[

@@ -68,10 +68,12 @@ class ReadBudget:
 _budget: ContextVar[ReadBudget | None] = ContextVar("read_budget", default=None)
 
 
-def begin_reads(pool: ThreadPoolExecutor, seconds: float) -> ReadBudget:
-    """Start this request's read deadline (called by the warehouse dependency, on the request's
-    own context, so the route's reads see it)."""
-    budget = ReadBudget(pool, seconds, time.monotonic() + seconds)
+def begin_reads(
+    pool: ThreadPoolExecutor, seconds: float, arrived: float | None = None
+) -> ReadBudget:
+    """Start this request's read deadline, counted from its arrival (monotonic) when known
+    (called by the warehouse dependency, on the request's own context, so its reads see it)."""
+    budget = ReadBudget(pool, seconds, (arrived or time.monotonic()) + seconds)
     _budget.set(budget)
     return budget
 
