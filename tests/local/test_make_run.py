@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -190,3 +191,26 @@ def test_every_service_listens_on_loopback_only(stack: RunningStack) -> None:
     for name, port in stack.ports.items():
         assert listening.get(port), f"{name} {port} is not listening"
         assert listening[port] <= loopback, f"{name} listens on {listening[port]}"
+
+
+def test_a_killed_dagster_is_restarted_while_cost_reads_keep_serving(stack: RunningStack) -> None:
+    headers = {"Authorization": f"Bearer {stack.demo_key()}"}
+    status_file = stack.data_dir / "stack-status.json"
+    before = json.loads(status_file.read_text())["dagster"]
+    os.killpg(before["pid"], signal.SIGKILL)  # Dagster and everything it started, at once
+    read = httpx.get(f"{stack.api}/api/v2/costs/demo/all/total", headers=headers, timeout=60)
+    assert read.status_code == 200, read.text
+    deadline = time.monotonic() + 600
+    health: dict[str, object] = {}
+    while time.monotonic() < deadline:
+        answer = httpx.get(f"{stack.api}/health", timeout=30)
+        health = answer.json()
+        processes = health.get("processes") or {}
+        dagster = processes.get("dagster", {})  # type: ignore[union-attr]
+        if dagster.get("state") == "up" and dagster.get("restarts") == 1:
+            break
+        time.sleep(2)
+    assert health["dagster"]["status"] == "up", health  # type: ignore[index]
+    assert health["processes"]["dagster"]["restarts"] == 1, health  # type: ignore[index]
+    assert "dagster exited with code" in stack.log()
+    assert stack.process.poll() is None, "make run went on"
