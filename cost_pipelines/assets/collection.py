@@ -207,6 +207,11 @@ def collect(
             fetched = spec.fetch(window, config, session)
     except CollectionFailure as exc:
         raise Failure(str(exc)) from None
+    except KeyError as exc:  # an answer without a field the provider documents as always there
+        raise Failure(
+            f"{spec.title} answered without the required field {exc.args[0]!r}: nothing was "
+            "written; the window keeps its previous data"
+        ) from exc
     if fetched.window is not None:
         if not window.start <= fetched.window.start < fetched.window.end <= window.end:
             raise Failure(f"{spec.title} answered for {fetched.window}, outside {window}")

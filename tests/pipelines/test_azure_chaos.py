@@ -46,7 +46,9 @@ CASES = {
     "slower-than-the-timeout": Case([Fault("slow", seconds=2.5)], "ReadTimeout"),
     "truncated-body": Case([Fault("truncate")], "RemoteProtocolError"),
     "unknown-extra-field": Case([Fault("add_field", name="x_new_azure_field")], None),
-    "missing-required-field": Case([Fault("drop_field", name="columns")], "columns"),
+    "missing-required-field": Case(
+        [Fault("drop_field", name="columns")], "answered without the required field 'columns'"
+    ),
 }
 
 

@@ -43,7 +43,9 @@ CASES = {
     "slower-than-the-timeout": Case([Fault("slow", seconds=2.5)], "ReadTimeout"),
     "truncated-body": Case([Fault("truncate")], "RemoteProtocolError"),
     "unknown-extra-field": Case([Fault("add_field", name="x_new_vultr_field")], None),
-    "missing-required-field": Case([Fault("drop_field", name="total")], "total"),
+    "missing-required-field": Case(
+        [Fault("drop_field", name="total")], "answered without the required field 'total'"
+    ),
 }
 
 
