@@ -11,6 +11,7 @@ from fastapi import Depends, HTTPException, Path, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from cost_api.auth import ApiKey, KeyRing
+from cost_api.control.check_cache import CheckCache
 from cost_api.control.client import DagsterClient
 from cost_api.control.customers_file import CustomersFile
 from cost_api.errors import ServiceUnavailable
@@ -65,6 +66,11 @@ async def get_keyring(request: Request) -> KeyRing:
 async def get_dagster(request: Request) -> DagsterClient:
     dagster: DagsterClient = request.app.state.dagster
     return dagster
+
+
+async def get_check_cache(request: Request) -> CheckCache:
+    cache: CheckCache = request.app.state.check_cache
+    return cache
 
 
 async def get_customer_book(request: Request) -> CustomerBook:
@@ -142,4 +148,5 @@ WarehouseDep = Annotated[Client, Depends(get_warehouse)]
 CurrentKeyDep = Annotated[ApiKey, Depends(current_key)]
 CustomerIdDep = Annotated[str, Depends(readable_customer)]
 DagsterDep = Annotated[DagsterClient, Depends(get_dagster)]
+CheckCacheDep = Annotated[CheckCache, Depends(get_check_cache)]
 CustomersDep = Annotated[CustomerBook, Depends(get_customer_book)]

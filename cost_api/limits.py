@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+DEFAULT_MAX_BODY_BYTES = 65536
+
 
 class RequestClock:
     """ASGI middleware: notes when a request arrived (`request.state.arrived`, monotonic), so a
@@ -37,7 +39,8 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit: int = scope["app"].state.settings.max_body_bytes
+        settings = getattr(scope["app"].state, "settings", None)  # None before the lifespan
+        limit: int = settings.max_body_bytes if settings else DEFAULT_MAX_BODY_BYTES
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > limit):
             await _too_large(send, limit)

@@ -12,12 +12,22 @@ import uvicorn
 from fastapi import FastAPI
 
 from cost_api.auth import KeyRing
+from cost_api.control.check_cache import CheckCache
 from cost_api.control.client import DagsterClient
 from cost_api.control.customers_file import CustomersFile
 from cost_api.control.redaction import Redactor
 from cost_api.errors import install_error_handlers
 from cost_api.limits import BodyLimit, RateLimiter, RequestClock
-from cost_api.routes import collection, collectors, costs, health, legacy
+from cost_api.routes import (
+    allocation,
+    analytics,
+    collection,
+    collectors,
+    costs,
+    export,
+    health,
+    legacy,
+)
 from cost_api.settings import ApiSettings
 from cost_api.warehouse import close_clients
 from cost_pipelines.warehouse.connection import WarehouseSettings
@@ -37,6 +47,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.dagster_location_name,
         timeout_s=settings.dagster_timeout_s,
         redact=customers.redact if customers else Redactor.from_environment(),
+    )
+    app.state.check_cache = CheckCache(
+        app.state.dagster,
+        ttl_s=settings.cost_api_checks_ttl_s,
+        timeout_s=settings.cost_api_checks_timeout_s,
     )
     app.state.trigger_locks = {}
     app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
@@ -63,6 +78,9 @@ def create_app() -> FastAPI:
     app.add_middleware(BodyLimit)
     app.add_middleware(RequestClock)  # outermost: the clock starts before anything else
     app.include_router(costs.router)
+    app.include_router(analytics.router)
+    app.include_router(allocation.router)
+    app.include_router(export.router)
     app.include_router(legacy.router)
     app.include_router(collection.router)
     app.include_router(collectors.router)

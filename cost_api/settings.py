@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from cost_api.limits import DEFAULT_MAX_BODY_BYTES
 
 
 class ApiSettings(BaseSettings):
@@ -45,7 +48,9 @@ class ApiSettings(BaseSettings):
         "hung warehouse never starves the other routes (WAREHOUSE_CONCURRENCY)",
     )
     max_body_bytes: int = Field(
-        default=65536, ge=1, description="Larger request bodies get 413 (MAX_BODY_BYTES)"
+        default=DEFAULT_MAX_BODY_BYTES,
+        ge=1,
+        description="Larger request bodies get 413 (MAX_BODY_BYTES)",
     )
     rate_limit_per_minute: int = Field(
         default=1200,
@@ -60,4 +65,31 @@ class ApiSettings(BaseSettings):
         default=None,
         description="Where `make run`'s supervisor writes each component's state and restarts; "
         "/health shows it (STACK_STATUS_FILE, set by make run)",
+    )
+    cost_api_rate_basis: Literal["day", "month"] = Field(
+        default="day",
+        description="COST_API_RATE_BASIS: convert each charge day at the newest rate published "
+        "on or before it (day), or at the mean of its month's published rates (month)",
+    )
+    cost_api_rate_max_age_days: int = Field(
+        default=7,
+        ge=0,
+        le=31,
+        description="COST_API_RATE_MAX_AGE_DAYS: basis=day uses a rate at most this many days "
+        "older than the charge day (ECB: none on weekends and holidays, at most 4 days apart)",
+    )
+    cost_api_rate_base: str = Field(
+        default="EUR",
+        pattern=r"^[A-Z]{3}$",
+        description="COST_API_RATE_BASE: the currency exchange_rates are quoted against",
+    )
+    cost_api_checks_ttl_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="COST_API_CHECKS_TTL_S: how long cost reads reuse Dagster's check results",
+    )
+    cost_api_checks_timeout_s: float = Field(
+        default=0.5,
+        gt=0,
+        description="COST_API_CHECKS_TIMEOUT_S: how long a cost read waits for them at most",
     )

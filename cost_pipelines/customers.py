@@ -7,11 +7,22 @@ import os
 import re
 from dataclasses import dataclass, field
 from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from cost_pipelines.providers import ProviderKey
 
 CUSTOMERS_FILE_ENV = "CUSTOMERS_FILE"
 # The one rule for customer ids, in the customers file and in every API path, query and body:
@@ -120,11 +131,18 @@ class AzureConfig(RestProviderConfig):
     # your current billing period ends", with "uncommon circumstances where it may take longer
     # than 72 hours" (understand-cost-mgt-data): the whole open month is re-collected, and the
     # previous one until the 10th (five days of margin past the 5th). Quotas are per tenant; a
-    # run costs 5 queries per calendar month of the window plus 2 (see assets/azure.py).
+    # run costs 5 queries per calendar month of the window plus 2, plus one per month and
+    # configured tag name (see assets/azure.py).
     min_poll_interval: Duration = timedelta(hours=4)
     trailing_days: int = Field(default=5, ge=1, le=400)
     month_close_days: int = Field(default=10, ge=0, le=31)
     month_to_date: bool = True
+    tag_keys: tuple[Annotated[str, Field(min_length=1, max_length=512)], ...] = Field(
+        default=(),
+        max_length=20,
+        description="Tag names collected into Tags (one query per name and period: the Query "
+        "API groups by one named tag at a time); case-insensitive, stored lowercase",
+    )
 
 
 class GcpConfig(RestProviderConfig):
@@ -169,9 +187,48 @@ class _Providers(_Strict):
     vultr: VultrConfig | None = None
 
 
+class Budget(_Strict):
+    """A monthly budget in one currency, over all of the customer's providers or one of them;
+    `thresholds` are the percentages of it that raise an alert when reached."""
+
+    name: str = Field(default="", pattern=r"^[A-Za-z0-9_.\-]{0,64}$")
+    amount: Decimal = Field(gt=0, max_digits=30, decimal_places=12)
+    currency: str = Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code of the bills")
+    provider: ProviderKey | None = Field(default=None, description="Unset: all providers")
+    thresholds: tuple[int, ...] = Field(default=(50, 80, 100), min_length=1)
+
+    @field_validator("thresholds")
+    @classmethod
+    def _percentages(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if any(not 1 <= t <= 1000 for t in value):
+            raise ValueError("each threshold is a percentage from 1 to 1000")
+        return tuple(sorted(set(value)))
+
+    @property
+    def id(self) -> str:
+        """The budget's name, or `<provider|all>-<currency>`."""
+        return self.name or f"{self.provider or 'all'}-{self.currency}"
+
+
+class Alerts(_Strict):
+    """Where alert events go: the NAME of the environment variable holding the webhook URL
+    (a URL often carries a token, so it is never written in this file)."""
+
+    webhook_url_env: EnvName
+
+
 class _CustomerEntry(_Strict):
     name: str = ""
     providers: _Providers
+    budgets: tuple[Budget, ...] = ()
+    alerts: Alerts | None = None
+
+    @model_validator(mode="after")
+    def _distinct_budgets(self) -> _CustomerEntry:
+        ids = [budget.id for budget in self.budgets]
+        if len(ids) != len(set(ids)):
+            raise ValueError("budgets: two budgets have the same name (or provider and currency)")
+        return self
 
 
 @dataclass(frozen=True)
@@ -181,6 +238,8 @@ class Customer:
     id: str
     name: str
     providers: dict[str, ProviderConfig]
+    budgets: tuple[Budget, ...] = ()
+    alerts: Alerts | None = None
 
 
 @dataclass
@@ -226,7 +285,13 @@ def parse_customers(document: Any, source: str) -> CustomerBook:
             book.invalid[customer_id] = problems
             continue
         providers = {k: v for k, v in parsed.providers if v is not None}
-        book.customers[customer_id] = Customer(customer_id, parsed.name or customer_id, providers)
+        book.customers[customer_id] = Customer(
+            customer_id,
+            parsed.name or customer_id,
+            providers,
+            budgets=parsed.budgets,
+            alerts=parsed.alerts,
+        )
     return book
 
 

@@ -3,7 +3,9 @@ one for a pair already queued or running, and never let one customer's trouble s
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+import re
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -39,6 +41,10 @@ if TYPE_CHECKING:  # what define_asset_job returns; Dagster does not export the 
 JOB_NAME = "collect_costs"
 SCHEDULE_NAME = "collect_costs_every_15_minutes"
 CRON = "*/15 * * * *"
+# Deployments may tick more or less often (and a test every minute); pairs stay rate-limited by
+# their own poll interval whatever the tick.
+CRON_ENV = "COLLECTION_SCHEDULE_CRON"
+_CRON_FIELD = re.compile(r"[0-9A-Za-z*/,\-]+")
 MAX_ERRORS_SHOWN = 5  # a skip reason is one line in the UI; every error is logged anyway
 IN_FLIGHT_STATUSES = [DagsterRunStatus(name) for name in IN_FLIGHT]
 # After a failure (bad credentials, a provider outage) a pair waits 15 min, then 30, 60, ... but
@@ -167,16 +173,28 @@ def collection_job(partitions: PartitionsDefinition) -> UnresolvedAssetJobDefini
     )
 
 
-def build_collection_schedule() -> ScheduleDefinition:
+def collection_cron(environ: Mapping[str, str] = os.environ) -> str:
+    """The tick's cron expression: `COLLECTION_SCHEDULE_CRON`, else every 15 minutes."""
+    cron = environ.get(CRON_ENV, "").strip() or CRON
+    fields = cron.split()
+    if len(fields) != 5 or not all(_CRON_FIELD.fullmatch(f) for f in fields):
+        raise ValueError(
+            f"{CRON_ENV}={cron!r} is not a cron expression of five fields (e.g. {CRON!r})"
+        )
+    return cron
+
+
+def build_collection_schedule(cron: str | None = None) -> ScheduleDefinition:
     """The schedule over the `collect_costs` job, running by default."""
 
     @schedule(
         name=SCHEDULE_NAME,
-        cron_schedule=CRON,
+        cron_schedule=cron or collection_cron(),
         execution_timezone="UTC",
         default_status=DefaultScheduleStatus.RUNNING,
         job_name=JOB_NAME,
-        description="Every 15 minutes, collect each customer/provider pair whose minimum poll "
+        description="Every 15 minutes (or COLLECTION_SCHEDULE_CRON), collect each "
+        "customer/provider pair whose minimum poll "
         "interval has passed since its last successful collection; after failures a pair waits "
         "15 min, doubling per consecutive failure, at most its poll interval",
     )

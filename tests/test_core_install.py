@@ -101,5 +101,8 @@ def test_a_venv_without_the_local_extra_loads_the_code_location_and_the_api(
     )
     assert result.returncode == 0, result.stderr
     assets, paths = result.stdout.splitlines()
-    assert assets == "['aws_costs', 'azure_costs', 'gcp_costs', 'vultr_costs']"
+    assert assets == (
+        "['aws_costs', 'azure_costs', 'budget_status', 'cost_anomalies', 'cost_forecast', "
+        "'exchange_rates', 'gcp_costs', 'vultr_costs']"
+    )
     assert int(paths) > 10

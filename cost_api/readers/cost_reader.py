@@ -1,23 +1,41 @@
 """CostReader: every cost read the API serves, one method and one fixed SQL text per read.
 
-Every query reads only `costs_current(customer_id=...)` (and, for the collection time,
-`cost_loads` rows of that customer). Values, including the chosen cost column, are bound
-server-side; the SQL text never varies with the request.
+Every query reads only `costs_current(customer_id=...)`, `cost_loads` rows of that customer
+(collection times) and `exchange_rates` (conversion). Values, including the chosen cost column,
+are bound server-side; each read has two fixed SQL texts (native and converted), the request only
+chooses between them.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
 from cost_api.errors import MetricUnavailable
-from cost_api.params import CostMetric, CostQuery, Period, provider_members
-from cost_api.readers import shaping
+from cost_api.params import (
+    EARLIEST,
+    CostMetric,
+    CostQuery,
+    Period,
+    provider_members,
+    today_utc,
+)
+from cost_api.readers import conversion, shaping, trends
 from cost_api.readers.clickhouse_reader import ClickHouseReader
+from cost_api.readers.completeness import (
+    DAY_STATE_SQL,
+    LOADS_VERSION_SQL,
+    LOOKBACK_DAYS,
+    STATES,
+    DataState,
+)
+from cost_api.readers.conversion import ConversionRequest
 from cost_api.readers.cursor import encode_cursor
+from cost_api.readers.trends import Grain
 from cost_api.schemas.costs import (
+    Conversion,
     CostLine,
     CostLinesPage,
     CostTrends,
@@ -51,29 +69,38 @@ WHERE provider IN {providers:Array(String)}
   AND ChargePeriodStart >= {start:DateTime('UTC')} AND ChargePeriodStart < {end:DateTime('UTC')}
 """
 
-LATEST_SQL = """
-WITH
-    (SELECT max(toDate(ChargePeriodStart)) FROM costs_current(customer_id = {customer_id:String})
-     WHERE provider IN {providers:Array(String)}) AS latest_day,
-    (SELECT max(loaded_at) FROM cost_loads
-     WHERE customer_id = {customer_id:String} AND provider IN {providers:Array(String)}
-       AND charge_date = latest_day) AS collected_at
-SELECT latest_day, collected_at, ServiceName, ResourceId, BillingCurrency,
-       sum({metric:Identifier}) AS amount, count() AS lines
-FROM costs_current(customer_id = {customer_id:String})
-WHERE provider IN {providers:Array(String)} AND toDate(ChargePeriodStart) = latest_day
-GROUP BY ServiceName, ResourceId, BillingCurrency
-ORDER BY BillingCurrency, amount DESC, ServiceName, ResourceId
-"""
+# The lines of the request's providers in its period (aggregated reads); `latest` narrows them to
+# each provider's own day: $picked_days[i] for the i-th of its providers.
+PERIOD_WHERE = """provider IN {providers:Array(String)}
+      AND ChargePeriodStart >= {start:DateTime('UTC')}
+      AND ChargePeriodStart < {end:DateTime('UTC')}"""
+LATEST_WHERE = (
+    PERIOD_WHERE
+    + """
+      AND toDate(ChargePeriodStart)
+          = arrayElement({picked_days:Array(Date)}, indexOf({providers:Array(String)}, provider))"""
+)
 
-DAILY_SQL = """
-SELECT toDate(ChargePeriodStart) AS day, BillingCurrency, sum({metric:Identifier})
-FROM costs_current(customer_id = {customer_id:String})
-WHERE provider IN {providers:Array(String)}
-  AND ChargePeriodStart >= {start:DateTime('UTC')} AND ChargePeriodStart < {end:DateTime('UTC')}
-GROUP BY day, BillingCurrency
-ORDER BY day, BillingCurrency
-"""
+LATEST_SQL = conversion.texts(
+    """
+SELECT provider, ServiceName, ResourceId, currency, @MONEY(sum(amount))@ AS day_amount,
+       count() AS day_lines
+FROM @LINES@
+GROUP BY provider, ServiceName, ResourceId, currency
+ORDER BY provider, currency, day_amount DESC, ServiceName, ResourceId
+""",
+    LATEST_WHERE,
+)
+
+DAILY_SQL = conversion.texts(
+    """
+SELECT toDate(ChargePeriodStart) AS day, currency, @MONEY(sum(amount))@
+FROM @LINES@
+GROUP BY day, currency
+ORDER BY day, currency
+""",
+    PERIOD_WHERE,
+)
 
 # Only for a trend over a period without cost: the currencies to state its zeros in.
 CURRENCIES_SQL = """
@@ -84,20 +111,27 @@ ORDER BY BillingCurrency
 """
 
 # Cost without a resource is grouped per service (its own explicit row), so it is never shown
-# under whichever service name happened to be the largest string.
-BY_RESOURCE_SQL = """
-SELECT provider, ResourceId, BillingCurrency, max(ResourceName),
+# under whichever service name happened to be the largest string. Per row: net, the sum of its
+# positive lines (gross) and of its negative ones (credits); per currency the same over every row
+# before LIMIT, so the shares (gross / currency gross) of all rows add up to 100.
+BY_RESOURCE_SQL = conversion.texts(
+    """
+SELECT provider, ResourceId, currency, max(ResourceName),
        if(ResourceId = '', unattributed_service, max(ServiceName)),
-       sum({metric:Identifier}) AS amount,
-       sum(amount) OVER (PARTITION BY BillingCurrency) AS currency_total
-FROM costs_current(customer_id = {customer_id:String})
-WHERE provider IN {providers:Array(String)}
-  AND ChargePeriodStart >= {start:DateTime('UTC')} AND ChargePeriodStart < {end:DateTime('UTC')}
+       @MONEY(sum(amount))@ AS net,
+       @MONEY(sumIf(amount, amount > 0))@ AS gross,
+       @MONEY(sumIf(amount, amount < 0))@ AS credits,
+       sum(net) OVER (PARTITION BY currency),
+       sum(gross) OVER (PARTITION BY currency),
+       sum(credits) OVER (PARTITION BY currency)
+FROM @LINES@
 GROUP BY provider, ResourceId, if(ResourceId = '', ServiceName, '') AS unattributed_service,
-         BillingCurrency
-ORDER BY BillingCurrency, amount DESC, provider, ResourceId, unattributed_service
-LIMIT {limit:UInt32} BY BillingCurrency
-"""
+         currency
+ORDER BY currency, net DESC, provider, ResourceId, unattributed_service
+LIMIT {limit:UInt32} BY currency
+""",
+    PERIOD_WHERE,
+)
 
 # Which sources of the requested costs lack the chosen cost column (NULL) in the period.
 UNAVAILABLE_SQL = """
@@ -110,30 +144,46 @@ GROUP BY provider, source
 ORDER BY provider, source
 """
 
-BY_TYPE_SQL = """
-SELECT BillingCurrency, ServiceCategory, ServiceName, sum({metric:Identifier})
-FROM costs_current(customer_id = {customer_id:String})
-WHERE provider IN {providers:Array(String)}
-  AND ChargePeriodStart >= {start:DateTime('UTC')} AND ChargePeriodStart < {end:DateTime('UTC')}
-GROUP BY BillingCurrency, ServiceCategory, ServiceName
-"""
+BY_TYPE_SQL = conversion.texts(
+    """
+SELECT currency, ServiceCategory, ServiceName, @MONEY(sum(amount))@
+FROM @LINES@
+GROUP BY currency, ServiceCategory, ServiceName
+""",
+    PERIOD_WHERE,
+)
 
-TOTAL_SQL = """
-SELECT BillingCurrency, sum({metric:Identifier}), count()
-FROM costs_current(customer_id = {customer_id:String})
-WHERE provider IN {providers:Array(String)}
-  AND ChargePeriodStart >= {start:DateTime('UTC')} AND ChargePeriodStart < {end:DateTime('UTC')}
-GROUP BY BillingCurrency
-ORDER BY BillingCurrency
-"""
+TOTAL_SQL = conversion.texts(
+    """
+SELECT currency, @MONEY(sum(amount))@, count()
+FROM @LINES@
+GROUP BY currency
+ORDER BY currency
+""",
+    PERIOD_WHERE,
+)
+
+RATES_CHECK_SQL = {
+    PERIOD_WHERE: conversion.rates_check_text(PERIOD_WHERE),
+    LATEST_WHERE: conversion.rates_check_text(LATEST_WHERE),
+}
 
 
 class CostReader(ClickHouseReader):
-    """The costs of one customer and provider (or all), in the chosen FOCUS cost column."""
+    """The costs of one customer and provider (or all), in the chosen FOCUS cost column, in
+    billing currency or converted into one currency."""
 
-    def __init__(self, client: Client, query: CostQuery) -> None:
+    def __init__(
+        self,
+        client: Client,
+        query: CostQuery,
+        convert: ConversionRequest | None = None,
+        today: date | None = None,
+    ) -> None:
         super().__init__(client)
         self.query = query
+        self.convert = convert
+        self.today = today or today_utc()
 
     def _scope(self) -> dict[str, Any]:
         return {
@@ -154,6 +204,47 @@ class CostReader(ClickHouseReader):
             values["start"] = period.start_time.replace(tzinfo=None)
             values["end"] = period.end_time.replace(tzinfo=None)
         return values
+
+    def _converted(
+        self, where: str, period: Period, values: dict[str, Any]
+    ) -> tuple[dict[str, Any], Conversion | None]:
+        """The values of a read with its conversion's, and the rates it will use (422 naming
+        `currency` when a charge day has no usable rate)."""
+        if self.convert is None:
+            return values, None
+        values = {**values, **self.convert.bind(period.start, period.end)}
+        return values, self.convert.conversion(self.rows(RATES_CHECK_SQL[where], values))
+
+    def data_state(self, period: Period | None = None) -> DataState:
+        """Each provider's collected days, with cost and estimates from LOOKBACK_DAYS ago (or
+        the period's start) on."""
+        lo = self.today - timedelta(days=LOOKBACK_DAYS)
+        hi = self.today + timedelta(days=1)
+        if period is not None:
+            lo, hi = min(lo, period.start), max(hi, period.end)
+        return self._state(Period(lo, hi), self._bind())
+
+    def _state(self, span: Period, values: dict[str, Any]) -> DataState:
+        """The day states, reused from STATES while no load of these providers happened."""
+        [(newest_load, pointers)] = self.rows(LOADS_VERSION_SQL, values)
+        key = (
+            values["customer_id"],
+            tuple(values["providers"]),
+            span,
+            self.today,
+            newest_load,
+            pointers,
+        )
+        state = STATES.get(key)
+        if state is None:
+            bound = {
+                **values,
+                "lo": span.start_time.replace(tzinfo=None),
+                "hi": span.end_time.replace(tzinfo=None),
+            }
+            state = DataState.of(self.rows(DAY_STATE_SQL, bound), self.today)
+            STATES.put(key, state)
+        return state.copy()
 
     def get_cost_metrics(self, period: Period, *, limit: int, offset: int) -> CostLinesPage:
         """One page of the period's stored lines, newest day first, biggest first within a day."""
@@ -185,35 +276,59 @@ class CostReader(ClickHouseReader):
             )
 
     def get_latest_costs(self) -> LatestCosts:
-        """The most recent day with data, by service and resource, and when it was collected."""
-        rows = self.rows(LATEST_SQL, self._bind())
-        if rows:
-            day = rows[0][0]
-            self.require_metric(Period(day, day + timedelta(days=1)))
-        return shaping.latest(self._scope(), rows)
+        """Per provider its own newest complete day with cost, by service and resource, and when
+        it was collected; a provider whose newer days are still open says so."""
+        state = self.data_state()
+        picks = shaping.latest_days(state)
+        stale = [p for p in state.providers if p not in picks]
+        if stale:  # collected, but cost only before the lookback: read their whole history
+            whole = Period(EARLIEST, self.today + timedelta(days=1))
+            older = self._state(whole, {**self._bind(), "providers": stale})
+            picks.update(shaping.latest_days(older))
+            state.providers.update(older.providers)
+        if not picks:
+            return shaping.latest(self._scope(), state, {}, [], None)
+        providers = sorted(picks)
+        days = [picks[p].day for p in providers]
+        span = Period(min(days), max(days) + timedelta(days=1))
+        self.require_metric(span)
+        values = self._bind(span, providers=providers, picked_days=days)
+        values, converted = self._converted(LATEST_WHERE, span, values)
+        rows = self.rows(LATEST_SQL[converted is not None], values)
+        return shaping.latest(self._scope(), state, picks, rows, converted)
 
-    def get_cost_trends(self, period: Period, group_by: shaping.Grain) -> CostTrends:
+    def get_cost_trends(self, period: Period, group_by: Grain) -> CostTrends:
         """Cost per day, ISO week or month bucket, zero-filled, per currency; a period without
         cost is zero in each currency the customer has for the provider in any period."""
         self.require_metric(period)
-        rows = self.rows(DAILY_SQL, self._bind(period))
-        currencies = [] if rows else [row[0] for row in self.rows(CURRENCIES_SQL, self._bind())]
-        return shaping.trends(self._scope(), period, group_by, rows, currencies)
+        values, converted = self._converted(PERIOD_WHERE, period, self._bind(period))
+        rows = self.rows(DAILY_SQL[converted is not None], values)
+        if converted is not None:
+            currencies = [converted.currency]
+        elif rows:
+            currencies = []
+        else:
+            currencies = [row[0] for row in self.rows(CURRENCIES_SQL, self._bind())]
+        state = self.data_state(period)
+        return trends.trends(self._scope(), period, group_by, rows, currencies, state, converted)
 
     def get_cost_by_resource(self, period: Period, *, limit: int) -> ResourceCosts:
         """The `limit` most expensive resources of each currency, with their share."""
         self.require_metric(period)
-        rows = self.rows(BY_RESOURCE_SQL, self._bind(period, limit=limit))
-        return shaping.by_resource(self._scope(), period, rows)
+        values, converted = self._converted(PERIOD_WHERE, period, self._bind(period, limit=limit))
+        rows = self.rows(BY_RESOURCE_SQL[converted is not None], values)
+        return shaping.by_resource(self._scope(), period, rows, self.data_state(period), converted)
 
     def get_cost_by_type(self, period: Period) -> TypeCosts:
         """Cost per FOCUS service category with its services, per currency."""
         self.require_metric(period)
-        rows = self.rows(BY_TYPE_SQL, self._bind(period))
-        return shaping.by_type(self._scope(), period, rows)
+        values, converted = self._converted(PERIOD_WHERE, period, self._bind(period))
+        rows = self.rows(BY_TYPE_SQL[converted is not None], values)
+        return shaping.by_type(self._scope(), period, rows, self.data_state(period), converted)
 
     def get_total_cost(self, period: Period) -> TotalCost:
         """The period's total per currency and its number of lines."""
         self.require_metric(period)
-        rows = self.rows(TOTAL_SQL, self._bind(period))
-        return shaping.total(self._scope(), period, rows)
+        values, converted = self._converted(PERIOD_WHERE, period, self._bind(period))
+        rows = self.rows(TOTAL_SQL[converted is not None], values)
+        return shaping.total(self._scope(), period, rows, self.data_state(period), converted)

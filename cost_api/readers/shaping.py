@@ -1,44 +1,39 @@
-"""Turns the warehouse's grouped rows into answers: buckets, shares, per-currency totals.
-All arithmetic is on Decimal; nothing adds across currencies."""
+"""Turns the warehouse's grouped rows into answers: buckets, shares, per-currency totals, and
+each provider's completeness. All arithmetic is on Decimal; nothing adds across currencies
+(converted answers have one currency)."""
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
-from datetime import UTC, date, datetime, timedelta
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
-from enum import StrEnum
 from typing import Any
 
 from cost_api.params import Period
+from cost_api.readers.completeness import DataState
 from cost_api.schemas.costs import (
     CategoryCost,
-    CostTrends,
+    Conversion,
     CurrencyAmount,
     CurrencyTotal,
-    CurrencyTrend,
     LatestCosts,
     LatestItem,
     PeriodPublic,
+    ProviderLatest,
     ResourceCost,
     ResourceCosts,
+    ResourceTotal,
     ServiceCost,
     TotalCost,
-    TrendPoint,
     TypeCosts,
 )
 
 ZERO = Decimal(0)
 HUNDREDTH = Decimal("0.01")
+PICO = Decimal("1e-12")
 Rows = Sequence[Sequence[Any]]
-
-
-class Grain(StrEnum):
-    """Trend bucket size."""
-
-    day = "day"
-    week = "week"
-    month = "month"
 
 
 def percent(part: Decimal, whole: Decimal) -> Decimal | None:
@@ -48,45 +43,55 @@ def percent(part: Decimal, whole: Decimal) -> Decimal | None:
     return (part * 100 / whole).quantize(HUNDREDTH, rounding=ROUND_HALF_EVEN)
 
 
-def bucket_start(day: date, grain: Grain) -> date:
-    if grain is Grain.week:
-        return day - timedelta(days=day.weekday())
-    if grain is Grain.month:
-        return day.replace(day=1)
-    return day
-
-
-def next_bucket(bucket: date, grain: Grain) -> date:
-    if grain is Grain.week:
-        return bucket + timedelta(days=7)
-    if grain is Grain.month:
-        return (bucket + timedelta(days=32)).replace(day=1)
-    return bucket + timedelta(days=1)
-
-
-def buckets(period: Period, grain: Grain) -> Iterator[tuple[date, date, date]]:
-    """(bucket, first day in period, day after last day in period) for every bucket touched."""
-    bucket = bucket_start(period.start, grain)
-    while bucket < period.end:
-        after = next_bucket(bucket, grain)
-        yield bucket, max(bucket, period.start), min(after, period.end)
-        bucket = after
-
-
 def totals_of(amounts: dict[str, Decimal]) -> list[CurrencyAmount]:
     return [CurrencyAmount(currency=c, amount=a) for c, a in sorted(amounts.items())]
 
 
-def latest(scope: dict[str, Any], rows: Rows) -> LatestCosts:
-    day = rows[0][0] if rows else None
-    collected = rows[0][1] if rows else None
-    if isinstance(collected, datetime) and collected.tzinfo is None:
-        collected = collected.replace(tzinfo=UTC)
-    totals: dict[str, Decimal] = defaultdict(lambda: ZERO)
-    items = []
-    for _, _, service, resource, currency, amount, lines in rows:
-        totals[currency] += amount
-        items.append(
+@dataclass(frozen=True)
+class LatestDay:
+    """The day `latest` shows for one provider."""
+
+    day: date
+    complete: bool
+    estimated: bool
+    collected_at: datetime
+    open_day: date | None
+
+
+def latest_days(state: DataState) -> dict[str, LatestDay]:
+    """Per provider with cost: its newest complete day with cost, or its newest day with cost
+    when none is complete yet."""
+    picks = {}
+    for name, provider in state.providers.items():
+        newest = provider.newest_cost_day
+        if newest is None:
+            continue
+        last = provider.last_complete_day
+        complete_days = [d for d, s in provider.days.items() if s.lines and last and d <= last]
+        day = max(complete_days) if complete_days else newest
+        chosen = provider.days[day]
+        picks[name] = LatestDay(
+            day=day,
+            complete=bool(complete_days),
+            estimated=chosen.estimated,
+            collected_at=chosen.collected_last,
+            open_day=newest if newest > day else None,
+        )
+    return picks
+
+
+def latest(
+    scope: dict[str, Any],
+    state: DataState,
+    picks: dict[str, LatestDay],
+    rows: Rows,
+    conversion: Conversion | None,
+) -> LatestCosts:
+    items: dict[str, list[LatestItem]] = defaultdict(list)
+    totals: dict[str, dict[str, Decimal]] = defaultdict(lambda: defaultdict(lambda: ZERO))
+    for provider, service, resource, currency, amount, lines in rows:
+        totals[provider][currency] += amount
+        items[provider].append(
             LatestItem(
                 service_name=service,
                 resource_id=resource,
@@ -95,56 +100,38 @@ def latest(scope: dict[str, Any], rows: Rows) -> LatestCosts:
                 lines=lines,
             )
         )
-    return LatestCosts(
-        **scope, day=day, collected_at=collected, totals=totals_of(totals), items=items
-    )
+    entries = [
+        ProviderLatest(
+            provider=provider,
+            day=pick.day,
+            complete=pick.complete,
+            estimated=pick.estimated,
+            collected_at=pick.collected_at,
+            open_day=pick.open_day,
+            totals=totals_of(totals[provider]),
+            items=items[provider],
+        )
+        for provider, pick in sorted(picks.items())
+    ]
+    completeness = state.completeness(sorted({p.day for p in picks.values()}))
+    return LatestCosts(**scope, providers=entries, completeness=completeness, conversion=conversion)
 
 
-def trends(
+def by_resource(
     scope: dict[str, Any],
     period: Period,
-    grain: Grain,
     rows: Rows,
-    zero_currencies: Sequence[str] = (),
-) -> CostTrends:
-    """Per currency of `rows`, plus an all-zero series for each of `zero_currencies` without
-    rows: the change percent is against |previous| so its sign is the direction of change."""
-    by_bucket: dict[str, dict[date, Decimal]] = defaultdict(lambda: defaultdict(lambda: ZERO))
-    for currency in zero_currencies:
-        by_bucket.setdefault(currency, defaultdict(lambda: ZERO))
-    for day, currency, amount in rows:
-        by_bucket[currency][bucket_start(day, grain)] += amount
-    series = []
-    for currency in sorted(by_bucket):
-        sums = by_bucket[currency]
-        points: list[TrendPoint] = []
-        previous: Decimal | None = None
-        for bucket, first, after in buckets(period, grain):
-            amount = sums.get(bucket, ZERO)
-            change = None if previous is None else amount - previous
-            share = None if previous is None else percent(amount - previous, abs(previous))
-            points.append(
-                TrendPoint(
-                    bucket=bucket,
-                    start=first,
-                    end=after,
-                    amount=amount,
-                    change=change,
-                    change_percent=share,
-                )
-            )
-            previous = amount
-        series.append(
-            CurrencyTrend(currency=currency, total=sum(sums.values(), ZERO), points=points)
-        )
-    return CostTrends(**scope, period=PeriodPublic.of(period), group_by=grain, series=series)
-
-
-def by_resource(scope: dict[str, Any], period: Period, rows: Rows) -> ResourceCosts:
-    totals: dict[str, Decimal] = {}
+    state: DataState,
+    conversion: Conversion | None = None,
+) -> ResourceCosts:
+    totals: dict[str, ResourceTotal] = {}
     data = []
-    for provider, resource, currency, name, service, amount, currency_total in rows:
-        totals[currency] = currency_total
+    for row in rows:
+        provider, resource, currency, name, service, net, gross, credits = row[:8]
+        total_net, total_gross, total_credits = (v or ZERO for v in row[8:])
+        totals[currency] = ResourceTotal(
+            currency=currency, amount=total_net, gross_cost=total_gross, credits=total_credits
+        )
         data.append(
             ResourceCost(
                 provider=provider,
@@ -153,16 +140,33 @@ def by_resource(scope: dict[str, Any], period: Period, rows: Rows) -> ResourceCo
                 service_name=service,
                 unattributed=not resource,
                 currency=currency,
-                amount=amount,
-                share_percent=percent(amount, currency_total),
+                amount=net or ZERO,
+                gross_cost=gross or ZERO,
+                credits=credits or ZERO,
+                share_percent=percent(gross or ZERO, total_gross),
             )
         )
     return ResourceCosts(
-        **scope, period=PeriodPublic.of(period), totals=totals_of(totals), data=data
+        **scope,
+        period=PeriodPublic.of(period),
+        totals=[totals[c] for c in sorted(totals)],
+        data=data,
+        completeness=state.completeness(period_days(period)),
+        conversion=conversion,
     )
 
 
-def by_type(scope: dict[str, Any], period: Period, rows: Rows) -> TypeCosts:
+def period_days(period: Period) -> list[date]:
+    return [period.start + timedelta(days=i) for i in range(period.days)]
+
+
+def by_type(
+    scope: dict[str, Any],
+    period: Period,
+    rows: Rows,
+    state: DataState,
+    conversion: Conversion | None = None,
+) -> TypeCosts:
     services: dict[tuple[str, str], list[ServiceCost]] = defaultdict(list)
     totals: dict[str, Decimal] = defaultdict(lambda: ZERO)
     for currency, category, service, amount in rows:
@@ -182,10 +186,30 @@ def by_type(scope: dict[str, Any], period: Period, rows: Rows) -> TypeCosts:
             )
         )
     data.sort(key=lambda c: (c.currency, -c.amount, c.service_category))
-    return TypeCosts(**scope, period=PeriodPublic.of(period), totals=totals_of(totals), data=data)
+    return TypeCosts(
+        **scope,
+        period=PeriodPublic.of(period),
+        totals=totals_of(totals),
+        data=data,
+        completeness=state.completeness(period_days(period)),
+        conversion=conversion,
+    )
 
 
-def total(scope: dict[str, Any], period: Period, rows: Rows) -> TotalCost:
+def total(
+    scope: dict[str, Any],
+    period: Period,
+    rows: Rows,
+    state: DataState,
+    conversion: Conversion | None = None,
+) -> TotalCost:
     totals = [CurrencyTotal(currency=c, amount=a, lines=n) for c, a, n in rows]
     lines = sum(t.lines for t in totals)
-    return TotalCost(**scope, period=PeriodPublic.of(period), lines=lines, totals=totals)
+    return TotalCost(
+        **scope,
+        period=PeriodPublic.of(period),
+        lines=lines,
+        totals=totals,
+        completeness=state.completeness(period_days(period)),
+        conversion=conversion,
+    )

@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import asyncio
+from collections.abc import Callable
+from typing import Annotated, Protocol, TypeVar
 
 from fastapi import APIRouter, Depends, Query
+from starlette.concurrency import run_in_threadpool
 
-from cost_api.dependencies import SettingsDep, WarehouseDep
+from cost_api.control.check_cache import CheckCache
+from cost_api.dependencies import CheckCacheDep, SettingsDep, WarehouseDep
 from cost_api.errors import COST_READS
-from cost_api.params import CostQueryDep, Limit, PeriodDep
+from cost_api.params import CostQueryDep, Limit, PeriodDep, provider_members
+from cost_api.readers.completeness import attach_checks
+from cost_api.readers.conversion import ConversionRequest
 from cost_api.readers.cost_reader import CostReader
 from cost_api.readers.cursor import decode_cursor
-from cost_api.readers.shaping import Grain
+from cost_api.readers.trends import Grain
 from cost_api.schemas.costs import (
     CostLinesPage,
     CostTrends,
     LatestCosts,
+    ProviderCompleteness,
     ResourceCosts,
     TotalCost,
     TypeCosts,
@@ -26,16 +33,68 @@ router = APIRouter(
 )
 
 
-def cost_reader(query: CostQueryDep, warehouse: WarehouseDep) -> CostReader:
-    return CostReader(warehouse, query)
+CURRENCY_CODE = r"^[A-Z]{3}$"
+
+
+def conversion_request(
+    settings: SettingsDep,
+    currency: Annotated[
+        str | None,
+        Query(
+            pattern=CURRENCY_CODE,
+            description="ISO 4217 code (e.g. EUR): every amount converted into it at read time "
+            "with the reference rates of exchange_rates (see `conversion` in the answer; the "
+            "rate basis is the deployment's COST_API_RATE_BASIS). A charge day without a usable "
+            "rate is a 422 naming the currency and day. Without it, amounts stay per billing "
+            "currency and are never added across currencies.",
+        ),
+    ] = None,
+) -> ConversionRequest | None:
+    if currency is None:
+        return None
+    return ConversionRequest(
+        currency,
+        basis=settings.cost_api_rate_basis,
+        base=settings.cost_api_rate_base,
+        max_age_days=settings.cost_api_rate_max_age_days,
+    )
+
+
+def cost_reader(
+    query: CostQueryDep,
+    warehouse: WarehouseDep,
+    convert: Annotated[ConversionRequest | None, Depends(conversion_request)],
+) -> CostReader:
+    return CostReader(warehouse, query, convert)
 
 
 ReaderDep = Annotated[CostReader, Depends(cost_reader)]
 
 
+class Answer(Protocol):
+    completeness: list[ProviderCompleteness]
+
+
+AnswerT = TypeVar("AnswerT", bound=Answer)
+
+
+async def with_checks(
+    read: Callable[[], AnswerT], reader: CostReader, cache: CheckCache
+) -> AnswerT:
+    """Run the read (in the thread pool) while the providers' check results are looked up (a
+    short wait at most, cached); the answer carries them, or null when Dagster did not tell."""
+    providers = provider_members(reader.query.provider)
+    answer, checks = await asyncio.gather(
+        run_in_threadpool(read), cache.checks(reader.query.customer_id, providers)
+    )
+    attach_checks(answer.completeness, checks)
+    return answer
+
+
 @router.get("/metrics", summary="Stored cost lines, newest first, one page at a time")
 def get_cost_metrics(
-    reader: ReaderDep,
+    query: CostQueryDep,
+    warehouse: WarehouseDep,
     period: PeriodDep,
     settings: SettingsDep,
     limit: Limit = 100,
@@ -48,38 +107,55 @@ def get_cost_metrics(
         ),
     ] = None,
 ) -> CostLinesPage:
+    reader = CostReader(warehouse, query)
     offset = 0
     if cursor is not None:
         period, offset = decode_cursor(cursor, reader.query, settings.max_period_days)
     return reader.get_cost_metrics(period, limit=limit, offset=offset)
 
 
-@router.get("/latest", summary="The most recent day with data, by service and resource")
-def get_latest_costs(reader: ReaderDep) -> LatestCosts:
-    return reader.get_latest_costs()
+@router.get(
+    "/latest",
+    summary="Per provider, its newest complete day by service and resource, and when it was "
+    "collected",
+)
+async def get_latest_costs(reader: ReaderDep, cache: CheckCacheDep) -> LatestCosts:
+    return await with_checks(reader.get_latest_costs, reader, cache)
 
 
-@router.get("/trends", summary="Cost per day, week or month with the change between buckets")
-def get_cost_trends(
+@router.get(
+    "/trends",
+    summary="Cost per day, week or month with the change between buckets (daily averages "
+    "when a bucket is partial)",
+)
+async def get_cost_trends(
     reader: ReaderDep,
     period: PeriodDep,
+    cache: CheckCacheDep,
     group_by: Annotated[
         Grain, Query(description="Bucket size: day, ISO week or month")
     ] = Grain.day,
 ) -> CostTrends:
-    return reader.get_cost_trends(period, group_by)
+    return await with_checks(lambda: reader.get_cost_trends(period, group_by), reader, cache)
 
 
-@router.get("/by-resource", summary="The most expensive resources with their share of the total")
-def get_cost_by_resource(reader: ReaderDep, period: PeriodDep, limit: Limit = 10) -> ResourceCosts:
-    return reader.get_cost_by_resource(period, limit=limit)
+@router.get(
+    "/by-resource",
+    summary="The most expensive resources with their share of the gross cost",
+)
+async def get_cost_by_resource(
+    reader: ReaderDep, period: PeriodDep, cache: CheckCacheDep, limit: Limit = 10
+) -> ResourceCosts:
+    return await with_checks(
+        lambda: reader.get_cost_by_resource(period, limit=limit), reader, cache
+    )
 
 
 @router.get("/by-type", summary="Cost by FOCUS service category, with its services")
-def get_cost_by_type(reader: ReaderDep, period: PeriodDep) -> TypeCosts:
-    return reader.get_cost_by_type(period)
+async def get_cost_by_type(reader: ReaderDep, period: PeriodDep, cache: CheckCacheDep) -> TypeCosts:
+    return await with_checks(lambda: reader.get_cost_by_type(period), reader, cache)
 
 
 @router.get("/total", summary="The period's total per currency and its number of lines")
-def get_total_cost(reader: ReaderDep, period: PeriodDep) -> TotalCost:
-    return reader.get_total_cost(period)
+async def get_total_cost(reader: ReaderDep, period: PeriodDep, cache: CheckCacheDep) -> TotalCost:
+    return await with_checks(lambda: reader.get_total_cost(period), reader, cache)

@@ -23,8 +23,8 @@ imports the collector."""
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
 
@@ -59,6 +59,9 @@ class CostRecord:
     currency: str
     actual: Decimal | None
     amortized: Decimal | None
+    # The resource's tags as Azure holds them (names case-insensitive, as written); commitment
+    # rows have none.
+    tags: Mapping[str, str] = field(default_factory=dict, hash=False)
 
 
 @dataclass(frozen=True)
@@ -213,6 +216,7 @@ def _record(line: GeneratedLine) -> CostRecord:
         currency=line.currency,
         actual=line.billed_cost,
         amortized=line.billed_cost,
+        tags=dict(line.tags),
     )
 
 

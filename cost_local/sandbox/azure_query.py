@@ -44,6 +44,19 @@ class AzureError(Exception):
         self.response = Response(status, {"error": {"code": code, "message": message}})
 
 
+@dataclass(frozen=True)
+class TagGrouping:
+    """A `{"type": "TagKey", "name": key}` grouping: two answer columns, TagKey (the name as
+    asked) and TagValue (null where the row's resource lacks the tag). Azure tag names are
+    case-insensitive, so `team` also groups a resource tagged `Team`."""
+
+    name: str
+
+    def value(self, record: CostRecord) -> str | None:
+        wanted = self.name.lower()
+        return next((v for k, v in record.tags.items() if k.lower() == wanted), None)
+
+
 # A filter: ("and" | "or", parts) or ("dimension", name, values).
 Filter = tuple[Any, ...]
 
@@ -55,7 +68,7 @@ class Query:
     last: date
     daily: bool
     aggregations: tuple[str, ...]
-    grouping: tuple[str, ...]
+    grouping: tuple[str | TagGrouping, ...]
     filter: Filter | None = None
 
 
@@ -102,11 +115,14 @@ def parse_query(body: Any) -> Query:
     grouping = dataset.get("grouping") or []
     if len(grouping) > 2:
         raise invalid("Parameter 'QueryDataset.grouping' must contain at most 2 items.")
-    dims = []
+    dims: list[str | TagGrouping] = []
     for group in grouping:
-        if group.get("type") != "Dimension" or group.get("name") not in _DIMENSIONS:
+        if group.get("type") == "TagKey" and isinstance(group.get("name"), str) and group["name"]:
+            dims.append(TagGrouping(group["name"]))
+        elif group.get("type") != "Dimension" or group.get("name") not in _DIMENSIONS:
             raise invalid(_unknown_dimension(group.get("name")))
-        dims.append(group["name"])
+        else:
+            dims.append(group["name"])
     daily = dataset["granularity"] == "Daily"
     if daily:
         first = daily_first_day(first, last)
@@ -164,7 +180,7 @@ def aggregate(records: list[CostRecord], query: Query) -> tuple[list[dict], list
             continue  # not in this dataset
         key = (
             ((int(record.day.strftime("%Y%m%d")),) if query.daily else ())
-            + tuple(_DIMENSIONS[d](record) for d in query.grouping)
+            + tuple(part for d in query.grouping for part in _group_values(d, record))
             + (record.currency,)
         )
         totals = sums.setdefault(key, [Decimal(0)] * len(query.aggregations))
@@ -173,10 +189,19 @@ def aggregate(records: list[CostRecord], query: Query) -> tuple[list[dict], list
             totals[i] += (amount * _USD_RATE[record.currency]).quantize(QUANTUM) if usd else amount
     columns = [{"name": n, "type": "Number"} for n in query.aggregations]
     columns += [{"name": "UsageDate", "type": "Number"}] if query.daily else []
-    columns += [{"name": d, "type": "String"} for d in query.grouping]
+    for d in query.grouping:
+        names = ("TagKey", "TagValue") if isinstance(d, TagGrouping) else (d,)
+        columns += [{"name": name, "type": "String"} for name in names]
     columns += [{"name": "Currency", "type": "String"}]
-    rows = [[*totals, *key] for key, totals in sorted(sums.items())]
+    ordered = sorted(sums.items(), key=lambda item: tuple("" if v is None else v for v in item[0]))
+    rows = [[*totals, *key] for key, totals in ordered]
     return columns, rows
+
+
+def _group_values(grouping: str | TagGrouping, record: CostRecord) -> tuple[Any, ...]:
+    if isinstance(grouping, TagGrouping):
+        return (grouping.name, grouping.value(record))
+    return (_DIMENSIONS[grouping](record),)
 
 
 def resource_group(resource_id: str) -> str:

@@ -72,14 +72,20 @@ def spike_day(account: Account, start: date, end: date, seed: int) -> date:
 
 
 def generate_bills(
-    accounts: Sequence[Account], start: date, end: date, *, seed: int = 7
+    accounts: Sequence[Account],
+    start: date,
+    end: date,
+    *,
+    seed: int = 7,
+    spike_on: date | None = None,
 ) -> list[GeneratedLine]:
-    """Every line item of these accounts for the days [start, end), ordered by day."""
+    """Every line item of these accounts for the days [start, end), ordered by day. `spike_on`
+    puts every account's spike on that day instead of its `spike_day`."""
     if end <= start:
         raise ValueError(f"end {end} must be after start {start}")
     lines: list[GeneratedLine] = []
     for account in accounts:
-        lines.extend(_account_lines(account, start, end, seed))
+        lines.extend(_account_lines(account, start, end, seed, spike_on))
     lines.sort(key=_order)
     return lines
 
@@ -131,9 +137,11 @@ _order = attrgetter(
 )
 
 
-def _account_lines(account: Account, start: date, end: date, seed: int) -> list[GeneratedLine]:
+def _account_lines(
+    account: Account, start: date, end: date, seed: int, spike_on: date | None
+) -> list[GeneratedLine]:
     resources = resources_of(account, start, end, seed)
-    spike = spike_day(account, start, end, seed)
+    spike = spike_on or spike_day(account, start, end, seed)
     # The spike hits the account's costliest product (a runaway job, a traffic surge).
     costliest = max(PRODUCTS[account.provider], key=lambda p: p.list_unit_price * _qty(p))
     credited = _credited_service(account, seed)

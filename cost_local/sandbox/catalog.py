@@ -179,12 +179,9 @@ def resources_of(account: Account, start: date, end: date, seed: int) -> list[Re
                 region = rng.choice(account.regions)
                 name = f"{sub.name}-{product.resource_kind}-{index + 1}"
                 late = rng.randrange(max(days // 3, 1)) if index else 0
-                tags = (
-                    {}
-                    if account.provider == "vultr"
-                    else {"env": sub.name.rsplit("-", 1)[-1], "team": rng.choice(_TEAMS)}
-                )
+                rng.choice(_TEAMS)  # drawn as before, so regions and scales stay as they were
                 resource_id = _resource_id(account.provider, sub, product, region, name)
+                tags = resource_tags(account.provider, sub, resource_id, seed)
                 out.append(
                     Resource(
                         sub=sub,
@@ -216,6 +213,23 @@ def resources_of(account: Account, start: date, end: date, seed: int) -> list[Re
                     )
                 )
     return out
+
+
+def resource_tags(provider: str, sub: SubAccount, resource_id: str, seed: int) -> dict[str, str]:
+    """What a resource is tagged with, as tagging really goes: about one resource in five carries
+    no tag at all, some have an owner team but no environment; Vultr has no tags. On Azure, whose
+    tag names are case-insensitive, the dev subscription's teams write `Team`/`Env`. Drawn per
+    resource id, so the products one resource bills (GCP instances) share its tags."""
+    if provider == "vultr":
+        return {}
+    rng = random.Random(f"{seed}:{resource_id}:tags")  # apart from the bill's own draws
+    draw, team = rng.random(), rng.choice(_TEAMS)
+    if draw < 0.2:
+        return {}
+    tags = {"team": team} if draw < 0.35 else {"env": sub.name.rsplit("-", 1)[-1], "team": team}
+    if provider == "azure" and sub.name.endswith("-dev"):
+        return {key.capitalize(): value for key, value in tags.items()}
+    return tags
 
 
 def _resource_id(provider: str, sub: SubAccount, product: Product, region: str, name: str) -> str:

@@ -94,6 +94,7 @@ def customers_document() -> dict[str, Any]:
                             "client_secret": "SANDBOX_AZURE_CLIENT_SECRET",
                         },
                         "endpoint_url_env": "SANDBOX_AZURE_ENDPOINT",
+                        "tag_keys": ["team", "env"],
                     },
                     "gcp": {
                         "billing_account_ids": [by_provider["gcp"].billing_account_id],
@@ -107,6 +108,13 @@ def customers_document() -> dict[str, Any]:
                         "endpoint_url_env": "SANDBOX_VULTR_ENDPOINT",
                     },
                 },
+                # About a month of the demo's bills: the forecast reaches 80% early on.
+                "budgets": [
+                    {"name": "usd-total", "amount": "15000", "currency": "USD"},
+                    {"amount": "7000", "currency": "EUR", "provider": "azure"},
+                ],
+                # Set DEMO_ALERTS_WEBHOOK_URL before `make run` to receive the alert events.
+                "alerts": {"webhook_url_env": "DEMO_ALERTS_WEBHOOK_URL"},
             }
         }
     }

@@ -50,7 +50,14 @@ SCHEMA: dict[str, dict[str, Any]] = {
         _field("sku", "RECORD", _s("id"), _s("description")),
         _field("usage_start_time", "TIMESTAMP"),
         _field("usage_end_time", "TIMESTAMP"),
-        _field("project", "RECORD", _s("id"), _s("number"), _s("name")),
+        _field(
+            "project",
+            "RECORD",
+            _s("id"),
+            _s("number"),
+            _s("name"),
+            _field("labels", "RECORD", _s("key"), _s("value"), mode="REPEATED"),
+        ),
         _field("labels", "RECORD", _s("key"), _s("value"), mode="REPEATED"),
         _field("location", "RECORD", _s("location"), _s("country"), _s("region"), _s("zone")),
         _field("resource", "RECORD", _s("name"), _s("global_name")),
@@ -102,6 +109,12 @@ def invoice_month(usage_start: datetime) -> str:
 def six(amount: Decimal) -> Decimal:
     """Google exports costs "to a precision of up to six decimal places"."""
     return amount.quantize(PRECISION, rounding=ROUND_HALF_EVEN)
+
+
+def project_labels(line: GeneratedLine) -> dict[str, str]:
+    """The labels of the line's project (the export's `project.labels`): a cost center and an
+    environment every row of the project carries, its resource labels aside."""
+    return {"cost-center": f"cc-{line.sub_account_name.rsplit(' ', 1)[-1]}", "env": "production"}
 
 
 def export_rows(
@@ -243,6 +256,9 @@ def _rows(line: GeneratedLine, export_delay: timedelta) -> list[dict[str, Any]]:
                     "id": line.sub_account_id,
                     "number": str(zlib.crc32(line.sub_account_id.encode()) * 977),
                     "name": line.sub_account_name,
+                    "labels": [
+                        {"key": k, "value": v} for k, v in sorted(project_labels(line).items())
+                    ],
                 },
                 "labels": [{"key": k, "value": v} for k, v in sorted(line.tags.items())],
                 "location": {

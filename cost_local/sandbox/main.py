@@ -2,9 +2,10 @@
 the demo customer's customers file, so `make run` collects real-looking costs with no cloud.
 
 AWS is moto's server (Cost Explorer answers queued through `/moto-api/`); Azure, GCP (BigQuery)
-and Vultr are this package's simulators. Ports: SANDBOX_AWS_PORT (5050), SANDBOX_AZURE_PORT
-(5051), SANDBOX_GCP_PORT (5052), SANDBOX_VULTR_PORT (5053). Writes $DATA_DIR/sandbox.env (the
-demo credentials, mode 0600) and then $DATA_DIR/customers.yaml. Stops on SIGTERM or SIGINT."""
+and Vultr are this package's simulators, and so are the ECB's reference rates files. Ports:
+SANDBOX_AWS_PORT (5050), SANDBOX_AZURE_PORT (5051), SANDBOX_GCP_PORT (5052), SANDBOX_VULTR_PORT
+(5053), SANDBOX_ECB_PORT (5054). Writes $DATA_DIR/sandbox.env (the demo credentials and
+EXCHANGE_RATES_URL, mode 0600) and then $DATA_DIR/customers.yaml. Stops on SIGTERM or SIGINT."""
 
 from __future__ import annotations
 
@@ -25,16 +26,21 @@ from cost_local.sandbox import demo
 from cost_local.sandbox.aws import reset_moto, seed_cost_explorer
 from cost_local.sandbox.azure import AzureCostManagement
 from cost_local.sandbox.bills import GeneratedLine, generate_bills
+from cost_local.sandbox.ecb import EcbReferenceRates
 from cost_local.sandbox.gcp import BigQueryBilling
 from cost_local.sandbox.simulator import Simulator
 from cost_local.sandbox.vultr import VultrBilling
 from cost_pipelines.assets.collection import trailing_window
 from cost_pipelines.customers import AwsConfig
+from cost_pipelines.resources.ecb import URL_ENV
 
-PORTS = {"aws": 5050, "azure": 5051, "gcp": 5052, "vultr": 5053}
+PORTS = {"aws": 5050, "azure": 5051, "gcp": 5052, "vultr": 5053, "ecb": 5054}
 HISTORY_DAYS = 400  # a year and a bit: enough for any window a run may ask for
 REFRESH_S = 30.0
 SEED = 7
+# The demo's spike is this many days before today: inside every provider's trailing window, so
+# the first collections of `make run` store it and `cost_anomalies` finds it.
+SPIKE_DAYS_AGO = 3
 log = logging.getLogger("cost-sandbox")
 
 
@@ -61,10 +67,15 @@ def _port(provider: str) -> int:
 
 
 def bills_until(today: date) -> list[GeneratedLine]:
-    """The demo customer's bills up to and including today (today's so far)."""
+    """The demo customer's bills up to and including today (today's so far), each account
+    spiking SPIKE_DAYS_AGO days ago."""
     start = today - timedelta(days=HISTORY_DAYS)
     return generate_bills(
-        list(demo.accounts().values()), start, today + timedelta(days=1), seed=SEED
+        list(demo.accounts().values()),
+        start,
+        today + timedelta(days=1),
+        seed=SEED,
+        spike_on=today - timedelta(days=SPIKE_DAYS_AGO),
     )
 
 
@@ -84,17 +95,19 @@ class Sandbox:
         self.gcp = BigQueryBilling([self.secrets.gcp_key], [demo.gcp_export()], port=ports["gcp"])
         vultr_account = demo.accounts()["vultr"].billing_account_id
         self.vultr = VultrBilling({self.secrets.vultr_api_key: vultr_account}, port=ports["vultr"])
-        self.simulators: list[Simulator] = [self.azure, self.gcp, self.vultr]
+        self.ecb = EcbReferenceRates(port=ports["ecb"])
+        self.simulators: list[Simulator] = [self.azure, self.gcp, self.vultr, self.ecb]
 
     def start(self) -> dict[str, str]:
         self.moto.start()
         urls = {"aws": f"http://127.0.0.1:{self.ports['aws']}"}
-        for name, simulator in zip(("azure", "gcp", "vultr"), self.simulators, strict=True):
+        for name, simulator in zip(("azure", "gcp", "vultr", "ecb"), self.simulators, strict=True):
             urls[name] = simulator.start()
         self.refresh(force=True)
         key_file = self.data_dir / "sandbox" / "gcp-service-account.json"
         demo.write_private(key_file, json.dumps(self.secrets.gcp_key, indent=2))
         variables = demo.environment(urls, self.secrets, key_file)
+        variables[URL_ENV] = self.ecb.url  # the exchange_rates asset reads the sandbox's rates
         demo.write_environment_file(self.data_dir / demo.ENV_FILE_NAME, variables)
         demo.write_customers_file(self.data_dir / "customers.yaml")  # last: it means "ready"
         return urls

@@ -110,6 +110,7 @@ class VultrBilling(Simulator):
         self._forced_throttles = 0
         self._misstated: dict[tuple[str, date], Decimal] = {}
         self._pending_delta: dict[str, Decimal] = {}
+        self.names: dict[str, str] = {}  # account id -> the account's name (/v2/account)
         self.set_lines(lines)
 
     @property
@@ -124,14 +125,17 @@ class VultrBilling(Simulator):
         """Replace the bills (e.g. when a pending month changes or closes)."""
         months: dict[tuple[str, date], list[GeneratedLine]] = defaultdict(list)
         created: dict[tuple[str, str], date] = {}
+        names: dict[str, str] = {}
         for line in lines:
             if line.provider != "vultr":
                 continue
+            names[line.billing_account_id] = line.billing_account_name
             months[(line.billing_account_id, line.charge_date.replace(day=1))].append(line)
             key = (line.resource_id, line.sku_id)
             created[key] = min(created.get(key, line.charge_date), line.charge_date)
         with self.lock:
             self._months, self._created = dict(months), created
+            self.names.update(names)
 
     def misstate_invoice(self, account: str, month: date, delta: Decimal) -> None:
         """Make the invoice of `month` report an amount `delta` away from its items."""
@@ -257,7 +261,8 @@ class VultrBilling(Simulator):
             if request.path == "/v2/billing/pending-charges":
                 return Response(200, {"pending_charges": served.pending})
             if request.path == "/v2/account":
-                return Response(200, {"account": _account_body(account, served)})
+                name = self.names.get(account, f"account {account[:8]}")
+                return Response(200, {"account": _account_body(name, served)})
             if (match := _ITEMS.match(request.path)) and int(match["id"]) in own:
                 return _paged("invoice_items", served.items[int(match["id"])], request.query)
             if (match := _INVOICE.match(request.path)) and int(match["id"]) in own:
@@ -289,9 +294,9 @@ class VultrBilling(Simulator):
             recent.append(now)
 
 
-def _account_body(account: str, served: Served) -> dict[str, Any]:
+def _account_body(name: str, served: Served) -> dict[str, Any]:
     return {
-        "name": f"account {account[:8]}",
+        "name": name,
         "email": "billing@example.com",
         "acls": ["billing"],
         "balance": -served.pending_total,

@@ -27,6 +27,13 @@ Cost columns (FOCUS 1.2), per Cost Explorer's metrics:
   PricingQuantity/Unit <- UsageQuantity, for the usage record types only
 BillingCurrency is Cost Explorer's Unit: the USD pricing currency, not a non-USD invoice currency.
 
+Names and tags. SubAccountName is the linked account's name (query 1's DimensionValueAttributes
+`description`); BillingAccountName is the payer's, which Cost Explorer gives only when the payer
+has costs of its own (it is then one of the linked accounts), else empty. Cost Explorer lines
+carry no tags: a TAG grouping takes one of the two group-bys, so tags would cost one more query
+per linked account and tag key ($0.01 each, and every page) and still could not be joined
+exactly to the service/usage-type lines; the Data Exports path carries the FOCUS Tags.
+
 ChargeCategory from the RECORD_TYPE (x_ChargeType keeps it): the usage record types are Usage;
 RIFee, Upfront, SavingsPlanRecurringFee, SavingsPlanUpfrontFee, Support and Fee are Purchase; Tax
 is Tax; Credit and the EDP, bundled, private-rate and other discounts are Credit; Refund is
@@ -205,7 +212,12 @@ def _amount(metrics: dict[str, Any], name: str) -> Decimal:
 
 
 def _account_rows(
-    pages: Paginator[Any], billing_account: str, account: str, name: str, *, usage: bool
+    pages: Paginator[Any],
+    billing_account: tuple[str, str],
+    account: str,
+    name: str,
+    *,
+    usage: bool,
 ) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for page in pages:
@@ -218,7 +230,8 @@ def _account_rows(
                 rows.append(
                     {
                         "ChargePeriodStart": day,
-                        "BillingAccountId": billing_account,
+                        "BillingAccountId": billing_account[0],
+                        "BillingAccountName": billing_account[1],
                         "SubAccountId": account,
                         "SubAccountName": name,
                         "ProviderName": "AWS",
@@ -277,7 +290,8 @@ def fetch_cost_explorer(window: DateWindow, config: AwsConfig, session: AwsSessi
         ):
             what = f"ce:GetCostAndUsage {account} {'usage' if usage else 'other record types'}"
             pages = _pages(session, ce, request, what)
-            rows.extend(_account_rows(pages, billing_account, account, names[account], usage=usage))
+            payer = (billing_account, names.get(billing_account, ""))
+            rows.extend(_account_rows(pages, payer, account, names[account], usage=usage))
             requests += pages.requests
     rows, moved = spread_monthly_fees(rows, window)
     for key, amount in moved.items():

@@ -16,26 +16,35 @@ first day of its billing period, so the invoiced month it belongs to holds it. A
 period covers several days (a monthly fee) is spread over its days, up to today; rows still
 dated outside the window are counted in `outside_window`, never silently dropped. There is no
 independent total to reconcile with (the manifest carries none), so reference_totals is None.
+
+An export can hold millions of lines: each data file is spooled from S3 to a temporary file and
+read in bounded frames (Parquet by row group, CSV in chunks) while the write path stores them,
+so the collector's memory does not grow with the export.
 """
 
 from __future__ import annotations
 
-import io
 import json
+import shutil
+import tempfile
+from collections.abc import Iterator
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
-from cost_pipelines.assets.collection import DateWindow, Fetched
+from cost_pipelines.assets.collection import DateWindow, Fetched, RowStream
 from cost_pipelines.customers import AwsConfig, AwsExport
 from cost_pipelines.focus.service_categories import service_category
 from cost_pipelines.focus.spread import spread_daily
 from cost_pipelines.resources.aws import AwsSession
 from cost_pipelines.resources.retry import CollectionFailure, Paginator
 from cost_pipelines.warehouse.writer import (
+    BATCH_ROWS,
     LINE_COLUMNS,
     MONEY_COLUMNS,
     SPREAD_COLUMNS,
@@ -94,6 +103,13 @@ def _read_object(session: AwsSession, s3: Any, bucket: str, key: str) -> bytes:
     return bytes(answer["Body"].read())
 
 
+def _spool_object(session: AwsSession, s3: Any, bucket: str, key: str, path: Path) -> None:
+    """Copy an object to a local file in 1 MiB pieces: a data file is never whole in memory."""
+    answer = session.call(s3.get_object, "s3:GetObject", Bucket=bucket, Key=key)
+    with path.open("wb") as out:
+        shutil.copyfileobj(answer["Body"], out, 1 << 20)
+
+
 def _tags(value: Any) -> dict[str, str]:
     if isinstance(value, dict):
         return {str(k): str(v) for k, v in value.items()}
@@ -104,34 +120,67 @@ def _tags(value: Any) -> dict[str, str]:
     return {}
 
 
-def _read_data_file(payload: bytes, uri: str) -> pd.DataFrame:
-    """One data file as a frame of the columns we store; amounts stay exact strings in CSV."""
+def _arrow_dtype(kind: pa.DataType) -> pd.ArrowDtype | None:
+    """Parquet amounts and maps stay Arrow-backed in pandas: no Python object per value."""
+    if pa.types.is_decimal(kind) or pa.types.is_map(kind):
+        return pd.ArrowDtype(kind)
+    return None
+
+
+def _check_columns(columns: list[str], uri: str) -> None:
+    missing = [column for column in REQUIRED if column not in columns]
+    if missing:
+        raise CollectionFailure(f"export data file {uri} lacks FOCUS columns {', '.join(missing)}")
+
+
+def _raw_frames(path: Path, uri: str) -> Iterator[pd.DataFrame]:
+    """The data file's columns we store, in frames of at most BATCH_ROWS lines: Parquet row
+    group by row group, CSV in chunks (amounts stay exact strings in CSV)."""
     if uri.endswith(".parquet"):
-        frame = pq.read_table(io.BytesIO(payload)).to_pandas()
+        parquet = pq.ParquetFile(path)
+        names = parquet.schema_arrow.names
+        _check_columns(names, uri)
+        kept = [column for column in KEPT_COLUMNS if column in names]
+        for batch in parquet.iter_batches(batch_size=BATCH_ROWS, columns=kept):
+            yield batch.to_pandas(types_mapper=_arrow_dtype)
     elif uri.endswith((".csv.gz", ".csv")):
-        frame = pd.read_csv(
-            io.BytesIO(payload),
+        chunks = pd.read_csv(
+            path,
             dtype=str,
             keep_default_na=False,
             compression="gzip" if uri.endswith(".gz") else None,
+            chunksize=BATCH_ROWS,
         )
+        with chunks:
+            for chunk in chunks:
+                _check_columns(list(chunk.columns), uri)
+                yield chunk[[column for column in KEPT_COLUMNS if column in chunk.columns]]
     else:
         raise CollectionFailure(f"export data file {uri} is neither Parquet nor CSV(.gz)")
-    missing = [column for column in REQUIRED if column not in frame.columns]
-    if missing:
-        raise CollectionFailure(f"export data file {uri} lacks FOCUS columns {', '.join(missing)}")
-    frame = frame[[column for column in KEPT_COLUMNS if column in frame.columns]].copy()
+
+
+def _clean(frame: pd.DataFrame) -> pd.DataFrame:
+    """FOCUS nulls as nulls, an empty ServiceCategory as ours, tags as a string map, a null
+    text cell as empty text."""
+    frame = frame.copy()
     for column in NULLABLE_CELLS:
-        if column in frame.columns and frame[column].dtype == object:
-            frame[column] = [None if value == "" else value for value in frame[column]]
+        if column in frame.columns and not isinstance(frame[column].dtype, pd.ArrowDtype):
+            frame[column] = frame[column].astype(object).where(frame[column] != "", None)
     if "ServiceCategory" in frame.columns:
-        frame["ServiceCategory"] = [
-            category if isinstance(category, str) and category else service_category("aws", name)
-            for category, name in zip(frame["ServiceCategory"], frame["ServiceName"], strict=True)
-        ]
-    if "Tags" in frame.columns:
-        frame["Tags"] = [_tags(value) for value in frame["Tags"]]
-    return pd.DataFrame(frame)
+        given = frame["ServiceCategory"].astype(object)
+        blank = given.isna() | (given == "")
+        if blank.any():
+            names = frame.loc[blank, "ServiceName"].astype(object)
+            categories = {name: service_category("aws", name) for name in names.unique()}
+            given[blank] = names.map(categories)
+        frame["ServiceCategory"] = given
+    if "Tags" in frame.columns and not isinstance(frame["Tags"].dtype, pd.ArrowDtype):
+        tags = [_tags(value) for value in frame["Tags"]]
+        frame["Tags"] = pd.Series(tags, index=frame.index, dtype=object)
+    for column in ("BillingAccountId", *TEXT_COLUMNS):
+        if column in frame.columns:  # a null text cell (Parquet null) is empty text
+            frame[column] = frame[column].astype(object).where(frame[column].notna(), "")
+    return frame
 
 
 def corrections_to_billing_period(frame: pd.DataFrame) -> pd.DataFrame:
@@ -185,13 +234,35 @@ def _in_window(frame: pd.DataFrame, window: DateWindow) -> tuple[pd.DataFrame, i
     return frame[inside], int((~inside).sum())
 
 
+def _frames(
+    session: AwsSession, s3: Any, uris: list[str], covered: DateWindow, stream: RowStream
+) -> Iterator[pd.DataFrame]:
+    """Each data file's lines in bounded frames, corrected, spread and cut to the window."""
+    with tempfile.TemporaryDirectory(prefix="aws-export-") as spool:
+        for number, uri in enumerate(uris):
+            parts = urlsplit(uri)
+            path = Path(spool) / f"{number}-{Path(parts.path).name}"
+            _spool_object(session, s3, parts.netloc, parts.path.lstrip("/"), path)
+            stream.api_requests += 1
+            try:
+                for raw in _raw_frames(path, uri):
+                    frame = corrections_to_billing_period(_clean(raw))
+                    frame = spread_multi_day_charges(frame, covered.end)
+                    inside, outside = _in_window(frame, covered)
+                    stream.outside_window += outside
+                    yield inside
+            finally:
+                path.unlink(missing_ok=True)
+
+
 def fetch_focus_export(window: DateWindow, config: AwsConfig, session: AwsSession) -> Fetched:
     """Lines of every billing period in the window, each from its latest manifest. The current
-    period may not be delivered yet: then the answer covers the days before it."""
+    period may not be delivered yet: then the answer covers the days before it. The manifests
+    are read now; the data files as the rows are written (a RowStream)."""
     export = config.export
     assert export is not None, "fetch_focus_export needs providers.aws.export"
     s3 = session.client("s3", region=export.region)
-    frames: list[pd.DataFrame] = []
+    uris: list[str] = []
     requests = 0
     covered_end = window.end
     periods = billing_periods(window)
@@ -208,16 +279,8 @@ def fetch_focus_export(window: DateWindow, config: AwsConfig, session: AwsSessio
             )
         manifest = json.loads(_read_object(session, s3, export.bucket, key))
         requests += 1
-        for uri in manifest.get("dataFiles", []):
-            parts = urlsplit(uri)
-            payload = _read_object(session, s3, parts.netloc, parts.path.lstrip("/"))
-            requests += 1
-            frames.append(_read_data_file(payload, uri))
+        uris.extend(manifest.get("dataFiles", []))
     covered = DateWindow(window.start, covered_end)
-    rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(REQUIRED))
-    for column in ("BillingAccountId", *TEXT_COLUMNS):
-        if column in rows.columns:  # a null text cell (Parquet null, concat NaN) is empty text
-            rows[column] = rows[column].astype(object).where(rows[column].notna(), "")
-    rows = spread_multi_day_charges(corrections_to_billing_period(rows), covered.end)
-    inside, outside = _in_window(rows, covered)
-    return Fetched(inside, requests, SOURCE_DATA_EXPORTS, covered, outside_window=outside)
+    stream = RowStream(frames=[])
+    stream.frames = _frames(session, s3, uris, covered, stream)
+    return Fetched(stream, requests, SOURCE_DATA_EXPORTS, covered)

@@ -17,6 +17,19 @@ query for at most `to - 1 month + 1 day` and cuts a longer one from the start wi
 Per run, over the whole window (granularity None, at most a year per query): ResourceId x
 ResourceLocation (RegionId) and SubscriptionId x SubscriptionName (SubAccountName): labels only.
 
+Tags. The Query API answers tags only when grouped by one named tag (`{"type": "TagKey",
+"name": key}`, answer columns TagKey and TagValue, TagValue null where the resource lacks it), so
+only the tag names the customer configures (`providers.azure.tag_keys`) are collected: per period
+and name, one Daily AmortizedCost query grouped by ResourceId and that TagKey (the amortized view
+has every resource's usage, covered usage too). A usage line takes the value its resource had
+that day; a resource answered with two values on one day (retagged that day) takes the one with
+the larger cost. Azure tag names are case-insensitive ("tag names are case-insensitive for
+operations", Azure Resource Manager docs), so they are stored lowercase; values as written.
+Charges without a resource (purchases, refunds, unused commitment) carry no tags.
+
+Requests per run and billing account (each page one more): 5 per period + 2 label queries, plus
+one per period and configured tag name (before tags: 5 per period + 2).
+
 ChargeCategory follows ChargeType, never the sign: Usage, UnusedReservation, UnusedSavingsPlan ->
 Usage; Purchase -> Purchase; Refund -> Purchase with ChargeClass Correction (Microsoft's FOCUS
 mapping: a refund corrects an earlier purchase); Credit and Tax as themselves (Cost Management
@@ -221,6 +234,49 @@ def _labels(
     return out
 
 
+# (day, lowercased resource id) -> tag name (lowercase) -> value -> |cost| that day
+_TagCosts = dict[tuple[date, str], dict[str, dict[str, Decimal]]]
+
+
+def tag_query_body(period: DateWindow, key: str) -> dict[str, Any]:
+    """The period's amortized cost per day, resource and value of one named tag."""
+    body = query_body(period, "AmortizedCost", ("ResourceId",))
+    body["dataset"]["grouping"].append({"type": "TagKey", "name": key})
+    return body
+
+
+def _tag_costs(
+    session: AzureSession, scope: str, window: DateWindow, keys: Iterable[str]
+) -> _TagCosts:
+    found: _TagCosts = defaultdict(lambda: defaultdict(lambda: defaultdict(Decimal)))
+    names = sorted({key.lower() for key in keys})
+    for period in periods(window):
+        for name in names:
+            for page in session.query(scope, tag_query_body(period, name)):
+                cost, day_at, resource, value = _columns(
+                    page, ("Cost", "UsageDate", "ResourceId", "TagValue")
+                )
+                for row in page["rows"]:
+                    day = _usage_date(row[day_at])
+                    if (
+                        not row[resource]
+                        or row[value] is None
+                        or not period.start <= day < period.end
+                    ):
+                        continue
+                    found[(day, str(row[resource]).lower())][name][str(row[value])] += abs(
+                        Decimal(row[cost])
+                    )
+    return found
+
+
+def _tags_of(costs: dict[str, dict[str, Decimal]]) -> dict[str, str]:
+    return {
+        name: max(values.items(), key=lambda item: (item[1], item[0]))[0]
+        for name, values in sorted(costs.items())
+    }
+
+
 def _region(locations: set[str]) -> str:
     """RegionId as Microsoft's FOCUS conversion writes it: lowercase, no spaces; empty when a
     resource is reported in more than one location."""
@@ -258,6 +314,7 @@ def _lines(
     answers: list[_Answer],
     regions: dict[str, set[str]],
     names: dict[str, set[str]],
+    tags: _TagCosts,
 ) -> list[dict[str, Any]]:
     rows = []
     casings: dict[str, set[str]] = defaultdict(set)
@@ -290,6 +347,7 @@ def _lines(
                     "BilledCost": answer.actual.get(key, Decimal(0)),
                     "EffectiveCost": answer.amortized.get(key, Decimal(0)),
                     "BillingCurrency": currency,
+                    "Tags": _tags_of(tags.get((day, resource_id), {})),
                 }
             )
     return rows
@@ -299,13 +357,14 @@ def fetch_azure(window: DateWindow, config: AzureConfig, session: AzureSession) 
     """Every billing account's daily costs in the window, billed and amortized, with the
     ungrouped ActualCost total of every day as the reference."""
     answered: dict[str, list[_Answer]] = {}
-    labels: dict[str, tuple[dict[str, set[str]], dict[str, set[str]]]] = {}
+    labels: dict[str, tuple[dict[str, set[str]], dict[str, set[str]], _TagCosts]] = {}
     for account in config.billing_account_ids:
         scope = session.billing_account_scope(account)
         answered[account] = [_answer(session, scope, period) for period in periods(window)]
         labels[account] = (
             _labels(session, scope, window, ("ResourceId", "ResourceLocation")),
             _labels(session, scope, window, ("SubscriptionId", "SubscriptionName")),
+            _tag_costs(session, scope, window, config.tag_keys),
         )
     starts = [
         start
@@ -318,10 +377,10 @@ def fetch_azure(window: DateWindow, config: AzureConfig, session: AzureSession) 
     reference: dict[tuple[str, date, str], Decimal] = {}
     outside = 0
     for account, answers in answered.items():
-        regions, names = labels[account]
+        regions, names, tags = labels[account]
         rows.extend(
             row
-            for row in _lines(account, answers, regions, names)
+            for row in _lines(account, answers, regions, names, tags)
             if covered.start.isoformat() <= row["ChargePeriodStart"]
         )
         for answer in answers:

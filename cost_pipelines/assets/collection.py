@@ -3,7 +3,7 @@ config, the window-replace write per billing account and the materialization met
 module supplies only a `ProviderSpec`: how to open its client and fetch FOCUS rows for a window."""
 
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -33,6 +33,7 @@ from cost_pipelines.assets.checks import (
     conformance,
     reconciliation,
 )
+from cost_pipelines.assets.summary import window_summary
 from cost_pipelines.customers import (
     CollectionSettings,
     CustomerBook,
@@ -41,10 +42,12 @@ from cost_pipelines.customers import (
 from cost_pipelines.providers import ProviderKey
 from cost_pipelines.resources.retry import CollectionFailure
 from cost_pipelines.warehouse.writer import (
-    REQUIRED_COLUMNS,
     CostWindow,
     InvalidCostRows,
-    replace_window,
+    StagedLoad,
+    Stager,
+    clean_up,
+    publish,
 )
 
 GROUP = "costs"
@@ -65,11 +68,23 @@ class DateWindow:
     end: date
 
 
+@dataclass
+class RowStream:
+    """A source's rows as bounded frames, read one at a time while they are written (a large
+    export is never whole in memory). The reader adds up the lines it found outside the window
+    as it goes, and the API requests it made (one per data file read)."""
+
+    frames: Iterable[pd.DataFrame]
+    outside_window: int = 0
+    api_requests: int = 0
+
+
 @dataclass(frozen=True)
 class Fetched:
-    """A provider's answer for a window: FOCUS rows (with BillingAccountId) and requests made."""
+    """A provider's answer for a window: FOCUS rows (with BillingAccountId) and requests made.
+    `rows` is one frame, or a RowStream of frames that is read once, inside the session."""
 
-    rows: pd.DataFrame
+    rows: pd.DataFrame | RowStream
     api_requests: int
     source: str
     # The days the answer is complete for, when less than asked (an export not delivered yet).
@@ -155,6 +170,13 @@ def _provider_config(book: CustomerBook, customer_id: str, spec: ProviderSpec) -
     return config
 
 
+def _frames(rows: pd.DataFrame | RowStream) -> Iterator[pd.DataFrame]:
+    if isinstance(rows, pd.DataFrame):
+        yield rows
+    else:
+        yield from rows.frames
+
+
 def _write(
     context: AssetExecutionContext,
     customer_id: str,
@@ -163,32 +185,52 @@ def _write(
     window: DateWindow,
     fetched: Fetched,
 ) -> tuple[int, dict[str, Decimal]]:
-    """Replace the window of every configured billing account; unknown accounts fail loudly."""
-    rows = fetched.rows
-    found = set(rows["BillingAccountId"].astype(str)) if len(rows) else set()
-    unknown = sorted(found - set(accounts))
-    if unknown:
-        raise Failure(
-            f"{spec.title} returned billing accounts not configured for {customer_id!r}: "
-            f"{', '.join(unknown)}; add them to billing account ids to collect them"
-        )
+    """Replace the window of every configured billing account; unknown accounts fail loudly.
+
+    The rows are staged frame by frame (each account's share under its own new load), and only
+    when every frame has been stored do the windows flip to the new loads, so a refused frame or
+    an unknown account leaves every account as it was."""
     client = context.resources.warehouse.get_client()
+    stagers = {
+        account: Stager(
+            client,
+            CostWindow(customer_id, spec.provider, account, window.start, window.end),
+            source=fetched.source,
+            run_id=context.run_id,
+        )
+        for account in accounts
+    }
+    staged: list[StagedLoad] = []
+    try:
+        for frame in _frames(fetched.rows):
+            if frame.empty:
+                continue
+            ids = frame["BillingAccountId"].astype(str)
+            unknown = sorted(set(ids.unique()) - set(accounts))
+            if unknown:
+                raise Failure(
+                    f"{spec.title} returned billing accounts not configured for {customer_id!r}: "
+                    f"{', '.join(unknown)}; add them to billing account ids to collect them"
+                )
+            for account, part in frame.groupby(ids, sort=False):
+                try:
+                    stagers[str(account)].add(part.drop(columns=["BillingAccountId"]))
+                except InvalidCostRows as exc:
+                    raise Failure(
+                        f"{spec.title} rows for account {account} were rejected: {exc}"
+                    ) from exc
+        staged = [stager.finish() for stager in stagers.values()]
+    finally:
+        for stager in stagers.values():
+            stager.close()
     written = 0
     totals: dict[str, Decimal] = defaultdict(Decimal)
-    for account in accounts:
-        part = rows[rows["BillingAccountId"] == account].drop(columns=["BillingAccountId"])
-        if part.empty:
-            # Nothing in the window any more: the window is replaced by nothing.
-            part = pd.DataFrame(columns=list(REQUIRED_COLUMNS))
-        cost_window = CostWindow(customer_id, spec.provider, account, window.start, window.end)
-        try:
-            result = replace_window(
-                client, cost_window, part, source=fetched.source, run_id=context.run_id
-            )
-        except InvalidCostRows as exc:
-            raise Failure(f"{spec.title} rows for account {account} were rejected: {exc}") from exc
-        written += result.rows_written
-        for currency, amount in result.billed_by_currency.items():
+    for load in staged:
+        # Nothing in the window any more for an account: its window is replaced by nothing.
+        publish(client, load)
+        clean_up(client, load)
+        written += load.rows_written
+        for currency, amount in load.billed_by_currency.items():
             totals[currency] += amount
     return written, dict(sorted(totals.items()))
 
@@ -202,9 +244,16 @@ def collect(
     window = requested_window(run_config, trailing_window(datetime.now(UTC).date(), config))
     context.log.info(f"{spec.title} for {customer_id}: collecting [{window.start}, {window.end})")
     resource: CollectorResource = getattr(context.resources, spec.provider)
+    accounts = config.billing_account_ids
     try:
         with resource.session(customer_id, config) as session:
             fetched = spec.fetch(window, config, session)
+            if fetched.window is not None:
+                if not window.start <= fetched.window.start < fetched.window.end <= window.end:
+                    raise Failure(f"{spec.title} answered for {fetched.window}, outside {window}")
+                window = fetched.window
+            # Inside the session: a streamed answer is read while it is written.
+            written, totals = _write(context, customer_id, spec, accounts, window, fetched)
     except CollectionFailure as exc:
         raise Failure(str(exc)) from None
     except KeyError as exc:  # an answer without a field the provider documents as always there
@@ -212,15 +261,13 @@ def collect(
             f"{spec.title} answered without the required field {exc.args[0]!r}: nothing was "
             "written; the window keeps its previous data"
         ) from exc
-    if fetched.window is not None:
-        if not window.start <= fetched.window.start < fetched.window.end <= window.end:
-            raise Failure(f"{spec.title} answered for {fetched.window}, outside {window}")
-        window = fetched.window
-    accounts = config.billing_account_ids
-    written, totals = _write(context, customer_id, spec, accounts, window, fetched)
+    outside, requests = fetched.outside_window, fetched.api_requests
+    if isinstance(fetched.rows, RowStream):
+        outside += fetched.rows.outside_window
+        requests += fetched.rows.api_requests
     context.log.info(
-        f"{spec.title} for {customer_id}: {written} rows, {fetched.api_requests} API requests"
-        + (f", {fetched.outside_window} lines outside the window" if fetched.outside_window else "")
+        f"{spec.title} for {customer_id}: {written} rows, {requests} API requests"
+        + (f", {outside} lines outside the window" if outside else "")
     )
     client = context.resources.warehouse.get_client()
     stored = WrittenWindow(customer_id, spec.provider, accounts, window.start, window.end)
@@ -231,9 +278,10 @@ def collect(
             "window_end": MetadataValue.text(window.end.isoformat()),
             "totals": MetadataValue.json({k: f"{v.normalize():f}" for k, v in totals.items()}),
             "source": MetadataValue.text(fetched.source),
-            "api_requests": MetadataValue.int(fetched.api_requests),
-            "lines_outside_window": MetadataValue.int(fetched.outside_window),
+            "api_requests": MetadataValue.int(requests),
+            "lines_outside_window": MetadataValue.int(outside),
             "customer_id": MetadataValue.text(customer_id),
+            **window_summary(client, stored, totals),
         },
         check_results=[
             conformance(client, stored),

@@ -46,6 +46,9 @@ Mapping to FOCUS 1.2 (Google's detailed-usage schema and its FOCUS export):
   PricingQuantity: usage.amount_in_pricing_units (NULL on tax and credit lines).
 - BillingPeriodStart/End: invoice.month, 00:00 to 00:00 US Pacific (late usage rolls over to
   the next invoice, adjustments and their taxes land in the month issued).
+- Tags: the resource's `labels` over the project's `project.labels` (a project label applies
+  to every row of the project unless the resource has the same key). Label keys are lowercase
+  by Google's rules, so they are stored and matched as written.
 - Hourly export rows are summed to one line per day and line key. A line invoiced in another
   month than its UTC day's (the first hours of the 1st belong to the previous Pacific month,
   late usage rolls over) keeps its own billing period, which is part of the line key.
@@ -81,7 +84,7 @@ _IN_WINDOW = """billing_account_id = @billing_account_id AND usage_start_time >=
 LINES_QUERY = f"""
 SELECT billing_account_id, service.description AS service, sku.id AS sku_id,
   sku.description AS sku_description, usage_start_time, project.id AS project_id,
-  project.name AS project_name, resource.name AS resource_name,
+  project.name AS project_name, project.labels AS project_labels, resource.name AS resource_name,
   resource.global_name AS resource_global_name, location.region AS region, cost, cost_at_list,
   currency, credits, cost_type, labels, usage.amount_in_pricing_units AS pricing_quantity,
   usage.pricing_unit AS pricing_unit, invoice.month AS invoice_month
@@ -238,6 +241,16 @@ def _corrects_earlier_period(row: dict[str, Any]) -> bool:
     return bool(row["cost_type"] == "adjustment" and (row["invoice_month"] or "") > usage_month)
 
 
+def tags_of(row: dict[str, Any]) -> dict[str, str]:
+    """FOCUS Tags as finalized tags: the project's labels, inherited by every row of the
+    project, overridden by the resource's own labels where both have a key (FOCUS's own example:
+    inheritance favours the resource over its sub account). System labels and resource manager
+    tags are not collected."""
+    tags = {label["key"]: label["value"] or "" for label in row.get("project_labels") or []}
+    tags.update({label["key"]: label["value"] or "" for label in row["labels"]})
+    return tags
+
+
 def focus_lines(row: dict[str, Any]) -> list[dict[str, Any]]:
     """The export row's own line (net of its discounts), then one line per PROMOTION or
     FREE_TIER credit (and any credit type Google adds later, rather than hiding it)."""
@@ -260,7 +273,7 @@ def focus_lines(row: dict[str, Any]) -> list[dict[str, Any]]:
         "ResourceName": row["resource_name"] or "",
         "RegionId": row["region"] or "",
         "BillingCurrency": row["currency"],
-        "Tags": {label["key"]: label["value"] or "" for label in row["labels"]},
+        "Tags": tags_of(row),
     }
     cost = row["cost"] or _ZERO
     credits = row["credits"] or []

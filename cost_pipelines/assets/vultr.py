@@ -40,6 +40,9 @@ the items) on the month's last collected day, so a mismatch fails `reconciles_wi
 naming account, that day and the difference. Day lines of a fetched month that fall outside
 the window (a window starting mid-month) are not stored and are counted in `outside_window`.
 
+Names: /v2/account's `name` is both BillingAccountName and SubAccountName (an API key reaches
+one account, which is its own sub-account). Vultr has no tags: its lines carry none.
+
 Requests per run: the invoice list (one page of up to 500), one items request per invoice of a
 month in the window, the pending charges and /v2/account: 4 for the default window.
 """
@@ -302,7 +305,7 @@ def fetch_vultr(window: DateWindow, config: VultrConfig, session: VultrSession) 
     now = utc_now()
     invoices, newest = _invoices(session, window)
     pending = session.pending_charges()
-    pending_total = session.account_pending_charges()
+    name, pending_total = session.account()
     by_month: dict[date, list[dict[str, Any]]] = defaultdict(list)
     for invoice in invoices:
         by_month[invoice_month(invoice).start].append(invoice)
@@ -356,6 +359,8 @@ def fetch_vultr(window: DateWindow, config: VultrConfig, session: VultrSession) 
         line for line in lines if answered.start <= line["ChargePeriodStart"].date() < answered.end
     ]
     rows = merged(kept)
+    for row in rows:  # one API key, one account: it is its own billing and sub-account
+        row["BillingAccountName"] = row["SubAccountName"] = name
     frame = pd.DataFrame(rows, columns=None if rows else ["BillingAccountId"])
     return Fetched(
         frame,

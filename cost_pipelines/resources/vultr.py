@@ -62,12 +62,15 @@ class VultrSession:
         response = self.api.request("GET", f"{self.base_url}{path}", path)
         return list(exact_json(response).get("pending_charges", []))
 
-    def account_pending_charges(self) -> Decimal | None:
-        """The account's pending charges total (/v2/account), independent of the items."""
+    def account(self) -> tuple[str, Decimal | None]:
+        """The account's name and its pending charges total (/v2/account), the latter
+        independent of the items."""
         path = "/v2/account"
         response = self.api.request("GET", f"{self.base_url}{path}", path)
-        value = exact_json(response).get("account", {}).get("pending_charges")
-        return None if value is None or value == "" else Decimal(str(value))
+        account = exact_json(response).get("account", {})
+        value = account.get("pending_charges")
+        pending = None if value is None or value == "" else Decimal(str(value))
+        return str(account.get("name") or ""), pending
 
 
 class VultrResource(RestResource):

@@ -56,6 +56,25 @@ class WarehouseSettings(BaseSettings):
         return f"{scheme}://{host}:{port}/{self.clickhouse_database}"
 
 
+# On a cluster (see schema.DDLContext) a window is published by inserting its rows, then its
+# per-day pointers, through the Distributed tables, both to the customer's shard. For readers to
+# see the old window or the new one and nothing else: the insert returns only once the shard has
+# the rows (synchronous distributed insert) on a majority of its replicas (quorum), so the pointer
+# insert starts after; the pointers are one insert, one block, one part (atomic on each replica);
+# and a read only uses replicas that have every quorum insert (sequential consistency), so no
+# replica shows pointers whose rows it has not fetched yet.
+CLUSTER_SETTINGS: dict[str, Any] = {
+    "insert_distributed_sync": 1,
+    "insert_quorum": "auto",
+    "select_sequential_consistency": 1,
+}
+
+
+def client_settings(settings: WarehouseSettings) -> dict[str, Any]:
+    """Session settings every query of this deployment carries."""
+    return dict(CLUSTER_SETTINGS) if settings.clickhouse_cluster else {}
+
+
 def create_client(settings: WarehouseSettings | None = None, **overrides: Any) -> Client:
     """A clickhouse-connect client for the configured warehouse. Create once and reuse it: it has
     no session id, so one client is safe to share between threads."""
@@ -73,5 +92,7 @@ def create_client(settings: WarehouseSettings | None = None, **overrides: Any) -
         "autogenerate_session_id": False,
         "compress": True,
     }
+    if cluster_settings := client_settings(settings):
+        kwargs["settings"] = cluster_settings
     kwargs.update(overrides)
     return clickhouse_connect.get_client(**kwargs)

@@ -1,17 +1,28 @@
 """The write path every collector uses: replace one (customer, provider, billing account, date
-window) with a new set of FOCUS line items, atomically for readers."""
+window) with a new set of FOCUS line items, atomically for readers.
+
+Rows arrive as a pandas DataFrame, an Arrow table or record batch, or any iterable of those
+(a collector streaming an export hands over one bounded batch at a time). Each batch of at most
+BATCH_ROWS lines is validated and normalised column by column with Arrow compute and pandas
+column operations, and inserted as Arrow; a value the vectorised path cannot read goes through
+the per-value rules below, which name the row and the column of the first bad value."""
 
 from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
-from typing import Any
+from typing import Any, TypeAlias
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from clickhouse_connect.driver.client import Client
 
 from cost_pipelines.providers import PROVIDERS
@@ -66,6 +77,17 @@ STORED_COLUMNS = (
     "collected_at",
 )
 _ZERO = Decimal(0)
+# Lines normalised and inserted at once: bounds the write path's memory whatever the window holds.
+BATCH_ROWS = 100_000
+_DECIMAL = pa.decimal128(38, 12)
+# Wide enough to read any amount exactly before it is rounded to the stored 12 places.
+_WIDE_DECIMAL = pa.decimal256(76, 30)
+_TIME = pa.timestamp("s", tz="UTC")
+_TAGS = pa.map_(pa.string(), pa.string())
+_ARROW_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError)
+
+Batch: TypeAlias = pd.DataFrame | pa.Table | pa.RecordBatch
+Rows: TypeAlias = Batch | Iterable[Batch]
 
 
 class InvalidCostRows(ValueError):
@@ -144,69 +166,303 @@ def _optional_utc(value: Any, column: str, row: int) -> datetime | None:
     return None if _absent(value) else _utc(value, column, row)
 
 
-def _normalise(window: CostWindow, rows: pd.DataFrame) -> dict[str, list[Any]]:
-    """Validate and complete the collector's rows column by column; errors name row and column."""
-    missing = [c for c in REQUIRED_COLUMNS if c not in rows.columns]
+# A batch's column: an Arrow array (Arrow input) or a pandas Series (DataFrame input).
+Column: TypeAlias = "pa.Array | pd.Series[Any]"
+
+
+def _arrow(values: Column) -> pa.Array | None:
+    """The column as one Arrow array (NaN as null), or None if its values are of mixed kinds."""
+    if isinstance(values, pa.ChunkedArray):
+        return values.combine_chunks()
+    if isinstance(values, pa.Array):
+        return values
+    try:
+        return pa.array(values, from_pandas=True)
+    except _ARROW_ERRORS:
+        return None
+
+
+def _python(values: Column) -> list[Any]:
+    """The column's values as Python objects, for the per-value rules (bad values only)."""
+    if isinstance(values, pa.Array | pa.ChunkedArray):
+        return list(values.to_pylist())
+    return list(values.array)
+
+
+def _string_like(array: pa.Array) -> bool:
+    kind = array.type
+    if pa.types.is_dictionary(kind):
+        kind = kind.value_type
+    return bool(
+        pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_null(kind)
+    )
+
+
+def _as_string(array: pa.Array) -> pa.Array:
+    return array if pa.types.is_string(array.type) else pc.cast(array, pa.string())
+
+
+def _blank_to_null(array: pa.Array) -> pa.Array:
+    """Strings with surrounding whitespace trimmed; empty ones (a CSV's null cell) as null."""
+    trimmed = pc.utf8_trim_whitespace(_as_string(array))
+    return pc.if_else(pc.equal(trimmed, ""), pa.scalar(None, pa.string()), trimmed)
+
+
+def _first(mask: pa.Array | np.ndarray) -> int | None:
+    """Index of the first true value of a boolean mask (nulls are false), or None."""
+    flags = mask.to_numpy(zero_copy_only=False) if isinstance(mask, pa.Array) else mask
+    flags = np.asarray(flags, dtype=object if flags.dtype == object else None)
+    hits = np.flatnonzero(flags == True)  # noqa: E712 - also false for None
+    return int(hits[0]) if hits.size else None
+
+
+def _absent_mask(values: Column) -> np.ndarray:
+    """Per value: no value (None, NA, NaN, an empty or blank string)."""
+    array = _arrow(values)
+    if array is None:
+        return np.array([_absent(v) for v in _python(values)], dtype=bool)
+    absent = pc.is_null(array, nan_is_null=True)
+    if _string_like(array):
+        absent = pc.or_(absent, pc.equal(pc.utf8_trim_whitespace(_as_string(array)), ""))
+    return np.asarray(pc.fill_null(absent, True).to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def _times(
+    values: Column, column: str, offset: int, *, required: bool
+) -> tuple[pa.Array, np.ndarray]:
+    """(timestamps in UTC, the same as int64 microseconds); naive values are UTC. A value the
+    ISO 8601 parser cannot read goes through `pd.Timestamp`, which names it if it fails too."""
+    array = _arrow(values)
+    parsed: pd.Series
+    if array is not None and pa.types.is_timestamp(array.type):
+        if array.type.tz is None:
+            array = pc.assume_timezone(array, "UTC")
+        parsed = pd.Series(pc.cast(array, pa.timestamp("us", tz="UTC")).to_pandas())
+    elif array is not None and pa.types.is_date(array.type):
+        midnight = pc.assume_timezone(pc.cast(array, pa.timestamp("us")), "UTC")
+        parsed = pd.Series(midnight.to_pandas())
+    else:
+        source = (
+            pd.Series(_as_string(array).to_pandas())
+            if array is not None and _string_like(array)
+            else pd.Series(_python(values), dtype=object)
+        )
+        parsed = pd.to_datetime(source, utc=True, format="ISO8601", errors="coerce")
+    micros = parsed.dt.tz_convert(UTC).to_numpy(dtype="datetime64[us]").astype(np.int64)
+    unparsed = parsed.isna().to_numpy().copy()
+    if unparsed.any():
+        absent = _absent_mask(values)
+        retry = np.flatnonzero(unparsed if required else unparsed & ~absent)
+        raw = _python(values)
+        for index in retry:
+            value = _utc(raw[index], column, offset + int(index))
+            micros[index] = int(pd.Timestamp(value).value) // 1000
+            unparsed[index] = False
+    result = pa.array(micros, type=pa.timestamp("us", tz="UTC"), mask=unparsed)
+    return result, micros
+
+
+def _day_micros(day: date) -> int:
+    """Microseconds since the epoch of a day's UTC midnight."""
+    return (day - date(1970, 1, 1)).days * 86_400_000_000
+
+
+def _to_seconds(micros: pa.Array) -> pa.Array:
+    return pc.cast(micros, _TIME, safe=False)
+
+
+def _decimal_from_arrow(array: pa.Array) -> pa.Array | None:
+    """Exact amounts rounded half-even to the stored 12 places, or None if some value is not a
+    plain finite number (the per-value rules then name it)."""
+    try:
+        if pa.types.is_null(array.type):
+            return pa.nulls(len(array), _DECIMAL)
+        if pa.types.is_integer(array.type):
+            return pc.cast(array, _DECIMAL)
+        if pa.types.is_floating(array.type):
+            if not pc.all(pc.fill_null(pc.is_finite(array), True)).as_py():
+                return None
+            # Floats cannot carry exact costs; their shortest repr does (0.1 stays 0.1).
+            array = pc.cast(array, pa.string())
+        if _string_like(array):
+            text = _blank_to_null(array)
+            try:  # the usual case: no amount has more decimals than the stored 12
+                return pc.cast(text, _DECIMAL)
+            except _ARROW_ERRORS:
+                array = pc.cast(text, _WIDE_DECIMAL)
+        if not pa.types.is_decimal(array.type):
+            return None
+        if array.type.scale > 12:
+            array = pc.round(array, ndigits=12, round_mode="half_to_even")
+        return pc.cast(array, _DECIMAL)
+    except _ARROW_ERRORS:
+        return None
+
+
+def _amounts(values: Column, column: str, offset: int) -> pa.Array:
+    array = _arrow(values)
+    amounts = _decimal_from_arrow(array) if array is not None else None
+    if amounts is None:
+        exact = [_money(v, column, offset + i) for i, v in enumerate(_python(values))]
+        amounts = pa.array(exact, type=_DECIMAL)
+    return amounts
+
+
+def _texts(values: Column) -> pa.Array:
+    """Text as stored: a missing value is the empty string."""
+    array = _arrow(values)
+    if array is None or not _string_like(array):
+        return pa.array(
+            ["" if v is None or v is pd.NA else str(v) for v in _python(values)], pa.string()
+        )
+    return pc.fill_null(_as_string(array), "")
+
+
+def _optional_texts(values: Column) -> pa.Array:
+    """Text or NULL: a missing or blank value is NULL."""
+    array = _arrow(values)
+    if array is None or not _string_like(array):
+        return pa.array([None if _absent(v) else str(v) for v in _python(values)], pa.string())
+    absent = pa.array(_absent_mask(array))
+    return pc.if_else(absent, pa.scalar(None, pa.string()), _as_string(array))
+
+
+def _tags(values: Column) -> pa.Array:
+    """Tags as a string map; anything that is not a mapping is no tags."""
+    array = _arrow(values) if isinstance(values, pa.Array | pa.ChunkedArray) else None
+    if array is None:
+        try:
+            array = pa.array(values, type=_TAGS, from_pandas=True)
+        except _ARROW_ERRORS:
+            array = pa.array(
+                [
+                    {str(k): str(v) for k, v in t.items()} if isinstance(t, Mapping) else {}
+                    for t in _python(values)
+                ],
+                type=_TAGS,
+            )
+    if not pa.types.is_map(array.type):
+        raise InvalidCostRows(f"Tags must be a map of strings, got {array.type}")
+    array = array.cast(_TAGS)
+    if array.null_count:  # no tags rather than NULL
+        array = pc.fill_null(array, pa.scalar([], type=_TAGS))
+    return array
+
+
+def _flags(values: Column) -> np.ndarray:
+    array = _arrow(values)
+    if array is not None and (pa.types.is_boolean(array.type) or pa.types.is_null(array.type)):
+        flags = pc.fill_null(pc.cast(array, pa.bool_()), False)
+        return np.asarray(flags.to_numpy(zero_copy_only=False), dtype=bool)
+    return np.array([not _absent(flag) and bool(flag) for flag in _python(values)], dtype=bool)
+
+
+def _columns(batch: Batch) -> dict[str, Column]:
+    if isinstance(batch, pd.DataFrame):
+        return {str(name): batch[name] for name in batch.columns}
+    return {name: batch.column(name) for name in batch.schema.names}
+
+
+def _normalise(window: CostWindow, batch: Batch, offset: int = 0) -> dict[str, pa.Array]:
+    """Validate and complete one batch of the collector's rows column by column, as Arrow
+    arrays of the stored types; errors name row (counted over the whole set) and column."""
+    records = _columns(batch)
+    missing = [c for c in REQUIRED_COLUMNS if c not in records]
     if missing:
         raise InvalidCostRows(f"rows lack required columns: {', '.join(missing)}")
-    unknown = sorted(set(rows.columns) - set(LINE_COLUMNS))
+    unknown = sorted(set(records) - set(LINE_COLUMNS))
     if unknown:
         raise InvalidCostRows(f"rows have columns the schema does not know: {', '.join(unknown)}")
-    n = len(rows)
-    records = rows.to_dict("list")
-    out: dict[str, list[Any]] = {}
-    lo = datetime.combine(window.start, datetime.min.time(), UTC)
-    hi = datetime.combine(window.end, datetime.min.time(), UTC)
-    starts = [_utc(v, "ChargePeriodStart", i) for i, v in enumerate(records["ChargePeriodStart"])]
-    for i, start in enumerate(starts):
-        if not lo <= start < hi:
-            raise InvalidCostRows(
-                f"row {i}: ChargePeriodStart {start:%Y-%m-%d %H:%M} is outside the window "
-                f"[{window.start}, {window.end})"
-            )
-    out["ChargePeriodStart"] = starts
-    out["ChargePeriodEnd"] = (
-        [_utc(v, "ChargePeriodEnd", i) for i, v in enumerate(records["ChargePeriodEnd"])]
-        if "ChargePeriodEnd" in records
-        else [s + timedelta(days=1) for s in starts]
+    n = len(batch)
+    out: dict[str, pa.Array] = {}
+    lo, hi = _day_micros(window.start), _day_micros(window.end)
+    starts, start_us = _times(
+        records["ChargePeriodStart"], "ChargePeriodStart", offset, required=True
     )
-    month_starts = [s.replace(day=1, hour=0, minute=0, second=0, microsecond=0) for s in starts]
-    month_ends = [(m + timedelta(days=32)).replace(day=1) for m in month_starts]
-    for column, default in (("BillingPeriodStart", month_starts), ("BillingPeriodEnd", month_ends)):
-        values = records.get(column)
-        out[column] = [_utc(v, column, i) for i, v in enumerate(values)] if values else default
-    for column in MONEY_COLUMNS:
-        values = records.get(column) or [None] * n
-        out[column] = [_money(v, column, i) for i, v in enumerate(values)]
-    for i, billed in enumerate(out["BilledCost"]):
-        if billed is None:
-            raise InvalidCostRows(f"row {i}: BilledCost is missing")
-    for column in SPREAD_COLUMNS:
-        values = records.get(column) or [None] * n
-        out[column] = [_optional_utc(v, column, i) for i, v in enumerate(values)]
-    classes = records.get("ChargeClass") or [None] * n
-    out["ChargeClass"] = [None if _absent(v) else str(v) for v in classes]
-    for column in TEXT_COLUMNS:
-        values = records.get(column)
-        out[column] = (
-            ["" if v is None or v is pd.NA else str(v) for v in values] if values else [""] * n
+    outside = _first((start_us < lo) | (start_us >= hi))
+    if outside is not None:
+        start = datetime.fromtimestamp(start_us[outside] / 1e6, UTC)
+        raise InvalidCostRows(
+            f"row {offset + outside}: ChargePeriodStart {start:%Y-%m-%d %H:%M} is outside the "
+            f"window [{window.start}, {window.end})"
         )
+    out["ChargePeriodStart"] = _to_seconds(starts)
+    start_s = start_us.astype("datetime64[us]")
+    if "ChargePeriodEnd" in records:
+        ends, _ = _times(records["ChargePeriodEnd"], "ChargePeriodEnd", offset, required=True)
+        out["ChargePeriodEnd"] = _to_seconds(ends)
+    else:
+        a_day_later = start_s + np.timedelta64(1, "D")
+        out["ChargePeriodEnd"] = _to_seconds(pa.array(a_day_later, pa.timestamp("us", "UTC")))
+    months = start_s.astype("datetime64[M]")
+    defaults = {"BillingPeriodStart": months, "BillingPeriodEnd": months + 1}
+    period_end_us: np.ndarray = (months + 1).astype("datetime64[us]").astype(np.int64)
+    for column, default in defaults.items():
+        if column in records and n:
+            times, micros = _times(records[column], column, offset, required=True)
+            out[column] = _to_seconds(times)
+            if column == "BillingPeriodEnd":
+                period_end_us = micros
+        else:
+            out[column] = pa.array(default.astype("datetime64[s]"), _TIME)
+    for column in MONEY_COLUMNS:
+        out[column] = (
+            _amounts(records[column], column, offset)
+            if column in records
+            else pa.nulls(n, _DECIMAL)
+        )
+    missing_billed = _first(pc.is_null(out["BilledCost"]))
+    if missing_billed is not None:
+        raise InvalidCostRows(f"row {offset + missing_billed}: BilledCost is missing")
+    for column in SPREAD_COLUMNS:
+        if column in records:
+            times, _ = _times(records[column], column, offset, required=False)
+            out[column] = _to_seconds(times)
+        else:
+            out[column] = pa.nulls(n, _TIME)
+    out["ChargeClass"] = (
+        _optional_texts(records["ChargeClass"])
+        if "ChargeClass" in records
+        else pa.nulls(n, pa.string())
+    )
+    for column in TEXT_COLUMNS:
+        out[column] = _texts(records[column]) if column in records else pa.repeat("", n)
     currencies = out["BillingCurrency"]
-    for i, currency in enumerate(currencies):
-        if len(currency) != 3 or not currency.isalpha():
-            raise InvalidCostRows(f"row {i}: BillingCurrency {currency!r} is not an ISO 4217 code")
-    out["BillingCurrency"] = [c.upper() for c in currencies]
-    tags = records.get("Tags")
-    out["Tags"] = [dict(t) if isinstance(t, Mapping) else {} for t in tags] if tags else [{}] * n
+    valid = pc.and_(pc.equal(pc.utf8_length(currencies), 3), pc.utf8_is_alpha(currencies))
+    bad = _first(pc.invert(valid))
+    if bad is not None:
+        raise InvalidCostRows(
+            f"row {offset + bad}: BillingCurrency {currencies[bad].as_py()!r} "
+            "is not an ISO 4217 code"
+        )
+    out["BillingCurrency"] = pc.utf8_upper(currencies)
+    out["Tags"] = _tags(records["Tags"]) if "Tags" in records else pa.array([{}] * n, _TAGS)
     # Every line of a billing period that has not ended is an estimate, whatever the source says:
     # providers rerate and add to an open period until they invoice it.
-    now = datetime.now(UTC)
-    supplied = records.get("x_Estimated") or [False] * n
-    out["x_Estimated"] = [
-        (not _absent(flag) and bool(flag)) or period_end > now
-        for flag, period_end in zip(supplied, out["BillingPeriodEnd"], strict=True)
-    ]
+    now_us = int(pd.Timestamp.now(tz=UTC).value) // 1000
+    supplied = _flags(records["x_Estimated"]) if "x_Estimated" in records else np.zeros(n, bool)
+    out["x_Estimated"] = pa.array(supplied | (period_end_us > now_us), pa.bool_())
     return out
+
+
+def _batches(rows: Rows) -> Iterator[Batch]:
+    """The rows in batches of at most BATCH_ROWS lines. An empty frame is yielded as it is, so
+    its columns are still checked."""
+    if isinstance(rows, pd.DataFrame):
+        if rows.empty:
+            yield rows
+        for begin in range(0, len(rows), BATCH_ROWS):
+            yield rows.iloc[begin : begin + BATCH_ROWS]
+    elif isinstance(rows, pa.Table):
+        if rows.num_rows == 0:
+            yield rows
+        yield from rows.to_batches(max_chunksize=BATCH_ROWS)
+    elif isinstance(rows, pa.RecordBatch):
+        for begin in range(0, max(rows.num_rows, 1), BATCH_ROWS):
+            yield rows.slice(begin, BATCH_ROWS)
+    else:
+        for part in rows:
+            yield from _batches(part)
 
 
 @dataclass(frozen=True)
@@ -222,64 +478,125 @@ class StagedLoad:
     billed_by_currency: dict[str, Decimal]
 
 
+class Stager:
+    """Stores a window's new rows batch by batch under a fresh load id that no reader follows
+    yet; `finish()` gives the StagedLoad to publish. Nothing becomes visible before `publish`.
+
+    One insert is in flight while the next batch is validated: the client's and the server's
+    work overlap. A failed insert raises from the next `add` or from `finish`."""
+
+    def __init__(
+        self, client: Client, window: CostWindow, *, source: str, run_id: str = ""
+    ) -> None:
+        self.client, self.window, self.source, self.run_id = client, window, source, run_id
+        self.load_id = uuid.uuid4()
+        now = datetime.now(UTC)
+        # Milliseconds: the precision `collected_at` keeps, so a load's rows compare equal to it;
+        # rounded up, so the load is never dated before the write began.
+        self.loaded_at = now + timedelta(microseconds=-now.microsecond % 1000)
+        self.rows_written = 0
+        self._totals: dict[str, Decimal] = defaultdict(lambda: _ZERO)
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: Future[Any] | None = None
+
+    def add(self, batch: Batch) -> int:
+        """Validate one batch and send it; returns its line count."""
+        columns = _normalise(self.window, batch, self.rows_written)
+        n = len(batch)
+        if not n:
+            return 0
+        stamp = {
+            "customer_id": pa.repeat(self.window.customer_id, n),
+            "provider": pa.repeat(self.window.provider, n),
+            "BillingAccountId": pa.repeat(self.window.billing_account_id, n),
+            "source": pa.repeat(self.source, n),
+            "load_id": pa.repeat(str(self.load_id), n),
+            "collection_run_id": pa.repeat(self.run_id, n),
+            "collected_at": pa.repeat(pa.scalar(self.loaded_at, pa.timestamp("ms", "UTC")), n),
+        }
+        data = {**columns, **stamp}
+        table = pa.Table.from_arrays([data[c] for c in STORED_COLUMNS], names=list(STORED_COLUMNS))
+        for currency, amount in _batch_totals(columns["BillingCurrency"], columns["BilledCost"]):
+            self._totals[currency] += amount
+        self._wait()
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cost-insert")
+        self._pending = self._pool.submit(self.client.insert_arrow, COSTS_TABLE, table)
+        self.rows_written += n
+        return n
+
+    def _wait(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def close(self) -> None:
+        """Wait for the insert in flight (its error is dropped: the load is abandoned)."""
+        with suppress(Exception):
+            self._wait()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+    def finish(self) -> StagedLoad:
+        """Wait until every batch is stored; the load to publish."""
+        try:
+            self._wait()
+        finally:
+            self.close()
+        return StagedLoad(
+            self.window,
+            self.load_id,
+            self.loaded_at,
+            self.source,
+            self.run_id,
+            self.rows_written,
+            dict(sorted(self._totals.items())),
+        )
+
+
 def stage(
-    client: Client, window: CostWindow, rows: pd.DataFrame, *, source: str, run_id: str = ""
+    client: Client, window: CostWindow, rows: Rows, *, source: str, run_id: str = ""
 ) -> StagedLoad:
     """Validate the rows and store them under a fresh load id that no reader follows yet."""
-    columns = _normalise(window, rows)
-    n = len(rows)
-    now = datetime.now(UTC)
-    # Milliseconds: the precision `collected_at` keeps, so a load's rows compare equal to it.
-    loaded_at = now.replace(microsecond=now.microsecond // 1000 * 1000)
-    staged = StagedLoad(
-        window,
-        uuid.uuid4(),
-        loaded_at,
-        source,
-        run_id,
-        n,
-        _totals(columns["BillingCurrency"], columns["BilledCost"]),
-    )
-    stamp: dict[str, list[Any]] = {
-        "customer_id": [window.customer_id] * n,
-        "provider": [window.provider] * n,
-        "BillingAccountId": [window.billing_account_id] * n,
-        "source": [source] * n,
-        "load_id": [staged.load_id] * n,
-        "collection_run_id": [run_id] * n,
-        "collected_at": [loaded_at] * n,
-    }
-    data: dict[str, list[Any]] = {**columns, **stamp}
-    if n:
-        client.insert(
-            COSTS_TABLE,
-            [data[c] for c in STORED_COLUMNS],
-            column_names=list(STORED_COLUMNS),
-            column_oriented=True,
+    stager = Stager(client, window, source=source, run_id=run_id)
+    try:
+        for batch in _batches(rows):
+            stager.add(batch)
+        return stager.finish()
+    finally:
+        stager.close()
+
+
+def _batch_totals(currencies: pa.Array, amounts: pa.Array) -> list[tuple[str, Decimal]]:
+    """Exact BilledCost per currency of one batch (Decimal sums, no float on the way)."""
+    table = pa.table({"currency": currencies, "amount": pc.cast(amounts, pa.decimal256(76, 12))})
+    sums = table.group_by("currency").aggregate([("amount", "sum")])
+    return [
+        (str(currency), Decimal(amount))
+        for currency, amount in zip(
+            sums.column("currency").to_pylist(), sums.column("amount_sum").to_pylist(), strict=True
         )
-    return staged
+    ]
 
 
 def publish(client: Client, staged: StagedLoad) -> None:
     """Point every day of the window at the staged load, in one insert: readers switch from the
     old set to the new one at once. Of two loads of one window, the later-staged one wins."""
     window = staged.window
-    pointer: list[Any] = [window.customer_id, window.provider, window.billing_account_id]
-    extra = [staged.load_id, staged.loaded_at, staged.source, staged.run_id]
-    client.insert(
-        LOADS_TABLE,
-        [[*pointer, day, *extra] for day in window.days],
-        column_names=[
-            "customer_id",
-            "provider",
-            "BillingAccountId",
-            "charge_date",
-            "load_id",
-            "loaded_at",
-            "source",
-            "collection_run_id",
-        ],
-    )
+    days = len(window.days)
+    first = np.datetime64(window.start.isoformat(), "D")
+    pointers = {
+        "customer_id": pa.repeat(window.customer_id, days),
+        "provider": pa.repeat(window.provider, days),
+        "BillingAccountId": pa.repeat(window.billing_account_id, days),
+        "charge_date": pa.array(first + np.arange(days), pa.date32()),
+        "load_id": pa.repeat(str(staged.load_id), days),
+        "loaded_at": pa.repeat(pa.scalar(staged.loaded_at, pa.timestamp("us", "UTC")), days),
+        "source": pa.repeat(staged.source, days),
+        "collection_run_id": pa.repeat(staged.run_id, days),
+    }
+    client.insert_arrow(LOADS_TABLE, pa.table(pointers))
 
 
 def clean_up(client: Client, staged: StagedLoad) -> None:
@@ -314,7 +631,7 @@ def clean_up(client: Client, staged: StagedLoad) -> None:
 def replace_window(
     client: Client,
     window: CostWindow,
-    rows: pd.DataFrame,
+    rows: Rows,
     *,
     source: str,
     run_id: str = "",
@@ -324,16 +641,12 @@ def replace_window(
 
     The new rows go in under a fresh load id, invisible to readers (they read `costs_current`,
     which follows the per-day pointers in `cost_loads`); one insert then moves every day's pointer
-    to the new load, and the superseded rows are deleted afterwards.
+    to the new load, and the superseded rows are deleted afterwards. `rows` may be an iterable of
+    batches: they are inserted one at a time and the pointers move only after the last one, so a
+    stream is as atomic as one frame. If a batch is refused, the batches already stored stay
+    invisible and the next load of the window deletes them.
     """
     staged = stage(client, window, rows, source=source, run_id=run_id)
     publish(client, staged)
     clean_up(client, staged)
     return ReplaceResult(window, staged.load_id, staged.rows_written, staged.billed_by_currency)
-
-
-def _totals(currencies: Iterable[str], amounts: Iterable[Decimal]) -> dict[str, Decimal]:
-    totals: dict[str, Decimal] = defaultdict(lambda: _ZERO)
-    for currency, amount in zip(currencies, amounts, strict=True):
-        totals[currency] += amount
-    return dict(sorted(totals.items()))

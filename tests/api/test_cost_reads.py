@@ -127,6 +127,8 @@ def test_by_resource_lists_the_top_resources_per_currency(
             "unattributed": r["unattributed"],
             "currency": r["currency"],
             "amount": money(r["amount"]),
+            "gross_cost": money(r["gross_cost"]),
+            "credits": money(r["credits"]),
             "share": None if r["share_percent"] is None else Decimal(r["share_percent"]),
         }
         for r in body["data"]
@@ -136,9 +138,10 @@ def test_by_resource_lists_the_top_resources_per_currency(
 
 @pytest.mark.parametrize("group_by", ["day", "week", "month"])
 @pytest.mark.parametrize(("customer", "provider", "period", "metric"), CASES[:5])
-def test_trends_show_every_bucket_and_the_change_from_the_previous_one(
+def test_trends_show_every_bucket_and_compare_partial_ones_by_daily_average(
     api: Api,
     lines: pd.DataFrame,
+    dataset: Dataset,
     customer: str,
     provider: str,
     period: str,
@@ -152,11 +155,31 @@ def test_trends_show_every_bucket_and_the_change_from_the_previous_one(
         group_by=group_by,
         **params,
     ).json()
+    providers = sorted(set(expected.select(lines, customer, provider, None, None)["provider"]))
+    is_open = expected.open_days(lines, dataset.loads, customer, providers, api.today)
     want = expected.trends(
-        expected.select(lines, customer, provider, start, end), metric, group_by, start, end
+        expected.select(lines, customer, provider, start, end),
+        metric,
+        group_by,
+        start,
+        end,
+        is_open,
     )
     got = {
-        s["currency"]: [(date.fromisoformat(p["bucket"]), money(p["amount"])) for p in s["points"]]
+        s["currency"]: [
+            {
+                "bucket": date.fromisoformat(p["bucket"]),
+                "days": p["days"],
+                "open_days": p["open_days"],
+                "partial": p["partial"],
+                "amount": money(p["amount"]),
+                "daily_average": p["daily_average"] and money(p["daily_average"]),
+                "change_basis": p["change_basis"],
+                "change": p["change"] and money(p["change"]),
+                "change_percent": p["change_percent"] and Decimal(p["change_percent"]),
+            }
+            for p in s["points"]
+        ]
         for s in body["series"]
     }
     assert got == want
@@ -164,12 +187,7 @@ def test_trends_show_every_bucket_and_the_change_from_the_previous_one(
         points = series["points"]
         assert points[0]["start"] == str(start) and points[-1]["end"] == str(end)
         assert points[0]["change"] is None
-        for previous, point in itertools.pairwise(points):
-            before, now = money(previous["amount"]), money(point["amount"])
-            assert money(point["change"]) == now - before
-            assert (
-                None if point["change_percent"] is None else Decimal(point["change_percent"])
-            ) == expected.pct(now - before, abs(before))
+        assert sum(p["days"] for p in points) == (end - start).days
 
 
 def test_trends_fill_days_without_cost_with_zero(api: Api, lines: pd.DataFrame) -> None:
@@ -203,7 +221,8 @@ def test_trends_of_a_customer_without_any_cost_have_no_series(api: Api) -> None:
 def test_a_rise_after_a_credit_bucket_has_a_positive_change_percent(
     api: Api, warehouse: WarehouseProcess
 ) -> None:
-    first = api.today - timedelta(days=3)
+    # Days that are complete (settled a full day before the test's load): whole day buckets.
+    first = api.today - timedelta(days=5)
     amounts = [Decimal("-10.00"), Decimal("5.00"), Decimal("2.50")]  # a refund, then usage
     rows = pd.DataFrame(
         {
@@ -278,38 +297,68 @@ def test_metrics_pages_through_every_line_newest_first(
 
 @pytest.mark.parametrize(("customer", "provider"), [("acme", "all"), ("acme", "aws")])
 @pytest.mark.parametrize("metric", ["billed", "effective"])
-def test_latest_is_the_newest_day_by_service_and_resource_with_its_collection_time(
+def test_latest_is_each_providers_newest_complete_day_with_its_collection_time(
     api: Api, lines: pd.DataFrame, dataset: Dataset, customer: str, provider: str, metric: str
 ) -> None:
     body = api.get(f"/api/v2/costs/{customer}/{provider}/latest", cost_metric=metric).json()
     rows = expected.select(lines, customer, provider, None, None)
-    newest = rows["day"].max()
-    day_rows = rows[rows["day"] == newest]
     col = expected.COLUMN[metric]
+    providers = sorted(set(rows["provider"]))
+    assert [p["provider"] for p in body["providers"]] == providers
+    for entry in body["providers"]:
+        mine = rows[rows["provider"] == entry["provider"]]
+        last = expected.last_complete_day(lines, dataset.loads, customer, entry["provider"])
+        newest = mine["day"].max()
+        day = mine[mine["day"] <= last]["day"].max()
+        assert (entry["day"], entry["complete"]) == (str(day), True)
+        assert entry["open_day"] == (str(newest) if newest > day else None)
+        day_rows = mine[mine["day"] == day]
+        want = {
+            (s, r, c): (expected.dsum(g[col]), len(g))
+            for (s, r, c), g in day_rows.groupby(["ServiceName", "ResourceId", "BillingCurrency"])
+        }
+        got = {
+            (i["service_name"], i["resource_id"], i["currency"]): (money(i["amount"]), i["lines"])
+            for i in entry["items"]
+        }
+        assert got == want
+        loads = [
+            load
+            for load in dataset.loads
+            if load.window.customer_id == customer
+            and load.window.provider == entry["provider"]
+            and load.window.start <= day < load.window.end
+        ]
+        collected = pd.Timestamp(entry["collected_at"]).to_pydatetime()
+        assert max(x.before for x in loads) <= collected <= max(x.after for x in loads)
+
+
+def test_latest_of_all_names_one_day_per_provider_each_from_its_own_completeness(
+    api: Api, lines: pd.DataFrame, dataset: Dataset
+) -> None:
+    body = api.get("/api/v2/costs/acme/all/latest").json()
+    lasts = {
+        c["provider"]: c["last_complete_day"] and date.fromisoformat(c["last_complete_day"])
+        for c in body["completeness"]
+    }
     want = {
-        (s, r, c): (expected.dsum(g[col]), len(g))
-        for (s, r, c), g in day_rows.groupby(["ServiceName", "ResourceId", "BillingCurrency"])
+        p: expected.last_complete_day(lines, dataset.loads, "acme", p)
+        for p in ("aws", "azure", "gcp")
     }
-    assert body["day"] == str(newest)
-    got = {
-        (i["service_name"], i["resource_id"], i["currency"]): (money(i["amount"]), i["lines"])
-        for i in body["items"]
-    }
-    assert got == want
-    loads = [
-        load
-        for load in dataset.loads
-        if load.window.customer_id == customer
-        and provider in ("all", load.window.provider)
-        and load.window.start <= newest < load.window.end
-    ]
-    collected = pd.Timestamp(body["collected_at"]).to_pydatetime()
-    assert max(x.before for x in loads) <= collected <= max(x.after for x in loads)
+    assert lasts == want
+    # aws has cost today (still open), so yesterday is complete; azure's newest cost is
+    # yesterday, collected less than a day after it ended: the day before is its last complete.
+    today = api.today
+    assert (want["aws"], want["azure"]) == (today - timedelta(days=1), today - timedelta(days=2))
+    entries = {p["provider"]: p for p in body["providers"]}
+    assert sorted(entries) == ["aws", "azure", "gcp"]
+    assert all(date.fromisoformat(e["day"]) <= want[p] for p, e in entries.items())
+    assert entries["aws"]["open_day"] == str(today)
 
 
-def test_latest_for_a_customer_without_costs_has_no_day(api: Api) -> None:
+def test_latest_for_a_customer_without_costs_has_no_provider(api: Api) -> None:
     body = api.get("/api/v2/costs/nobody-yet/all/latest").json()
-    assert body["day"] is None and body["items"] == [] and body["totals"] == []
+    assert body["providers"] == [] and body["completeness"] == []
 
 
 def test_amounts_keep_every_digit_a_float_would_lose(api: Api, lines: pd.DataFrame) -> None:

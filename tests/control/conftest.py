@@ -15,6 +15,8 @@ from cost_api.auth import add_key
 from cost_api.main import create_app
 from cost_local.dagster_dev import start_dagster, stop_dagster, write_dagster_home
 from cost_local.sandbox.aws import reset_moto
+from cost_local.sandbox.ecb import EcbReferenceRates
+from cost_pipelines.resources.ecb import URL_ENV
 from tests.control.stack import (
     GOOD_KEY_ID,
     GOOD_SECRET,
@@ -52,8 +54,12 @@ def stack(
         "endpoint_url_env": "REJECTING_AWS_URL",
     }
     write_customers(customers_file, customers)
+    # The rates' first-load sensor runs in this Dagster too: it reads a local ECB, never the web.
+    ecb = EcbReferenceRates()
+    ecb.start()
     with own_database(warehouse, "control") as database:
         env = {
+            URL_ENV: ecb.url,
             "CUSTOMERS_FILE": str(customers_file),
             "WAREHOUSE_PORT": str(warehouse.port),
             "CLICKHOUSE_DATABASE": database,
@@ -100,3 +106,4 @@ def stack(
                 stop_dagster(dagster)
                 rejecting.shutdown()
                 rejecting.server_close()
+                ecb.stop()

@@ -115,6 +115,15 @@ def test_a_triggered_collection_succeeds_with_rows_written_and_shows_in_history(
     checks = {c["name"]: c for c in acme["checks"]}
     assert set(checks) == {"focus_conformance", "reconciles_with_provider"}
     assert all(c["passed"] and c["task_id"] == task["task_id"] for c in checks.values())
+    # Cost reads carry the same results in their completeness, from Dagster (cached).
+    total = stack.api.get(
+        "/api/v2/costs/acme/aws/total",
+        params={"start": "2026-11-01", "end": "2026-11-04"},
+        headers=stack.headers(),
+    ).json()
+    [completeness] = total["completeness"]
+    assert completeness["checks_passed"] is True
+    assert {c["name"] for c in completeness["checks"]} == set(checks)
 
 
 def test_history_filters_by_status_and_provider_and_pages_with_a_cursor(stack: Stack) -> None:
@@ -302,7 +311,11 @@ def test_collectors_status_reports_the_schedule_state_and_next_tick(stack: Stack
     stopped = stack.api.get("/api/v2/collectors/status", headers=stack.headers()).json()
 
     schedules = {s["name"]: s for s in running["schedules"]}
-    assert set(schedules) == {"collect_costs_every_15_minutes", "check_freshness_every_15_minutes"}
+    assert set(schedules) == {
+        "collect_costs_every_15_minutes",
+        "check_freshness_every_15_minutes",
+        "collect_exchange_rates_daily",
+    }
     schedule = schedules["collect_costs_every_15_minutes"]
     assert (schedule["name"], schedule["cron"], schedule["running"]) == (
         "collect_costs_every_15_minutes",
@@ -359,6 +372,11 @@ def test_with_dagster_stopped_status_history_and_health_answer_503(stack: Stack)
     history = stack.api.get("/api/v2/costs/acme/collection-history", headers=stack.headers())
     health = stack.api.get("/health")
     launch = trigger(stack, {"customer_id": "acme"})
+
+    # Cost reads never fail for Dagster: checks are cached or unknown, the numbers are there.
+    total = stack.api.get("/api/v2/costs/acme/aws/total", headers=stack.headers())
+    assert total.status_code == 200, total.text
+    assert total.json()["completeness"][0]["provider"] == "aws"
 
     for answer in (status, history, launch):
         assert answer.status_code == 503

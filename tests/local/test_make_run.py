@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -14,8 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import pyarrow.parquet as pq
 import pytest
 
+from cost_pipelines.warehouse.connection import WarehouseSettings, create_client
 from tests.support.ports import free_ports
 from tests.support.processes import REPO_ROOT
 
@@ -29,6 +32,7 @@ PORT_VARIABLES = (
     "SANDBOX_AZURE_PORT",
     "SANDBOX_GCP_PORT",
     "SANDBOX_VULTR_PORT",
+    "SANDBOX_ECB_PORT",
 )
 
 
@@ -191,6 +195,67 @@ def test_every_service_listens_on_loopback_only(stack: RunningStack) -> None:
     for name, port in stack.ports.items():
         assert listening.get(port), f"{name} {port} is not listening"
         assert listening[port] <= loopback, f"{name} listens on {listening[port]}"
+
+
+def test_the_demo_gets_exchange_rates_at_once_and_exports_its_lines(stack: RunningStack) -> None:
+    password = (stack.data_dir / "warehouse-password").read_text().strip()
+    client = create_client(
+        WarehouseSettings(
+            warehouse_port=stack.ports["WAREHOUSE_PORT"], clickhouse_password=password
+        )
+    )
+    try:
+        deadline, days = time.monotonic() + 180, 0
+        while time.monotonic() < deadline and not days:
+            days = client.query("SELECT uniqExact(rate_date) FROM exchange_rates").result_rows[0][0]
+            time.sleep(2)
+    finally:
+        client.close()
+    assert days > 250, "the first-load sensor loaded the sandbox's full history"
+    headers = {"Authorization": f"Bearer {stack.demo_key()}"}
+    with httpx.Client(base_url=stack.api, headers=headers, timeout=60) as api:
+        total = api.get("/api/v2/costs/demo/vultr/total", params={"days": 60}).json()
+        answer = api.get(
+            "/api/v2/costs/demo/vultr/export", params={"days": 60, "format": "parquet"}
+        )
+    assert answer.status_code == 200
+    table = pq.read_table(io.BytesIO(answer.content))
+    assert table.num_rows == total["lines"] > 0
+    assert set(table.column("ProviderName").to_pylist()) == {"Vultr"}
+
+
+def test_the_demo_allocates_by_tag_and_by_account(stack: RunningStack) -> None:
+    headers = {"Authorization": f"Bearer {stack.demo_key()}"}
+    with httpx.Client(base_url=stack.api, headers=headers, timeout=30) as api:
+        answer = api.post(
+            "/api/v2/costs/trigger-collection",
+            json={"customer_id": "demo", "providers": ["azure", "gcp", "vultr"]},
+        )
+        assert answer.status_code == 202, answer.text
+        deadline = time.monotonic() + 420
+        for task in answer.json()["tasks"]:
+            status: dict[str, object] = {}
+            while time.monotonic() < deadline:
+                status = api.get(f"/api/v2/costs/collection-status/{task['task_id']}").json()
+                if status["status"] in ("success", "failure", "canceled"):
+                    break
+                time.sleep(1)
+            assert status["status"] == "success", status
+        keys = api.get("/api/v2/costs/demo/all/tag-keys", params={"days": 60}).json()
+        assert {"team", "env", "cost-center"} <= {k["key"] for k in keys["data"]}
+        by_tag = api.get("/api/v2/costs/demo/all/by-tag", params={"key": "team", "days": 60})
+        assert by_tag.status_code == 200, by_tag.text
+        buckets = by_tag.json()["data"]
+        for currency in ("EUR", "USD"):  # Azure bills the demo in EUR, GCP and Vultr in USD
+            own = [b for b in buckets if b["currency"] == currency]
+            assert own[0]["untagged"] and len(own) > 1
+        accounts = api.get("/api/v2/costs/demo/all/by-account", params={"days": 60}).json()
+        names = {
+            (a["provider"], s["sub_account_name"])
+            for a in accounts["data"]
+            for s in a["sub_accounts"]
+        }
+        assert {("azure", "demo-prod"), ("gcp", "demo web"), ("vultr", "demo vultr")} <= names
 
 
 def test_a_killed_dagster_is_restarted_while_cost_reads_keep_serving(stack: RunningStack) -> None:

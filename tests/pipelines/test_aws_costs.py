@@ -418,3 +418,34 @@ def test_a_lost_page_of_fees_still_fails_reconciliation_on_the_day_cost_explorer
     account = aws_account("feelost").billing_account_id
     assert f"feelost/aws account {account} 2026-11-01" in reconciled.description
     assert reconciled.description.endswith(f"(difference {(-lost).normalize():f})")
+
+
+@pytest.mark.parametrize("payer_has_costs", [True, False])
+def test_lines_carry_the_linked_account_names_and_the_payers_when_cost_explorer_names_it(
+    tmp_path: Path,
+    aws_peer: AwsPeer,
+    good_keys: None,
+    warehouse_resource: ClickHouseResource,
+    payer_has_costs: bool,
+) -> None:
+    customer = "named" if payer_has_costs else "unnamed"
+    account = aws_account(customer)
+    payer = SubAccount(account.billing_account_id, f"{customer} management")
+    subs = (payer, *account.sub_accounts[:1]) if payer_has_costs else account.sub_accounts[:1]
+    bills = generate_bills([replace(account, sub_accounts=subs)], START, END, seed=3)
+    customers = write_customers(tmp_path / "c.yaml", {customer: aws_entry(customer, "GOOD")})
+    queue_cost_and_usage(aws_peer.url, cost_explorer_results(bills, START, END))
+
+    assert run_aws_costs(customers, customer, warehouse_resource, START, END).success
+
+    rows = (
+        warehouse_resource.get_client()
+        .query(
+            "SELECT DISTINCT BillingAccountName, SubAccountId, SubAccountName, Tags "
+            "FROM costs_current(customer_id={c:String})",
+            parameters={"c": customer},
+        )
+        .result_rows
+    )
+    payer_name = payer.name if payer_has_costs else ""
+    assert sorted(rows) == sorted((payer_name, s.id, s.name, {}) for s in subs)

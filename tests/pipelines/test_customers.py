@@ -112,3 +112,44 @@ def test_the_api_checks_customer_ids_by_the_customers_files_own_rule(tmp_path: P
         except HTTPException as refused:
             assert refused.status_code == 422 and "lowercase" in str(refused.detail)
     assert accepted == loaded
+
+
+def test_budgets_and_alerts_are_validated_naming_the_field_and_never_echo_a_url(
+    tmp_path: Path,
+) -> None:
+    url = "https://hooks.example.com/services/T000/B000/XXXXsecretXXXX"
+    path = write_customers(
+        tmp_path / "customers.yaml",
+        {
+            "acme": {
+                "providers": {},
+                "budgets": [
+                    {"amount": "-5", "currency": "USD"},
+                    {"amount": "10", "currency": "usd", "thresholds": [0]},
+                ],
+                "alerts": {"webhook_url_env": url},
+            },
+            "good": {
+                "providers": {},
+                "budgets": [{"amount": "1200.50", "currency": "EUR", "provider": "azure"}],
+                "alerts": {"webhook_url_env": "GOOD_ALERTS_URL"},
+            },
+        },
+    )
+    book = load_customers(path)
+    text = "\n".join(book.errors)
+    for field in ("budgets.0.amount", "budgets.1.currency", "budgets.1.thresholds"):
+        assert f"'acme': {field}:" in text
+    assert "alerts.webhook_url_env" in text and "secret" not in text.replace("a secret value", "")
+    assert url not in text
+    [budget] = book.customers["good"].budgets
+    assert (budget.id, budget.thresholds) == ("azure-EUR", (50, 80, 100))
+
+
+def test_two_budgets_of_one_customer_cannot_share_a_name(tmp_path: Path) -> None:
+    budget = {"amount": "10", "currency": "USD"}
+    path = write_customers(
+        tmp_path / "customers.yaml", {"acme": {"providers": {}, "budgets": [budget, budget]}}
+    )
+    [error] = load_customers(path).errors
+    assert "budgets" in error and "same name" in error

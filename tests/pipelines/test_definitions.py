@@ -9,15 +9,28 @@ from types import ModuleType
 from typing import get_args
 
 import pytest
+from dagster import (
+    AssetKey,
+    AssetMaterialization,
+    DagsterInstance,
+    DefaultSensorStatus,
+    EvaluateAutomationConditionsResult,
+    evaluate_automation_conditions,
+)
 
 import cost_pipelines.definitions
 from cost_api.main import create_app
 from cost_pipelines.assets import PROVIDER_SPECS
+from cost_pipelines.assets.analytics import AUTOMATION_SENSOR
+from cost_pipelines.assets.exchange_rates import FIRST_LOAD_SENSOR
+from cost_pipelines.assets.exchange_rates import JOB_NAME as RATES_JOB
+from cost_pipelines.assets.exchange_rates import SCHEDULE_NAME as RATES_SCHEDULE
 from cost_pipelines.customers import _Providers, load_customers
 from cost_pipelines.providers import PROVIDERS, ProviderKey
 from cost_pipelines.schedules import JOB_NAME, SCHEDULE_NAME
 from cost_pipelines.warehouse.writer import CostWindow, InvalidCostRows
 
+ANALYSES = ("cost_anomalies", "cost_forecast", "budget_status")
 EXAMPLE_CUSTOMERS = Path(__file__).resolve().parents[2] / "config" / "customers.example.yaml"
 
 
@@ -35,7 +48,69 @@ def test_the_code_location_loads_with_its_job_schedule_and_one_asset_per_provide
     assert defs.resolve_job_def(JOB_NAME)
     assert defs.resolve_schedule_def(SCHEDULE_NAME).job_name == JOB_NAME
     keys = {key.to_user_string() for key in defs.resolve_asset_graph().get_all_asset_keys()}
-    assert keys == {f"{provider}_costs" for provider in PROVIDERS}
+    assert keys == {f"{provider}_costs" for provider in PROVIDERS} | set(ANALYSES) | {
+        "exchange_rates"
+    }
+
+
+def test_the_analyses_read_every_provider_asset_per_customer_and_update_after_them(
+    definitions: ModuleType,
+) -> None:
+    graph = definitions.defs.resolve_asset_graph()
+    providers = {AssetKey(f"{provider}_costs") for provider in PROVIDERS}
+    assert graph.get(AssetKey("cost_anomalies")).parent_keys == providers
+    assert graph.get(AssetKey("cost_forecast")).parent_keys == providers
+    assert graph.get(AssetKey("budget_status")).parent_keys == {AssetKey("cost_forecast")}
+    for name in ANALYSES:
+        node = graph.get(AssetKey(name))
+        assert node.partitions_def == definitions.partitions
+        assert node.automation_condition is not None
+        assert node.automation_condition.get_label() == "eager"
+    sensor = definitions.defs.resolve_sensor_def(AUTOMATION_SENSOR)
+    assert sensor.default_status == DefaultSensorStatus.RUNNING
+
+
+def test_a_collection_makes_the_daemon_request_that_customers_analyses_only(
+    definitions: ModuleType,
+) -> None:
+    """Dagster's own evaluation of the automation conditions, as the daemon runs it: nothing at
+    the first tick, acme's analyses (and nobody else's) after an aws_costs materialization of
+    acme, then nothing again once they ran."""
+    defs = definitions.defs
+    with DagsterInstance.ephemeral() as instance:
+        first = evaluate_automation_conditions(defs=defs, instance=instance)
+        assert _requested(first) == set()
+        instance.report_runless_asset_event(AssetMaterialization("aws_costs", partition="acme"))
+        after = evaluate_automation_conditions(defs=defs, instance=instance, cursor=first.cursor)
+        assert _requested(after) == {(name, "acme") for name in ANALYSES}
+        for name in ANALYSES:
+            instance.report_runless_asset_event(AssetMaterialization(name, partition="acme"))
+        quiet = evaluate_automation_conditions(defs=defs, instance=instance, cursor=after.cursor)
+        assert _requested(quiet) == set()
+
+
+def _requested(result: EvaluateAutomationConditionsResult) -> set[tuple[str, str | None]]:
+    return {
+        (name, partition)
+        for name in ANALYSES
+        for partition in result.get_requested_partitions(AssetKey(name))
+    }
+
+
+def test_the_exchange_rates_asset_has_its_own_job_daily_schedule_and_first_load_sensor(
+    definitions: ModuleType,
+) -> None:
+    defs = definitions.defs
+    schedule = defs.resolve_schedule_def(RATES_SCHEDULE)
+    assert (schedule.job_name, schedule.cron_schedule) == (RATES_JOB, "30 16 * * 1-5")
+    assert schedule.execution_timezone == "Europe/Berlin"
+    assert defs.resolve_sensor_def(FIRST_LOAD_SENSOR).job_name == RATES_JOB
+    rates = defs.resolve_assets_def("exchange_rates")
+    assert {"warehouse", "ecb"} <= rates.required_resource_keys
+    # Collecting costs never collects rates as a side effect, and the other way round.
+    assert "exchange_rates" not in {
+        k.to_user_string() for k in defs.resolve_job_def(JOB_NAME).asset_layer.selected_asset_keys
+    }
 
 
 def test_each_customer_of_the_customers_file_is_a_partition(definitions: ModuleType) -> None:

@@ -34,7 +34,13 @@ from cost_pipelines.assets import PROVIDER_SPECS
 from cost_pipelines.assets.collection import build_cost_asset
 from cost_pipelines.resources.clickhouse import ClickHouseResource
 from cost_pipelines.resources.customers import CustomersResource
-from cost_pipelines.schedules import CRON, SCHEDULE_NAME, build_collection_schedule
+from cost_pipelines.schedules import (
+    CRON,
+    CRON_ENV,
+    SCHEDULE_NAME,
+    build_collection_schedule,
+    collection_cron,
+)
 from tests.support.customers import write_customers
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
@@ -293,3 +299,15 @@ def test_a_customers_file_with_only_errors_skips_the_tick_naming_each_error(
     assert message.startswith("nothing due at 2026-11-30 12:00 UTC; customers file: ")
     assert "customer 'broken': providers.aws.billing_account_id" in message
     assert "customer 'Bad.Id': id must be" in message
+
+
+def test_the_tick_cron_comes_from_the_environment_or_is_every_15_minutes() -> None:
+    assert collection_cron({}) == CRON
+    assert collection_cron({CRON_ENV: " */5 * * * * "}) == "*/5 * * * *"
+    assert build_collection_schedule("0 * * * *").cron_schedule == "0 * * * *"
+
+
+@pytest.mark.parametrize("cron", ["every minute", "* * * *", "* * * * * *", "*/5 * * * ;"])
+def test_a_malformed_tick_cron_is_refused_naming_the_variable(cron: str) -> None:
+    with pytest.raises(ValueError, match=CRON_ENV):
+        collection_cron({CRON_ENV: cron})

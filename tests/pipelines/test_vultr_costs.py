@@ -371,3 +371,23 @@ def test_pending_charges_that_differ_from_the_account_total_fail_reconciliation(
         f"globex/vultr account {account_id('globex')} 2026-10-19: stored "
     )
     assert evaluation.description.endswith("(difference -0.37)")
+
+
+def test_every_line_carries_the_account_name_vultr_gives_and_no_tags(
+    globex: Path, vultr: VultrBilling, warehouse_resource: ClickHouseResource
+) -> None:
+    result = collect(globex, warehouse_resource)
+
+    assert result.success
+    rows = (
+        warehouse_resource.get_client()
+        .query(
+            "SELECT DISTINCT BillingAccountId, BillingAccountName, SubAccountId, SubAccountName, "
+            "Tags FROM costs_current(customer_id='globex') WHERE provider = 'vultr'"
+        )
+        .result_rows
+    )
+    name = vultr.names[account_id("globex")]
+    assert name == "globex vultr"  # /v2/account's name
+    assert rows == [(account_id("globex"), name, account_id("globex"), name, {})]
+    assert metadata(result)["api_requests"] == 4  # the name comes with the pending total

@@ -1,8 +1,16 @@
 """The DDL the migrations generate, for a single server and for a cluster (no cluster runs here)."""
 
+import re
+
 import pytest
 
-from cost_pipelines.warehouse.schema import MIGRATIONS, DDLContext, _migrations_table
+from cost_pipelines.warehouse.connection import WarehouseSettings, client_settings
+from cost_pipelines.warehouse.schema import (
+    MIGRATIONS,
+    SHARDING_KEY,
+    DDLContext,
+    _migrations_table,
+)
 
 
 def all_statements(ctx: DDLContext) -> list[str]:
@@ -16,17 +24,77 @@ def test_single_server_ddl_uses_plain_merge_tree_engines() -> None:
     assert any("ENGINE = ReplacingMergeTree(loaded_at)" in s for s in statements)
 
 
+def created(statements: list[str]) -> dict[str, str]:
+    """Table or view name -> its CREATE statement."""
+    names = {}
+    for statement in statements:
+        match = re.search(r"CREATE (?:TABLE|VIEW) IF NOT EXISTS (\w+)", statement)
+        if match:
+            names[match[1]] = statement
+    return names
+
+
+def engine_of(statement: str) -> str:
+    return statement.split("ENGINE = ", 1)[1].split("\n", 1)[0].strip()
+
+
 def test_cluster_ddl_runs_on_the_cluster_with_replicated_engines() -> None:
     statements = all_statements(DDLContext("finops"))
     creates = [s for s in statements if "CREATE" in s]
     assert creates and all("ON CLUSTER `finops`" in s for s in creates)
-    engines = [s.split("ENGINE = ", 1)[1].split("\n", 1)[0] for s in creates if "ENGINE" in s]
-    assert engines == [
-        "ReplicatedReplacingMergeTree(applied_at)",
-        "ReplicatedMergeTree",
-        "ReplicatedReplacingMergeTree(loaded_at)",
-        "ReplicatedReplacingMergeTree(loaded_at)",  # exchange_rates
-    ]
+    alters = [s for s in statements if s.startswith("ALTER")]
+    assert alters and all("ON CLUSTER `finops`" in s for s in alters)
+    tables = created(statements)
+    assert {name: engine_of(s) for name, s in tables.items() if "ENGINE" in s} == {
+        # Whole on every node: one replication path for all shards, no {shard} in it.
+        "schema_migrations": "ReplicatedReplacingMergeTree("
+        "'/clickhouse/tables/{database}/schema_migrations', '{replica}', applied_at)",
+        "exchange_rates": "ReplicatedReplacingMergeTree("
+        "'/clickhouse/tables/{database}/exchange_rates', '{replica}', loaded_at)",
+        # The analyses' results: small, per customer, whole on every node.
+        "analytics_runs": "ReplicatedReplacingMergeTree("
+        "'/clickhouse/tables/{database}/analytics_runs', '{replica}', computed_at)",
+        **{
+            table: f"ReplicatedMergeTree('/clickhouse/tables/{{database}}/{table}', '{{replica}}')"
+            for table in ("cost_anomalies", "cost_forecasts", "budget_status")
+        },
+        # Sharded by customer: the rows per shard, replicated within it (server default path).
+        "costs_local": "ReplicatedMergeTree",
+        "cost_loads_local": "ReplicatedReplacingMergeTree(loaded_at)",
+        "costs": "Distributed(`finops`, currentDatabase(), costs_local, cityHash64(customer_id))",
+        "cost_loads": "Distributed(`finops`, currentDatabase(), cost_loads_local, "
+        "cityHash64(customer_id))",
+    }
+
+
+def test_on_a_cluster_a_customers_rows_and_pointers_share_a_shard_and_the_view_reads_them() -> None:
+    tables = created(all_statements(DDLContext("finops")))
+    assert "AS costs_local" in tables["costs"] and "AS cost_loads_local" in tables["cost_loads"]
+    assert SHARDING_KEY == "cityHash64(customer_id)"  # one key for rows and their pointers
+    view = tables["costs_current"]
+    # Reads go through the Distributed table; each shard filters by its own pointers.
+    assert "FROM costs\n" in view and "FROM cost_loads_local" in view
+    # Every column change reaches the rows (local) and the Distributed table's structure.
+    alters = [s for s in all_statements(DDLContext("finops")) if "MODIFY COLUMN" in s]
+    assert [a.split()[2] for a in alters] == ["costs_local", "costs"]
+    [update] = [s for s in all_statements(DDLContext("finops")) if " UPDATE " in s]
+    assert update.startswith("ALTER TABLE costs_local ON CLUSTER")
+
+
+def test_one_server_has_no_local_or_distributed_tables() -> None:
+    tables = created(all_statements(DDLContext()))
+    assert set(tables) == {
+        "schema_migrations",
+        "costs",
+        "cost_loads",
+        "costs_current",
+        "exchange_rates",
+        "analytics_runs",
+        "cost_anomalies",
+        "cost_forecasts",
+        "budget_status",
+    }
+    assert not any("Distributed" in s or "_local" in s for s in tables.values())
 
 
 def test_costs_table_is_ordered_for_per_customer_reads() -> None:
@@ -44,3 +112,13 @@ def test_costs_table_is_ordered_for_per_customer_reads() -> None:
 def test_a_malformed_cluster_name_is_refused(name: str) -> None:
     with pytest.raises(ValueError, match="CLICKHOUSE_CLUSTER"):
         DDLContext(name)
+
+
+def test_on_a_cluster_every_query_waits_for_its_shard_and_reads_consistent_replicas() -> None:
+    on_cluster = WarehouseSettings(clickhouse_cluster="finops")
+    assert client_settings(on_cluster) == {
+        "insert_distributed_sync": 1,
+        "insert_quorum": "auto",
+        "select_sequential_consistency": 1,
+    }
+    assert client_settings(WarehouseSettings(clickhouse_cluster=None)) == {}

@@ -166,10 +166,12 @@ READER = textwrap.dedent(
     """
     import json, sys, pathlib
     from cost_pipelines.warehouse.connection import WarehouseSettings, create_client
-    port, stop_file, out_file = int(sys.argv[1]), *map(pathlib.Path, sys.argv[2:4])
+    port, stop_file, out_file, ready_file = int(sys.argv[1]), *map(pathlib.Path, sys.argv[2:5])
     client = create_client(WarehouseSettings(warehouse_port=port))
     seen = []
     while not stop_file.exists():
+        if len(seen) == 1:
+            ready_file.touch()
         rows = client.query(
             "SELECT Tags['set'] AS label, count() FROM costs_current(customer_id={c:String}) "
             "WHERE provider = 'aws' GROUP BY label ORDER BY label",
@@ -193,14 +195,26 @@ def test_a_reader_in_another_process_sees_one_whole_set_at_a_time(
     }
     sizes = {label: len(rows) for label, rows in sets.items()}
     stop_file, out_file = tmp_path / "stop", tmp_path / "seen.json"
+    ready_file = tmp_path / "ready"
     replace_window(client, window, sets["a"], source="test")
     reader = subprocess.Popen(
-        [sys.executable, "-c", READER, str(warehouse.port), str(stop_file), str(out_file)],
+        [
+            sys.executable,
+            "-c",
+            READER,
+            str(warehouse.port),
+            *map(str, (stop_file, out_file, ready_file)),
+        ],
         env={**os.environ, "CLICKHOUSE_DATABASE": database},  # the reader's WarehouseSettings
     )
     try:
+        deadline = time.monotonic() + 60
+        while not ready_file.exists() and reader.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)  # the writer starts once the reader reads
         for label in WRITE_ORDER[1:]:
-            replace_window(client, window, sets[label], source="test")
+            # Streamed in batches of 1,000 lines: the window flips only after the last batch.
+            batches = (sets[label].iloc[i : i + 1000] for i in range(0, sizes[label], 1000))
+            replace_window(client, window, batches, source="test")
         stop_file.touch()
         assert reader.wait(timeout=60) == 0
     finally:

@@ -104,3 +104,16 @@ def test_restatement_changes_and_removes_only_recent_lines(year: list[GeneratedL
     assert len(recent_after) < len(recent_before)
     assert sum(x.billed_cost for x in recent_after) != sum(x.billed_cost for x in recent_before)
     assert restate(year, ACCOUNTS, since=since, seed=5) == restated
+
+
+def test_spike_on_puts_every_accounts_spike_on_that_day_and_changes_nothing_else() -> None:
+    start, end, day = date(2025, 3, 1), date(2025, 4, 15), date(2025, 4, 2)
+    usual = generate_bills(ACCOUNTS, start, end, seed=11)
+    moved = generate_bills(ACCOUNTS, start, end, seed=11, spike_on=day)
+    for account in ACCOUNTS:
+        before = daily_totals(usual, account.billing_account_id)
+        after = daily_totals(moved, account.billing_account_id)
+        assert after[day] > before[day] * Decimal("1.1"), account.provider
+        usual_spike = spike_day(account, start, end, 11)
+        untouched = set(after) - {day, usual_spike}
+        assert {d: after[d] for d in untouched} == {d: before[d] for d in untouched}
