@@ -15,8 +15,10 @@ from cost_api.control.check_cache import CheckCache
 from cost_api.control.client import DagsterClient
 from cost_api.control.customers_file import CustomersFile
 from cost_api.errors import ServiceUnavailable
+from cost_api.limits import RateLimiter
+from cost_api.readers.clickhouse_reader import begin_reads
 from cost_api.settings import ApiSettings
-from cost_api.warehouse import api_client
+from cost_api.warehouse import api_client, cached_client
 from cost_pipelines.customers import (
     CUSTOMER_ID,
     CUSTOMER_ID_MAX_LENGTH,
@@ -31,35 +33,47 @@ FORBIDDEN_DETAIL = "this API key may not read that customer"
 _bearer = HTTPBearer(auto_error=False, description="API key: `Authorization: Bearer <key>`")
 
 
-def get_settings(request: Request) -> ApiSettings:
+# Every dependency here is `async def` and does no blocking I/O: FastAPI runs sync dependencies on
+# the thread pool, which hung warehouse reads could hold, and routes that never touch the
+# warehouse (collection control, history, health) must not wait for it.
+
+
+async def get_settings(request: Request) -> ApiSettings:
     """The settings the lifespan read from the environment when the app started."""
     settings: ApiSettings = request.app.state.settings
     return settings
 
 
-def get_warehouse(request: Request) -> Client:
+async def get_warehouse(request: Request) -> Client:
     """The warehouse client (created on first use, so the API starts even when the warehouse is
-    down; the 503 handler answers for it then). It never migrates the schema."""
+    down; the 503 handler answers for it then), and this request's read deadline: the route's
+    reads run on the warehouse pool and give up at READ_DEADLINE_S. It never migrates the schema."""
     settings: WarehouseSettings = request.app.state.warehouse_settings
-    return api_client(settings)
+    api: ApiSettings = request.app.state.settings
+    arrived = getattr(request.state, "arrived", None)  # set by the RequestClock middleware
+    budget = begin_reads(request.app.state.warehouse_pool, api.read_deadline_s, arrived)
+    client = cached_client(settings)
+    if client is None:  # connecting asks the server its version: on the pool, not the loop
+        client = await budget.run(lambda: api_client(settings))
+    return client
 
 
-def get_keyring(request: Request) -> KeyRing:
+async def get_keyring(request: Request) -> KeyRing:
     ring: KeyRing = request.app.state.keyring
     return ring
 
 
-def get_dagster(request: Request) -> DagsterClient:
+async def get_dagster(request: Request) -> DagsterClient:
     dagster: DagsterClient = request.app.state.dagster
     return dagster
 
 
-def get_check_cache(request: Request) -> CheckCache:
+async def get_check_cache(request: Request) -> CheckCache:
     cache: CheckCache = request.app.state.check_cache
     return cache
 
 
-def get_customer_book(request: Request) -> CustomerBook:
+async def get_customer_book(request: Request) -> CustomerBook:
     """The customers file as the collectors see it (CUSTOMERS_FILE)."""
     customers: CustomersFile | None = request.app.state.customers_file
     if customers is None:
@@ -73,7 +87,8 @@ def trigger_lock(request: Request, customer_id: str, provider: str) -> asyncio.L
     return locks.setdefault((customer_id, provider), asyncio.Lock())
 
 
-def current_key(
+async def current_key(
+    request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     keyring: Annotated[KeyRing, Depends(get_keyring)],
 ) -> ApiKey:
@@ -88,10 +103,18 @@ def current_key(
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED, "unknown API key", headers={"WWW-Authenticate": "Bearer"}
         )
+    limiter: RateLimiter = request.app.state.rate_limiter
+    wait_s = limiter.take(key.sha256)
+    if wait_s:
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            f"too many requests for this API key: try again in {wait_s} s",
+            headers={"Retry-After": str(wait_s)},
+        )
     return key
 
 
-def readable_customer(
+async def readable_customer(
     customer_id: Annotated[
         str,
         Path(

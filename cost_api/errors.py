@@ -4,11 +4,14 @@ the exceptions, their handlers, and the error tables the routers compose."""
 from __future__ import annotations
 
 import logging
+import math
 import re
 from typing import Any
 
 from clickhouse_connect.driver.exceptions import ClickHouseError, OperationalError
 from fastapi import FastAPI, Request, status
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
@@ -25,32 +28,39 @@ WAREHOUSE_BUSY_CODES = frozenset(
 _CODE_IN_MESSAGE = re.compile(r"\bCode:\s*(\d+)")
 UNAVAILABLE_DETAIL = "warehouse unavailable: ClickHouse did not answer"
 REJECTED_DETAIL = "internal error: the warehouse rejected the query"
+RETRY_AFTER_S = 5  # every 503 says when to try again
 
 
 class ServiceUnavailable(Exception):
     """A backing service (warehouse, Dagster) is down or too slow."""
 
-    def __init__(self, service: str, reason: str, status_code: int = 503) -> None:
+    def __init__(
+        self, service: str, reason: str, status_code: int = 503, retry_after_s: int = RETRY_AFTER_S
+    ) -> None:
         super().__init__(f"{service}: {reason}")
         self.service = service
         self.reason = reason
         self.status_code = status_code
+        self.retry_after_s = retry_after_s
 
 
 class InvalidParameter(Exception):
     """A query parameter that passed its schema but makes no sense (422 naming the parameter)."""
 
-    def __init__(self, parameter: str, message: str, value: Any = None) -> None:
+    def __init__(
+        self, parameter: str, message: str, value: Any = None, location: str = "query"
+    ) -> None:
         super().__init__(f"{parameter}: {message}")
         self.parameter = parameter
         self.message = message
         self.value = value
+        self.location = location
 
     def detail(self) -> list[dict[str, Any]]:
         """Shaped like FastAPI's own validation errors."""
         value = self.value
         shown = value if value is None or isinstance(value, int | str) else str(value)
-        loc = ["query", self.parameter]
+        loc = [self.location, self.parameter]
         return [{"loc": loc, "msg": self.message, "type": "value_error", "input": shown}]
 
 
@@ -70,6 +80,17 @@ class MetricUnavailable(InvalidParameter):
             metric,
         )
         self.missing = missing
+
+
+def json_safe(value: Any) -> Any:
+    """The value with non-finite floats (which strict JSON cannot hold) as strings."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value
 
 
 def engine_code(exc: ClickHouseError) -> int | None:
@@ -95,7 +116,7 @@ def install_error_handlers(app: FastAPI) -> None:
             return JSONResponse(
                 {"detail": UNAVAILABLE_DETAIL},
                 status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
-                headers={"Retry-After": "5"},
+                headers={"Retry-After": str(RETRY_AFTER_S)},
             )
         # The engine's message can name tables and queries: log it, answer briefly.
         log.error("warehouse rejected the query: %s", exc)
@@ -106,8 +127,20 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ServiceUnavailable)
     async def service_unavailable(_: Request, exc: ServiceUnavailable) -> JSONResponse:
         log.warning("%s unavailable: %s", exc.service, exc.reason)
+        headers = {"Retry-After": str(exc.retry_after_s)} if exc.status_code == 503 else None
         return JSONResponse(
-            {"detail": f"{exc.service} unavailable: {exc.reason}"}, status_code=exc.status_code
+            {"detail": f"{exc.service} unavailable: {exc.reason}"},
+            status_code=exc.status_code,
+            headers=headers,
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's own answer, except that inputs JSON cannot carry (NaN, Infinity: Python's
+        # JSON parser accepts them) are shown as text instead of failing the answer with a 500.
+        return JSONResponse(
+            {"detail": json_safe(jsonable_encoder(exc.errors()))},
+            status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
         )
 
     @app.exception_handler(InvalidParameter)

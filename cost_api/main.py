@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
 import uvicorn
@@ -16,6 +17,7 @@ from cost_api.control.client import DagsterClient
 from cost_api.control.customers_file import CustomersFile
 from cost_api.control.redaction import Redactor
 from cost_api.errors import install_error_handlers
+from cost_api.limits import BodyLimit, RateLimiter, RequestClock
 from cost_api.routes import (
     allocation,
     analytics,
@@ -52,9 +54,15 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         timeout_s=settings.cost_api_checks_timeout_s,
     )
     app.state.trigger_locks = {}
+    app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
+    app.state.warehouse_pool = ThreadPoolExecutor(
+        settings.warehouse_concurrency, thread_name_prefix="warehouse"
+    )
     try:
         yield
     finally:
+        # Reads still hung on a frozen warehouse end at the client's socket timeout: not awaited.
+        app.state.warehouse_pool.shutdown(wait=False, cancel_futures=True)
         await app.state.dagster.aclose()
         close_clients()  # clickhouse-connect: close clients when shutting down
 
@@ -67,6 +75,8 @@ def create_app() -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    app.add_middleware(BodyLimit)
+    app.add_middleware(RequestClock)  # outermost: the clock starts before anything else
     app.include_router(costs.router)
     app.include_router(analytics.router)
     app.include_router(allocation.router)

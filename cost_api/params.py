@@ -74,6 +74,14 @@ class Period:
         return datetime.combine(self.end, datetime.min.time(), UTC)
 
 
+def check_day(name: str, value: date | None, location: str = "query") -> None:
+    """The one date range rule of reads and triggers: a day the warehouse's time type holds."""
+    if value is not None and not EARLIEST <= value <= LATEST:
+        raise InvalidParameter(
+            name, f"date must be between {EARLIEST} and {LATEST}", str(value), location
+        )
+
+
 def today_utc() -> date:
     return datetime.now(UTC).date()
 
@@ -85,9 +93,8 @@ def resolve_period(days: int | None, start: date | None, end: date | None, max_d
     through today, or `days` days from `start`. `end` only: the `days` days before `end`.
     Both dates: exactly [start, end), and `days` must not be given too. At most `max_days`.
     """
-    for name, value in (("start", start), ("end", end)):
-        if value is not None and not EARLIEST <= value <= LATEST:
-            raise invalid(name, f"date must be between {EARLIEST} and {LATEST}", str(value))
+    check_day("start", start)
+    check_day("end", end)
     tomorrow = today_utc() + timedelta(days=1)
     first: date
     after: date
@@ -109,6 +116,8 @@ def resolve_period(days: int | None, start: date | None, end: date | None, max_d
         raise invalid("start", f"the period may span at most {max_days} days", str(first))
     if first < EARLIEST:
         raise invalid("end", f"the period would start before {EARLIEST}", str(after))
+    if after > LATEST:
+        raise invalid("days", f"the period would end after {LATEST}", days)
     return Period(first, after)
 
 
@@ -125,7 +134,7 @@ def parse_day(name: str, text: str | None) -> date | None:
 DAY_FORMAT = {"pattern": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$", "max_length": 10}
 
 
-def period(
+async def period(
     settings: SettingsDep,
     days: Annotated[
         int | None,
@@ -185,7 +194,7 @@ def reject_unknown_query(request: Request) -> None:
         raise invalid(unknown[0], "unknown query parameter", request.query_params[unknown[0]])
 
 
-def cost_query(
+async def cost_query(
     request: Request,
     customer_id: CustomerIdDep,
     provider: Annotated[

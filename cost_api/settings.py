@@ -8,6 +8,8 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from cost_api.limits import DEFAULT_MAX_BODY_BYTES
+
 
 class ApiSettings(BaseSettings):
     """Where the API finds its keys and Dagster; the warehouse comes from WarehouseSettings."""
@@ -26,6 +28,44 @@ class ApiSettings(BaseSettings):
         default=None, description="The customers file the collectors use (CUSTOMERS_FILE)"
     )
     max_period_days: int = 400
+    public_base_url: str = Field(
+        default="http://127.0.0.1:8000",
+        pattern=r"^https?://[^/?#\s]+(/[^?#\s]*)?$",
+        description="The API's address as clients reach it (behind a proxy: the proxy's), for "
+        "the status_url of collection tasks; never taken from a request's Host header "
+        "(PUBLIC_BASE_URL)",
+    )
+    read_deadline_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="A cost read that has no answer from the warehouse after this long gets 503 "
+        "with Retry-After (READ_DEADLINE_S)",
+    )
+    warehouse_concurrency: int = Field(
+        default=8,
+        ge=1,
+        description="Warehouse reads in flight at once; they run on a pool of their own, so a "
+        "hung warehouse never starves the other routes (WAREHOUSE_CONCURRENCY)",
+    )
+    max_body_bytes: int = Field(
+        default=DEFAULT_MAX_BODY_BYTES,
+        ge=1,
+        description="Larger request bodies get 413 (MAX_BODY_BYTES)",
+    )
+    rate_limit_per_minute: int = Field(
+        default=1200,
+        ge=1,
+        description="Requests a minute one API key may make on average; more get 429 with "
+        "Retry-After (RATE_LIMIT_PER_MINUTE, per API process)",
+    )
+    rate_limit_burst: int = Field(
+        default=300, ge=1, description="Requests one key may make at once (RATE_LIMIT_BURST)"
+    )
+    stack_status_file: Path | None = Field(
+        default=None,
+        description="Where `make run`'s supervisor writes each component's state and restarts; "
+        "/health shows it (STACK_STATUS_FILE, set by make run)",
+    )
     cost_api_rate_basis: Literal["day", "month"] = Field(
         default="day",
         description="COST_API_RATE_BASIS: convert each charge day at the newest rate published "

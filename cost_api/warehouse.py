@@ -25,6 +25,11 @@ def _key(settings: WarehouseSettings) -> tuple[object, ...]:
     )
 
 
+def cached_client(settings: WarehouseSettings) -> Client | None:
+    """The client already connected for this warehouse, if any (no I/O)."""
+    return _clients.get(_key(settings))
+
+
 def api_client(settings: WarehouseSettings) -> Client:
     """The process-wide client for this warehouse, created on first use. It runs no DDL: the
     schema belongs to `cost-migrate` and the collectors, so a read-only user is enough."""

@@ -68,6 +68,13 @@ def _default_signals() -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
+def dagster_command(workspace: Path, port: int, host: str = "127.0.0.1") -> list[str]:
+    """`dagster dev` (webserver + daemon) for this workspace on host:port (loopback by default:
+    Dagster's webserver has no authentication of its own)."""
+    dagster = Path(sys.executable).parent / "dagster"
+    return [str(dagster), "dev", "-w", str(workspace), "-h", host, "-p", str(port)]
+
+
 def start_dagster(
     home: Path,
     port: int,
@@ -79,8 +86,7 @@ def start_dagster(
     until its webserver answers /server_info. Raises DagsterStartError otherwise (and stops it)."""
     home = home.resolve()
     child_env = {**env, "DAGSTER_HOME": str(home)}
-    dagster = Path(sys.executable).parent / "dagster"
-    args = [str(dagster), "dev", "-w", str(workspace), "-h", "127.0.0.1", "-p", str(port)]
+    args = dagster_command(workspace, port)
     output = open(log_file, "ab") if log_file else None  # noqa: SIM115 (child owns it)
     try:
         proc = subprocess.Popen(

@@ -1,39 +1,33 @@
 """`make run`: the whole system on the embedded default, in one terminal.
 
 Starts, in order: the warehouse endpoint (chDB), the provider sandbox (unless CUSTOMERS_FILE points
-at a real customers file), the Dagster webserver + daemon, and the API. Ctrl-C or SIGTERM stops
-every process it started, newest first.
+at a real customers file), the Dagster webserver + daemon, and the API, each a component of the
+supervisor (cost_local.supervisor): one that exits is restarted with backoff while the others keep
+serving. Ctrl-C or SIGTERM (also twice, also to the whole process group) stops every process it
+started, newest first. To add a service, start one more Component in `start`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
-import signal
 import socket
-import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
-from types import FrameType
 
-import httpx
-
-from cost_api.auth import add_key
-from cost_local.dagster_dev import (
-    DagsterStartError,
-    start_dagster,
-    stop_dagster,
-    write_dagster_home,
-)
+from cost_api.auth import add_key, hash_key, read_keys, revoke_key
+from cost_local.dagster_dev import STOP_TIMEOUT_S, dagster_command, write_dagster_home
+from cost_local.sandbox.demo import CUSTOMER_ID as DEMO_CUSTOMER
 from cost_local.sandbox.demo import ENV_FILE_NAME as SANDBOX_ENV_FILE
 from cost_local.sandbox.demo import read_environment_file
+from cost_local.supervisor import Component, Supervisor, http_ok, supervise
 from cost_pipelines.warehouse.connection import WarehouseSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-READY_TIMEOUT_S = 90.0
+DEMO_KEY_NAME = "demo"
+STATUS_FILE_NAME = "stack-status.json"  # the supervisor's view, for the API's /health
 
 
 class StackError(RuntimeError):
@@ -56,55 +50,20 @@ def _ensure_free(name: str, port: int) -> None:
             )
 
 
-def _wait_until(what: str, check: Callable[[], bool], proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise StackError(f"{what} exited with code {proc.returncode} while starting")
-        try:
-            if check():
-                return
-        except (httpx.HTTPError, OSError):
-            pass
-        time.sleep(0.3)
-    raise StackError(f"{what} did not become ready within {READY_TIMEOUT_S:.0f} s")
-
-
-def _http_ok(url: str) -> Callable[[], bool]:
-    return lambda: httpx.get(url, timeout=2).status_code == 200
-
-
-class Stack:
-    """The processes `make run` started, stopped newest first."""
-
-    def __init__(self) -> None:
-        self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
-
-    def spawn(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-        # Own session, default signal handling: we stop each one by its process group.
-        proc = subprocess.Popen(args, env=env, cwd=ROOT, start_new_session=True)
-        self.procs.append((name, proc))
-        return proc
-
-    def adopt(self, name: str, proc: subprocess.Popen[bytes]) -> None:
-        self.procs.append((name, proc))
-
-    def stop(self) -> None:
-        for name, proc in reversed(self.procs):
-            if proc.poll() is not None:
-                continue
-            print(f"make run: stopping {name} (pid {proc.pid})", flush=True)
-            if name == "dagster":
-                stop_dagster(proc)
-                continue
-            try:
-                os.killpg(proc.pid, signal.SIGTERM)
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-            except ProcessLookupError:
-                pass
+def make_private(data_dir: Path) -> None:
+    """DATA_DIR for this user only: the warehouse parts open without its password and the Dagster
+    run database is plain SQLite. The umask makes everything created from now on (by us and the
+    processes we start) 0700/0600; what an older start left is tightened once."""
+    os.umask(0o077)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.chmod(0o700)
+    for root, dirs, files in os.walk(data_dir):
+        for names, mode in ((dirs, 0o700), (files, 0o600)):
+            for name in names:
+                path = os.path.join(root, name)
+                if not os.path.islink(path):
+                    with contextlib.suppress(OSError):  # gone meanwhile
+                        os.chmod(path, mode)
 
 
 def _warehouse_password(data_dir: Path) -> str:
@@ -117,18 +76,25 @@ def _warehouse_password(data_dir: Path) -> str:
     return path.read_text().strip()
 
 
-def _demo_key(data_dir: Path, keys_file: Path) -> str:
-    """The demo key: created once (only its hash goes in the keys file), shown at every start."""
+def demo_key(data_dir: Path, keys_file: Path) -> str:
+    """The demo key, for the sandbox's demo customer only: created once (only its hash goes in
+    the keys file), shown at every start. A key of an older DATA_DIR that reads more than the
+    demo customer is revoked and replaced."""
     token_file = data_dir / "demo-api-key"
-    if token_file.exists() and keys_file.exists():
-        return token_file.read_text().strip()
-    token = add_key(keys_file, "demo", ["*"])
+    demo = [key for key in read_keys(keys_file) if key.name == DEMO_KEY_NAME]
+    scoped = [key for key in demo if key.customers == {DEMO_CUSTOMER}]
+    if token_file.exists() and scoped and len(scoped) == len(demo):
+        token = token_file.read_text().strip()
+        if any(key.sha256 == hash_key(token) for key in scoped):
+            return token
+    revoke_key(keys_file, DEMO_KEY_NAME)
+    token = add_key(keys_file, DEMO_KEY_NAME, [DEMO_CUSTOMER])
     token_file.write_text(token + "\n")
     token_file.chmod(0o600)
     return token
 
 
-def start(stack: Stack) -> None:
+def start(stack: Supervisor) -> None:
     data_dir = Path(os.environ.get("DATA_DIR", ".data")).resolve()
     ports = {
         name: _port(name, default)
@@ -138,31 +104,36 @@ def start(stack: Stack) -> None:
     for name, port in ports.items():
         if embedded or name != "WAREHOUSE_PORT":
             _ensure_free(name, port)
-    data_dir.mkdir(parents=True, exist_ok=True)
+    make_private(data_dir)
+    stack.status_file = data_dir / STATUS_FILE_NAME
     env = dict(os.environ)
     env.update({name: str(port) for name, port in ports.items()})
     env["DATA_DIR"] = str(data_dir)
+    env["STACK_STATUS_FILE"] = str(stack.status_file)
     if embedded:
         password = _warehouse_password(data_dir)
         env["WAREHOUSE_PASSWORD"] = env["CLICKHOUSE_PASSWORD"] = password
         warehouse_args = ["--data-dir", str(data_dir / "warehouse"), "--host", "127.0.0.1"]
         warehouse_args += ["--port", str(ports["WAREHOUSE_PORT"])]
-        warehouse = stack.spawn("warehouse", [str(BIN / "cost-warehouse"), *warehouse_args], env)
         ping = f"http://127.0.0.1:{ports['WAREHOUSE_PORT']}/ping"
-        _wait_until("the warehouse", _http_ok(ping), warehouse)
-    subprocess.run([str(BIN / "cost-migrate")], env=env, check=True)
+        warehouse = [str(BIN / "cost-warehouse"), *warehouse_args]
+        stack.start(Component("warehouse", warehouse, env, http_ok(ping)))
+    stack.run_once("cost-migrate", [str(BIN / "cost-migrate")], env)
 
-    if "CUSTOMERS_FILE" not in env:
+    sandboxed = "CUSTOMERS_FILE" not in env
+    if sandboxed:
         customers_file = data_dir / "customers.yaml"
         customers_file.unlink(missing_ok=True)
-        sandbox = stack.spawn("sandbox", [str(BIN / "cost-sandbox")], env)
-        _wait_until("the provider sandbox", customers_file.exists, sandbox)
+        stack.start(
+            Component("sandbox", [str(BIN / "cost-sandbox")], env, customers_file.exists, ROOT)
+        )
         # The demo customer's sandbox credentials, for the collectors (written before the file).
         env.update(read_environment_file(data_dir / SANDBOX_ENV_FILE))
         env["CUSTOMERS_FILE"] = str(customers_file)
 
     keys_file = Path(env.setdefault("API_KEYS_FILE", str(data_dir / "api_keys.yaml")))
-    token = _demo_key(data_dir, keys_file)
+    # A demo key only beside the demo customer: with real customers, keys are made on purpose.
+    token = demo_key(data_dir, keys_file) if sandboxed else None
 
     dagster_home = data_dir / "dagster"
     write_dagster_home(dagster_home)
@@ -170,13 +141,22 @@ def start(stack: Stack) -> None:
     dagster_url = f"http://127.0.0.1:{ports['DAGSTER_PORT']}"
     env.setdefault("DAGSTER_GRAPHQL_URL", f"{dagster_url}/graphql")
     env.setdefault("DAGSTER_UI_URL", dagster_url)
-    stack.adopt(
-        "dagster", start_dagster(dagster_home, ports["DAGSTER_PORT"], ROOT / "workspace.yaml", env)
+    dagster = dagster_command(ROOT / "workspace.yaml", ports["DAGSTER_PORT"])
+    stack.start(
+        Component(
+            "dagster",
+            dagster,
+            env,
+            http_ok(f"{dagster_url}/server_info"),
+            ROOT,
+            stop_timeout_s=STOP_TIMEOUT_S,
+        )
     )
 
     api_url = f"http://127.0.0.1:{ports['API_PORT']}"
-    api = stack.spawn("api", [str(BIN / "cost-api"), "--port", str(ports["API_PORT"])], env)
-    _wait_until("the API", _http_ok(f"{api_url}/openapi.json"), api)
+    env.setdefault("PUBLIC_BASE_URL", api_url)
+    api = [str(BIN / "cost-api"), "--port", str(ports["API_PORT"])]
+    stack.start(Component("api", api, env, http_ok(f"{api_url}/openapi.json"), ROOT))
 
     warehouse_line = (
         f"http://127.0.0.1:{ports['WAREHOUSE_PORT']}   (ClickHouse HTTP interface)\n"
@@ -184,42 +164,26 @@ def start(stack: Stack) -> None:
         if embedded
         else WarehouseSettings().describe()
     )
+    key_lines = (
+        f"  Demo API key {token}   (reads the demo customer only)\n"
+        f'  Try: curl -H "Authorization: Bearer {token}" {api_url}/api/v2/costs/demo/all/total'
+        if token
+        else f"  API keys     cost-keys --file {keys_file} add NAME --customer CUSTOMER_ID"
+    )
     print(
         f"""
 make run: the system is up (data in {data_dir})
-  Dagster UI   {dagster_url}
+  Dagster UI   {dagster_url}   (no authentication: loopback only)
   API          {api_url}   (docs: {api_url}/docs)
   Warehouse    {warehouse_line}
-  Demo API key {token}
-  Try: curl -H "Authorization: Bearer {token}" {api_url}/api/v2/costs/demo/all/total
-Ctrl-C stops everything.""",
+{key_lines}
+A component that exits is restarted; Ctrl-C stops everything.""",
         flush=True,
     )
 
 
 def main() -> int:
-    stack = Stack()
-
-    def on_signal(_signum: int, _frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_signal)
-    try:
-        start(stack)
-        while all(proc.poll() is None for _, proc in stack.procs):
-            time.sleep(0.5)
-        dead = [name for name, proc in stack.procs if proc.poll() is not None]
-        print(f"make run: {', '.join(dead)} stopped unexpectedly; stopping the rest", flush=True)
-        return 1
-    except KeyboardInterrupt:
-        return 0
-    except (StackError, DagsterStartError, subprocess.CalledProcessError) as exc:
-        print(f"make run: {exc}", file=sys.stderr, flush=True)
-        return 2
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        stack.stop()
+    return supervise(start, errors=(StackError,))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import re
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
@@ -12,6 +14,8 @@ import httpx
 from cost_api.control import graphql as q
 from cost_api.control.runs import (
     IN_FLIGHT,
+    WINDOW_END_TAG,
+    WINDOW_START_TAG,
     CheckResult,
     CollectionRun,
     LastSuccess,
@@ -30,6 +34,19 @@ ASSET_GROUP = "costs"
 SERVICE = "dagster"
 MAX_LOG_PAGES = 20
 FINISHED = ["SUCCESS", "FAILURE", "CANCELED"]
+log = logging.getLogger(__name__)
+
+
+# "dagster._core.errors.DagsterUserCodeUnreachableError" -> "DagsterUserCodeUnreachableError":
+# clients get what went wrong, not the server's module layout.
+_DOTTED_PATH = re.compile(r"\b(?:[A-Za-z_][A-Za-z0-9_]*\.)+(?=[A-Za-z_][A-Za-z0-9_]*\b)")
+# Dagster's webserver is up but cannot reach the code location (it is starting or restarting).
+_TRANSIENT = ("DagsterUserCodeUnreachableError", "DagsterUserCodeProcessError")
+
+
+def without_paths(text: str) -> str:
+    """A Dagster message without dotted module paths (class names and words stay)."""
+    return _DOTTED_PATH.sub("", text)
 
 
 class RunNotFound(Exception):
@@ -83,7 +100,7 @@ class DagsterClient:
         if not isinstance(body, dict) or body.get("errors") or body.get("data") is None:
             messages = [e.get("message", "") for e in (body or {}).get("errors") or []]
             reason = "GraphQL error: " + ("; ".join(messages)[:300] or "no data")
-            raise ServiceUnavailable(SERVICE, self._redact(reason), 502)
+            raise self._failure(reason)
         return body["data"]
 
     def _expect(self, result: dict[str, Any], typename: str, run_id: str | None = None) -> Any:
@@ -96,8 +113,17 @@ class DagsterClient:
             e.get("message", "") for e in result.get("errors") or []
         )
         first_line = (message or "").strip().splitlines()[0] if message else ""
-        reason = f"{kind}: {first_line}"[:300]
-        raise ServiceUnavailable(SERVICE, self._redact(reason), 502)
+        raise self._failure(f"{kind}: {first_line}", result.get("className"))
+
+    def _failure(self, reason: str, class_name: str | None = None) -> ServiceUnavailable:
+        """Dagster answered with an error: 503 when it only cannot reach its code location yet
+        (retry soon), else 502; the reason without module paths or secrets, the full one logged."""
+        log.warning("Dagster answered an error: %s", self._redact(reason))
+        transient = class_name in _TRANSIENT or any(name in reason for name in _TRANSIENT)
+        text = self._redact(without_paths(reason))[:300]
+        if transient:
+            return ServiceUnavailable(SERVICE, "Dagster cannot reach its code location yet", 503)
+        return ServiceUnavailable(SERVICE, text, 502)
 
     # -- collection control --------------------------------------------------------------------
 
@@ -120,6 +146,8 @@ class DagsterClient:
             "dagster/partition": customer_id,
             PAIR_TAG: pair_tag_value(customer_id, provider),
         }
+        if window is not None:
+            tags[WINDOW_START_TAG], tags[WINDOW_END_TAG] = (day.isoformat() for day in window)
         params: dict[str, Any] = {
             "selector": {
                 **self._repository(),
@@ -300,5 +328,5 @@ class DagsterClient:
         if loaded.get("__typename") != "RepositoryLocation":
             cause = (loaded.get("message") or entry["loadStatus"].lower()).strip().splitlines()
             reason = f"code location {self._location!r} not loaded: {cause[0] if cause else ''}"
-            raise ServiceUnavailable(SERVICE, self._redact(reason)[:300], 503)
+            raise ServiceUnavailable(SERVICE, self._redact(without_paths(reason))[:300], 503)
         return str(data["version"]), latency

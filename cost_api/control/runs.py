@@ -28,6 +28,9 @@ DAGSTER_STATUSES: dict[str, list[str]] = {}
 for _dagster, _ours in STATUS.items():
     DAGSTER_STATUSES.setdefault(_ours, []).append(_dagster)
 MAX_CAUSE_LENGTH = 2000
+# Tags of a run launched for an explicit window: it is a backfill, never the trailing run.
+WINDOW_START_TAG = "window_start"
+WINDOW_END_TAG = "window_end"
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,8 @@ class CollectionRun:
     window_start: str | None = None
     window_end: str | None = None
     failure: RunFailure | None = None
+    # The explicit window a trigger asked for (tags), None for the trailing window.
+    requested_window: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -134,6 +139,8 @@ def parse_run(raw: dict[str, Any]) -> CollectionRun:
         started_at=_time(raw.get("startTime")),
         ended_at=_time(raw.get("endTime")),
     )
+    if WINDOW_START_TAG in tags and WINDOW_END_TAG in tags:
+        run.requested_window = (tags[WINDOW_START_TAG], tags[WINDOW_END_TAG])
     for materialization in raw.get("assetMaterializations") or []:
         _add_metadata(run, materialization["metadataEntries"])
     return run

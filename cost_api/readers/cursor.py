@@ -48,7 +48,8 @@ def decode_cursor(cursor: str, query: CostQuery, max_days: int) -> tuple[Period,
         scope = (raw["c"], raw["p"], raw["m"])
     except (ValueError, KeyError, TypeError, binascii.Error) as exc:
         raise InvalidCursor(NOT_OURS, cursor) from exc
-    if not (isinstance(offset, int) and 0 <= offset < 2**63):
+    # JSON's true is a Python int too: only a real integer is an offset.
+    if type(offset) is not int or not 0 <= offset < 2**63:
         raise InvalidCursor(NOT_OURS, cursor)
     if not EARLIEST <= start < end <= LATEST or (end - start).days > max_days:
         raise InvalidCursor(NOT_OURS, cursor)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from datetime import UTC, date, datetime, timedelta
+from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request, status
 
@@ -18,7 +18,8 @@ from cost_api.dependencies import (
     check_customer_access,
     trigger_lock,
 )
-from cost_api.errors import COLLECTION, ErrorMessage
+from cost_api.errors import COLLECTION, ErrorMessage, InvalidParameter
+from cost_api.params import check_day
 from cost_api.schemas.collection import (
     CollectionHistory,
     CollectionRunPublic,
@@ -29,16 +30,24 @@ from cost_api.schemas.collection import (
     TriggerAccepted,
     TriggerRequest,
 )
+from cost_api.settings import ApiSettings
 from cost_pipelines.customers import CustomerBook
 from cost_pipelines.providers import ProviderKey
 
 RUN_ID_PATTERN = r"^[A-Za-z0-9\-]{1,64}$"
 UNKNOWN_TASK = "no collection task with this id"
+FOREIGN_CURSOR = "not a cursor of this history: pass the next_cursor of its previous page"
 
 router = APIRouter(prefix="/api/v2/costs", tags=["collection"], responses=COLLECTION)
 
 
-def run_public(run: CollectionRun, request: Request, ui_url: str) -> CollectionRunPublic:
+def status_url(request: Request, settings: ApiSettings, run_id: str) -> str:
+    """Where a client follows a task: the configured public base URL, never the Host header."""
+    path = request.app.url_path_for("get_collection_status", task_id=run_id)
+    return settings.public_base_url.rstrip("/") + str(path)
+
+
+def run_public(run: CollectionRun, request: Request, settings: ApiSettings) -> CollectionRunPublic:
     failure = run.failure
     return CollectionRunPublic(
         task_id=run.run_id,
@@ -63,8 +72,8 @@ def run_public(run: CollectionRun, request: Request, ui_url: str) -> CollectionR
                 ErrorLinkPublic(error_class=e.error_class, message=e.message) for e in failure.chain
             ],
         ),
-        status_url=str(request.url_for("get_collection_status", task_id=run.run_id)),
-        dagster_url=f"{ui_url.rstrip('/')}/runs/{run.run_id}",
+        status_url=status_url(request, settings, run.run_id),
+        dagster_url=f"{settings.dagster_ui_url.rstrip('/')}/runs/{run.run_id}",
     )
 
 
@@ -95,17 +104,24 @@ async def _collect(
     customer_id: str,
     provider: str,
     requested_by: str,
-    window: tuple[Any, Any] | None,
+    window: tuple[date, date] | None,
 ) -> tuple[str, str, bool]:
-    """(run id, status, existing) for one pair: reuse an in-flight run, else launch one."""
+    """(run id, status, existing) for one pair: reuse an in-flight run of the same window (the
+    trailing one, or the same explicit window), else launch one. An explicit window is never
+    answered with a run of another window: it gets its own run, queued behind the pair's."""
+    wanted = None if window is None else (window[0].isoformat(), window[1].isoformat())
+
+    def same_window(runs: list[CollectionRun]) -> list[CollectionRun]:
+        return [run for run in runs if run.requested_window == wanted]
+
     async with trigger_lock(request, customer_id, provider):
-        in_flight = await dagster.find_in_flight(customer_id, provider)
+        in_flight = same_window(await dagster.find_in_flight(customer_id, provider))
         if in_flight:
             return in_flight[0].run_id, in_flight[0].status, True
         run_id = await dagster.launch_collection(customer_id, provider, requested_by, window)
         # Another API process may have launched the same pair at the same moment. Every process
         # sees both runs now and agrees the oldest wins; the others cancel their own.
-        in_flight = await dagster.find_in_flight(customer_id, provider)
+        in_flight = same_window(await dagster.find_in_flight(customer_id, provider))
         winner = in_flight[0] if in_flight else None
         if winner is not None and winner.run_id != run_id:
             await dagster.cancel_run(run_id)
@@ -133,6 +149,8 @@ async def trigger_collection(
     check_customer_access(body.customer_id, key)
     providers = _providers_to_collect(book, body)
     window = None
+    check_day("start", body.start, "body")
+    check_day("end", body.end, "body")
     if body.start and body.end:
         if (body.end - body.start).days > settings.max_period_days:
             raise HTTPException(
@@ -154,7 +172,7 @@ async def trigger_collection(
                 provider=provider,  # type: ignore[arg-type]  # validated against the book
                 status=run_status,  # type: ignore[arg-type]
                 existing=existing,
-                status_url=str(request.url_for("get_collection_status", task_id=run_id)),
+                status_url=status_url(request, settings, run_id),
                 dagster_url=f"{ui}/runs/{run_id}",
             )
         )
@@ -183,7 +201,25 @@ async def get_collection_status(
         raise HTTPException(status.HTTP_404_NOT_FOUND, UNKNOWN_TASK)
     if run.dagster_status == "FAILURE":
         run.failure = await dagster.failure_of(task_id)
-    return run_public(run, request, settings.dagster_ui_url)
+    return run_public(run, request, settings)
+
+
+async def _check_cursor(
+    dagster: DagsterClient, cursor: str, customer_id: str, provider: str | None
+) -> None:
+    """A cursor is the last run of a page of this history: an unknown run, or another customer's
+    or provider's, would page through an unrelated list (Dagster ignores it). 422 for both,
+    alike: the answer tells nothing about other customers' runs."""
+    try:
+        anchor = await dagster.get_run(cursor)
+    except RunNotFound:
+        anchor = None
+    if (
+        anchor is None
+        or anchor.customer_id != customer_id
+        or (provider is not None and anchor.provider != provider)
+    ):
+        raise InvalidParameter("cursor", FOREIGN_CURSOR, cursor)
 
 
 @router.get(
@@ -206,10 +242,12 @@ async def get_collection_history(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> CollectionHistory:
     statuses = DAGSTER_STATUSES[run_status] if run_status else None
+    if cursor is not None:
+        await _check_cursor(dagster, cursor, customer_id, provider)
     page = await dagster.list_runs(customer_id, provider, statuses, cursor, limit)
     return CollectionHistory(
         customer_id=customer_id,
-        data=[run_public(run, request, settings.dagster_ui_url) for run in page.runs],
+        data=[run_public(run, request, settings) for run in page.runs],
         count=page.total,
         next_cursor=page.next_cursor,
     )

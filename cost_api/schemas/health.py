@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 
 class ComponentHealth(BaseModel):
@@ -14,6 +14,14 @@ class ComponentHealth(BaseModel):
     detail: str | None = None
 
 
+class SupervisedProcess(BaseModel):
+    """One process of `make run` as its supervisor sees it (restarted with backoff if it exits)."""
+
+    state: Literal["new", "starting", "up", "backoff", "failed", "stopped"]
+    restarts: int
+    last_exit_code: int | None = None
+
+
 class Health(BaseModel):
     """Up only when the API, the warehouse and Dagster all answer."""
 
@@ -21,3 +29,6 @@ class Health(BaseModel):
     api: ComponentHealth
     warehouse: ComponentHealth
     dagster: ComponentHealth
+    processes: dict[str, SupervisedProcess] | None = Field(
+        default=None, description="Under `make run`: its supervisor's view of each process"
+    )

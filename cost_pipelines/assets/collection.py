@@ -11,6 +11,7 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 import pandas as pd
+from clickhouse_connect.driver.exceptions import OperationalError
 from dagster import (
     AssetExecutionContext,
     AssetKey,
@@ -19,6 +20,7 @@ from dagster import (
     Failure,
     MaterializeResult,
     MetadataValue,
+    RetryRequested,
     StaticPartitionsDefinition,
     asset,
 )
@@ -50,6 +52,10 @@ from cost_pipelines.warehouse.writer import (
 
 GROUP = "costs"
 OWNERS = ["team:finops"]
+# A run whose warehouse is unreachable is retried this often, this long apart (about the time
+# `make run` needs to restart a crashed warehouse, with room to spare).
+WAREHOUSE_RETRIES = 5
+WAREHOUSE_RETRY_WAIT_S = 15.0
 MAX_WINDOW_DAYS = 400
 _DATE = r"^\d{4}-\d{2}-\d{2}$"
 
@@ -251,6 +257,11 @@ def collect(
             written, totals = _write(context, customer_id, spec, accounts, window, fetched)
     except CollectionFailure as exc:
         raise Failure(str(exc)) from None
+    except KeyError as exc:  # an answer without a field the provider documents as always there
+        raise Failure(
+            f"{spec.title} answered without the required field {exc.args[0]!r}: nothing was "
+            "written; the window keeps its previous data"
+        ) from exc
     outside, requests = fetched.outside_window, fetched.api_requests
     if isinstance(fetched.rows, RowStream):
         outside += fetched.rows.outside_window
@@ -298,6 +309,14 @@ def build_cost_asset(
     )
     # Unsubscripted: Dagster reads this annotation and knows only the plain MaterializeResult.
     def _cost_asset(context: AssetExecutionContext, config: CollectionConfig) -> MaterializeResult:  # type: ignore[type-arg]
-        return collect(context, spec, config)
+        try:
+            return collect(context, spec, config)
+        except OperationalError as exc:
+            # The warehouse is unreachable (stopped, restarting): a later attempt writes the
+            # window; nothing was replaced, so retrying is safe.
+            context.log.warning(f"warehouse unavailable ({type(exc).__name__}): retrying")
+            raise RetryRequested(
+                max_retries=WAREHOUSE_RETRIES, seconds_to_wait=WAREHOUSE_RETRY_WAIT_S
+            ) from exc
 
     return _cost_asset

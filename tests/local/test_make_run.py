@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import signal
 import socket
@@ -160,6 +161,44 @@ def test_sigterm_stops_every_process_and_frees_the_ports(tmp_path: Path) -> None
             assert probe.connect_ex(("127.0.0.1", port)) != 0, f"{name} {port} still answers"
 
 
+def test_the_demo_key_reads_the_demo_customer_only(stack: RunningStack) -> None:
+    headers = {"Authorization": f"Bearer {stack.demo_key()}"}
+    other = httpx.get(f"{stack.api}/api/v2/costs/acme/all/total", headers=headers, timeout=30)
+    assert other.status_code == 403, other.text
+
+
+def test_data_dir_is_for_this_user_only(stack: RunningStack) -> None:
+    opened = []
+    for root, dirs, files in os.walk(stack.data_dir):
+        for name in [*dirs, *files]:
+            path = Path(root) / name
+            if not path.is_symlink() and path.stat().st_mode & 0o077:
+                opened.append(f"{oct(path.stat().st_mode & 0o777)} {path}")
+    assert stack.data_dir.stat().st_mode & 0o777 == 0o700
+    assert opened == []
+
+
+def listening_addresses() -> dict[int, set[str]]:
+    """Port -> addresses listening on it, from /proc/net/tcp and tcp6."""
+    found: dict[int, set[str]] = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            if state != "0A":  # LISTEN
+                continue
+            address, port = local.split(":")
+            found.setdefault(int(port, 16), set()).add(address)
+    return found
+
+
+def test_every_service_listens_on_loopback_only(stack: RunningStack) -> None:
+    loopback = {"0100007F", "00000000000000000000000001000000"}  # 127.0.0.1, ::1
+    listening = listening_addresses()
+    for name, port in stack.ports.items():
+        assert listening.get(port), f"{name} {port} is not listening"
+        assert listening[port] <= loopback, f"{name} listens on {listening[port]}"
+
+
 def test_the_demo_gets_exchange_rates_at_once_and_exports_its_lines(stack: RunningStack) -> None:
     password = (stack.data_dir / "warehouse-password").read_text().strip()
     client = create_client(
@@ -248,3 +287,26 @@ def test_latest_for_all_on_the_demo_names_one_day_per_provider(stack: RunningSta
             assert (entry["day"], entry["complete"]) == (own["day"], own["complete"])
             assert entry["day"] <= str(datetime.now(UTC).date())
             assert entry["totals"], f"{provider}: a day with cost"
+
+
+def test_a_killed_dagster_is_restarted_while_cost_reads_keep_serving(stack: RunningStack) -> None:
+    headers = {"Authorization": f"Bearer {stack.demo_key()}"}
+    status_file = stack.data_dir / "stack-status.json"
+    before = json.loads(status_file.read_text())["dagster"]
+    os.killpg(before["pid"], signal.SIGKILL)  # Dagster and everything it started, at once
+    read = httpx.get(f"{stack.api}/api/v2/costs/demo/all/total", headers=headers, timeout=60)
+    assert read.status_code == 200, read.text
+    deadline = time.monotonic() + 600
+    health: dict[str, object] = {}
+    while time.monotonic() < deadline:
+        answer = httpx.get(f"{stack.api}/health", timeout=30)
+        health = answer.json()
+        processes = health.get("processes") or {}
+        dagster = processes.get("dagster", {})  # type: ignore[union-attr]
+        if dagster.get("state") == "up" and dagster.get("restarts") == 1:
+            break
+        time.sleep(2)
+    assert health["dagster"]["status"] == "up", health  # type: ignore[index]
+    assert health["processes"]["dagster"]["restarts"] == 1, health  # type: ignore[index]
+    assert "dagster exited with code" in stack.log()
+    assert stack.process.poll() is None, "make run went on"

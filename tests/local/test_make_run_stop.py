@@ -1,0 +1,118 @@
+"""`make run` stops, every time, however it is told to: SIGTERM to its whole process group (make
+forwards it, so the runner gets it twice), SIGTERM to make alone, and Ctrl-C (SIGINT to the
+group). Ten real stacks per way, each on the same ports and data: a start that finds a port
+still bound, or any process of the previous stack still alive, fails the test."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.support.ports import free_ports
+from tests.support.processes import REPO_ROOT
+
+pytestmark = pytest.mark.slow
+
+TRIES = int(os.environ.get("MAKE_RUN_STOP_TRIES", "10"))
+PORT_VARIABLES = (
+    "WAREHOUSE_PORT",
+    "DAGSTER_PORT",
+    "API_PORT",
+    "SANDBOX_AWS_PORT",
+    "SANDBOX_AZURE_PORT",
+    "SANDBOX_GCP_PORT",
+    "SANDBOX_VULTR_PORT",
+)
+MARKER = "COST_STACK_TEST_MARKER"
+
+
+def processes_with(marker: str) -> list[int]:
+    """Live processes whose environment carries this marker (every descendant inherits it)."""
+    found = []
+    needle = f"{MARKER}={marker}".encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if needle in (entry / "environ").read_bytes().split(b"\0"):
+                found.append(int(entry.name))
+        except OSError:
+            continue  # gone meanwhile, or not ours
+    return found
+
+
+def make_run(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """`make run` as a user types it, with this interpreter's venv (already installed: `-o`)."""
+    venv = Path(sys.prefix)
+    with log.open("ab") as output:
+        return subprocess.Popen(
+            ["make", "--no-print-directory", "-o", f"{venv}/.installed", "run", f"VENV={venv}"],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # make leads a process group, as in a terminal
+        )
+
+
+def wait_until_up(make: subprocess.Popen[bytes], log: Path, offset: int) -> None:
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        text = log.read_text(errors="replace")[offset:]
+        if "the system is up" in text:
+            return
+        if make.poll() is not None:
+            pytest.fail(f"make run exited with {make.returncode} while starting:\n{text[-4000:]}")
+        time.sleep(0.5)
+    pytest.fail(f"make run did not come up:\n{log.read_text(errors='replace')[offset:][-4000:]}")
+
+
+def signal_make(make: subprocess.Popen[bytes], how: str) -> None:
+    if how == "group":
+        os.killpg(make.pid, signal.SIGTERM)
+    elif how == "make":
+        os.kill(make.pid, signal.SIGTERM)
+    else:  # Ctrl-C: the terminal sends SIGINT to the foreground process group
+        os.killpg(make.pid, signal.SIGINT)
+
+
+@pytest.mark.timeout(TRIES * 360)  # a start takes 30 s on an idle machine, minutes on a busy one
+@pytest.mark.parametrize("how", ["group", "make", "ctrl-c"])
+def test_make_run_stops_every_process_every_time(tmp_path: Path, how: str) -> None:
+    ports = dict(zip(PORT_VARIABLES, free_ports(len(PORT_VARIABLES)), strict=True))
+    marker = uuid.uuid4().hex
+    env = {k: v for k, v in os.environ.items() if k not in ("CUSTOMERS_FILE", "DAGSTER_HOME")}
+    env.update({name: str(port) for name, port in ports.items()})
+    env.update({"DATA_DIR": str(tmp_path / "data"), MARKER: marker})
+    log = tmp_path / "make-run.log"
+    try:
+        for attempt in range(1, TRIES + 1):
+            offset = log.stat().st_size if log.exists() else 0
+            make = make_run(env, log)
+            wait_until_up(make, log, offset)
+            signal_make(make, how)
+            try:
+                make.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                pytest.fail(f"try {attempt}: make run did not exit after the signal")
+            text = log.read_text(errors="replace")[offset:]
+            left = processes_with(marker)
+            assert left == [], f"try {attempt} ({how}): still running {left}:\n{text[-3000:]}"
+            for name, port in ports.items():
+                with socket.socket() as probe:
+                    bound = probe.connect_ex(("127.0.0.1", port)) == 0
+                assert not bound, f"try {attempt} ({how}): {name} {port} still bound"
+            assert "make run: stopped" in text, text[-3000:]
+    finally:
+        for pid in processes_with(marker):  # only what this test started
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
