@@ -107,9 +107,20 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_api(warehouse_port: int, keys_file: Path) -> tuple[subprocess.Popen[bytes], str]:
+def start_api(
+    warehouse_port: int,
+    keys_file: Path,
+    extra_env: dict[str, str] | None = None,
+    timeout_s: float = 30,
+) -> tuple[subprocess.Popen[bytes], str]:
+    """uvicorn serving the API on a free port against the embedded warehouse, once it answers."""
     port = free_port()
-    env = {**os.environ, "WAREHOUSE_PORT": str(warehouse_port), "API_KEYS_FILE": str(keys_file)}
+    env = {
+        **os.environ,
+        "WAREHOUSE_PORT": str(warehouse_port),
+        "API_KEYS_FILE": str(keys_file),
+        **(extra_env or {}),
+    }
     env.pop("CLICKHOUSE_URL", None)
     process = subprocess.Popen(
         [
@@ -128,7 +139,7 @@ def start_api(warehouse_port: int, keys_file: Path) -> tuple[subprocess.Popen[by
         start_new_session=True,
     )
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
             httpx.get(f"{base}/openapi.json", timeout=1)
@@ -136,7 +147,7 @@ def start_api(warehouse_port: int, keys_file: Path) -> tuple[subprocess.Popen[by
         except httpx.HTTPError:
             time.sleep(0.2)
     process.kill()
-    raise RuntimeError("the API did not start within 30 s")
+    raise RuntimeError(f"the API did not start within {timeout_s:.0f} s")
 
 
 CASES: list[tuple[str, dict[str, str | int]]] = [

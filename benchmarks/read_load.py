@@ -18,7 +18,6 @@ import os
 import signal
 import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -32,7 +31,8 @@ import httpx
 import numpy as np
 import pandas as pd
 
-from benchmarks.api_latency import free_port, lines_for
+from benchmarks.api_latency import lines_for
+from benchmarks.api_latency import start_api as serve_api
 from cost_api.auth import add_key
 from cost_pipelines.warehouse.connection import WarehouseSettings, create_client
 from cost_pipelines.warehouse.schema import migrate
@@ -63,43 +63,14 @@ def version(start: datetime, lines: int, seed: int) -> tuple[pd.DataFrame, Decim
 def start_api(
     warehouse_port: int, keys_file: Path, deadline_s: float
 ) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    env = {
-        **os.environ,
-        "WAREHOUSE_PORT": str(warehouse_port),
-        "API_KEYS_FILE": str(keys_file),
+    """The API with this run's read deadline and no rate limit in the way of 64 clients."""
+    limits = {
         "READ_DEADLINE_S": str(deadline_s),
         "RATE_LIMIT_PER_MINUTE": "10000000",
         "RATE_LIMIT_BURST": "1000000",
         "CLICKHOUSE_QUERY_TIMEOUT_S": "30",
     }
-    env.pop("CLICKHOUSE_URL", None)
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "cost_api.main:app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
-        env=env,
-        start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    until = time.monotonic() + 60
-    while time.monotonic() < until:
-        try:
-            httpx.get(f"{base}/openapi.json", timeout=1)
-            return process, base
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    process.kill()
-    raise RuntimeError("the API did not start within 60 s")
+    return serve_api(warehouse_port, keys_file, limits, timeout_s=60)
 
 
 def percentiles(values: list[float]) -> tuple[float, float]:
