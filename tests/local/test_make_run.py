@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pyarrow.parquet as pq
@@ -116,23 +117,32 @@ def test_health_reports_the_warehouse_engine_and_dagster_up(stack: RunningStack)
     assert body["dagster"]["status"] == "up"
 
 
-def test_the_printed_demo_key_collects_and_reads_the_demo_customer(stack: RunningStack) -> None:
-    headers = {"Authorization": f"Bearer {stack.demo_key()}"}
-    assert stack.demo_key() in stack.log(), "make run prints the demo key"
-    with httpx.Client(base_url=stack.api, headers=headers, timeout=30) as api:
-        answer = api.post(
-            "/api/v2/costs/trigger-collection", json={"customer_id": "demo", "providers": ["vultr"]}
-        )
-        assert answer.status_code == 202, answer.text
-        [task] = answer.json()["tasks"]
-        deadline = time.monotonic() + 180
-        status = {}
+def collect_demo(api: httpx.Client, providers: list[str], timeout_s: float) -> list[dict[str, Any]]:
+    """Trigger the demo's collection from `providers` and wait for each run to end; asserts each
+    succeeded and returns their last status answers."""
+    answer = api.post(
+        "/api/v2/costs/trigger-collection", json={"customer_id": "demo", "providers": providers}
+    )
+    assert answer.status_code == 202, answer.text
+    deadline = time.monotonic() + timeout_s
+    ended = []
+    for task in answer.json()["tasks"]:
+        status: dict[str, Any] = {}
         while time.monotonic() < deadline:
             status = api.get(f"/api/v2/costs/collection-status/{task['task_id']}").json()
             if status["status"] in ("success", "failure", "canceled"):
                 break
             time.sleep(1)
         assert status["status"] == "success", status
+        ended.append(status)
+    return ended
+
+
+def test_the_printed_demo_key_collects_and_reads_the_demo_customer(stack: RunningStack) -> None:
+    headers = {"Authorization": f"Bearer {stack.demo_key()}"}
+    assert stack.demo_key() in stack.log(), "make run prints the demo key"
+    with httpx.Client(base_url=stack.api, headers=headers, timeout=30) as api:
+        [status] = collect_demo(api, ["vultr"], timeout_s=180)
         assert status["rows_written"] > 0
         total = api.get("/api/v2/costs/demo/vultr/total", params={"days": 60}).json()
         assert total["lines"] > 0
@@ -229,20 +239,7 @@ def test_the_demo_gets_exchange_rates_at_once_and_exports_its_lines(stack: Runni
 def test_the_demo_allocates_by_tag_and_by_account(stack: RunningStack) -> None:
     headers = {"Authorization": f"Bearer {stack.demo_key()}"}
     with httpx.Client(base_url=stack.api, headers=headers, timeout=30) as api:
-        answer = api.post(
-            "/api/v2/costs/trigger-collection",
-            json={"customer_id": "demo", "providers": ["azure", "gcp", "vultr"]},
-        )
-        assert answer.status_code == 202, answer.text
-        deadline = time.monotonic() + 420
-        for task in answer.json()["tasks"]:
-            status: dict[str, object] = {}
-            while time.monotonic() < deadline:
-                status = api.get(f"/api/v2/costs/collection-status/{task['task_id']}").json()
-                if status["status"] in ("success", "failure", "canceled"):
-                    break
-                time.sleep(1)
-            assert status["status"] == "success", status
+        collect_demo(api, ["azure", "gcp", "vultr"], timeout_s=420)
         keys = api.get("/api/v2/costs/demo/all/tag-keys", params={"days": 60}).json()
         assert {"team", "env", "cost-center"} <= {k["key"] for k in keys["data"]}
         by_tag = api.get("/api/v2/costs/demo/all/by-tag", params={"key": "team", "days": 60})
@@ -263,20 +260,7 @@ def test_the_demo_allocates_by_tag_and_by_account(stack: RunningStack) -> None:
 def test_latest_for_all_on_the_demo_names_one_day_per_provider(stack: RunningStack) -> None:
     headers = {"Authorization": f"Bearer {stack.demo_key()}"}
     with httpx.Client(base_url=stack.api, headers=headers, timeout=60) as api:
-        answer = api.post(
-            "/api/v2/costs/trigger-collection",
-            json={"customer_id": "demo", "providers": list(PROVIDERS)},
-        )
-        assert answer.status_code == 202, answer.text
-        deadline = time.monotonic() + 420
-        for task in answer.json()["tasks"]:
-            status: dict[str, object] = {}
-            while time.monotonic() < deadline:
-                status = api.get(f"/api/v2/costs/collection-status/{task['task_id']}").json()
-                if status["status"] in ("success", "failure", "canceled"):
-                    break
-                time.sleep(1)
-            assert status["status"] == "success", status
+        collect_demo(api, list(PROVIDERS), timeout_s=420)
         latest = api.get("/api/v2/costs/demo/all/latest").json()
         entries = {entry["provider"]: entry for entry in latest["providers"]}
         assert sorted(entries) == sorted(PROVIDERS), latest
