@@ -10,16 +10,13 @@ from dagster import (
     MaterializeResult,
     MetadataValue,
     StaticPartitionsDefinition,
-    asset,
 )
 
 from cost_pipelines.assets.analytics.detect import Anomaly, Rule, detect
 from cost_pipelines.assets.analytics.series import money, read_daily
 from cost_pipelines.assets.analytics.store import (
-    AUTOMATION,
-    GROUP,
-    PROVIDER_ASSETS,
     AnalysisConfig,
+    analysis_asset,
     analysis_day,
     publish,
 )
@@ -98,15 +95,10 @@ def markdown(anomalies: list[Anomaly]) -> str:
 
 
 def build_anomalies_asset(partitions: StaticPartitionsDefinition) -> AssetsDefinition:
-    @asset(
-        name=ASSET,
-        group_name=GROUP,
-        deps=PROVIDER_ASSETS,
-        partitions_def=partitions,
-        automation_condition=AUTOMATION,
-        kinds={"python", "clickhouse"},
-        required_resource_keys={"warehouse"},
-        description="Days whose cost per provider, service and currency left the band of its "
+    @analysis_asset(
+        ASSET,
+        partitions,
+        "Days whose cost per provider, service and currency left the band of its "
         "recent weekday-adjusted level (median +- 3.5 x 1.4826 x MAD, at least 25%)",
     )
     def cost_anomalies(context: AssetExecutionContext, config: AnalysisConfig) -> MaterializeResult:  # type: ignore[type-arg]

@@ -14,16 +14,14 @@ from dagster import (
     MaterializeResult,
     MetadataValue,
     StaticPartitionsDefinition,
-    asset,
 )
 
 from cost_pipelines.assets.analytics.forecast import month_bounds
 from cost_pipelines.assets.analytics.forecasts import ASSET as FORECAST_ASSET
 from cost_pipelines.assets.analytics.series import money
 from cost_pipelines.assets.analytics.store import (
-    AUTOMATION,
-    GROUP,
     AnalysisConfig,
+    analysis_asset,
     analysis_day,
     publish,
 )
@@ -131,16 +129,13 @@ def markdown(found: list[BudgetStatus]) -> str:
 
 
 def build_budget_asset(partitions: StaticPartitionsDefinition) -> AssetsDefinition:
-    @asset(
-        name=ASSET,
-        group_name=GROUP,
-        deps=[AssetKey(FORECAST_ASSET)],
-        partitions_def=partitions,
-        automation_condition=AUTOMATION,
-        kinds={"python", "clickhouse"},
-        required_resource_keys={"warehouse", "customers"},
-        description="Each monthly budget against the month's cost so far and its forecast, "
+    @analysis_asset(
+        ASSET,
+        partitions,
+        "Each monthly budget against the month's cost so far and its forecast, "
         "with the thresholds (50/80/100% unless configured) each has reached",
+        deps=[AssetKey(FORECAST_ASSET)],
+        resources=frozenset({"warehouse", "customers"}),
     )
     def budget_status(context: AssetExecutionContext, config: AnalysisConfig) -> MaterializeResult:  # type: ignore[type-arg]
         customer_id = context.partition_key

@@ -11,7 +11,6 @@ from dagster import (
     MaterializeResult,
     MetadataValue,
     StaticPartitionsDefinition,
-    asset,
 )
 
 from cost_pipelines.assets.analytics.forecast import (
@@ -22,10 +21,8 @@ from cost_pipelines.assets.analytics.forecast import (
 )
 from cost_pipelines.assets.analytics.series import by_provider_and_currency, money, read_daily
 from cost_pipelines.assets.analytics.store import (
-    AUTOMATION,
-    GROUP,
-    PROVIDER_ASSETS,
     AnalysisConfig,
+    analysis_asset,
     analysis_day,
     publish,
 )
@@ -73,15 +70,10 @@ def markdown(found: dict[tuple[str, str], Forecast]) -> str:
 
 
 def build_forecast_asset(partitions: StaticPartitionsDefinition) -> AssetsDefinition:
-    @asset(
-        name=ASSET,
-        group_name=GROUP,
-        deps=PROVIDER_ASSETS,
-        partitions_def=partitions,
-        automation_condition=AUTOMATION,
-        kinds={"python", "clickhouse"},
-        required_resource_keys={"warehouse"},
-        description="Month-end cost per provider and currency: the complete days so far plus "
+    @analysis_asset(
+        ASSET,
+        partitions,
+        "Month-end cost per provider and currency: the complete days so far plus "
         "each remaining day at the weekday-adjusted recent level, with a backtested interval",
     )
     def cost_forecast(context: AssetExecutionContext, config: AnalysisConfig) -> MaterializeResult:  # type: ignore[type-arg]

@@ -3,12 +3,20 @@
 every analysis asset shares: its config, its dependencies and its automation condition."""
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from clickhouse_connect.driver.client import Client
-from dagster import AssetKey, AutomationCondition, Config, Failure
+from dagster import (
+    AssetKey,
+    AssetsDefinition,
+    AutomationCondition,
+    Config,
+    Failure,
+    PartitionsDefinition,
+    asset,
+)
 from pydantic import Field
 
 from cost_pipelines.providers import PROVIDERS
@@ -19,6 +27,27 @@ PROVIDER_ASSETS = [AssetKey(f"{provider}_costs") for provider in PROVIDERS]
 # After each update of a provider asset the analyses it feeds run again. Eager without "no
 # dependency missing": a customer collected from two providers never has the other two.
 AUTOMATION = AutomationCondition.eager().without(~AutomationCondition.any_deps_missing())
+
+
+def analysis_asset(
+    name: str,
+    partitions: PartitionsDefinition,
+    description: str,
+    deps: Sequence[AssetKey] = PROVIDER_ASSETS,
+    resources: frozenset[str] = frozenset({"warehouse"}),
+) -> Callable[[Callable[..., Any]], AssetsDefinition]:
+    """The decorator every analysis asset is made with: its group, customer partitions and
+    automation condition; downstream of the provider assets unless `deps` says otherwise."""
+    return asset(
+        name=name,
+        group_name=GROUP,
+        deps=list(deps),
+        partitions_def=partitions,
+        automation_condition=AUTOMATION,
+        kinds={"python", "clickhouse"},
+        required_resource_keys=set(resources),
+        description=description,
+    )
 
 
 class AnalysisConfig(Config):
