@@ -13,7 +13,7 @@ from typing import Any
 
 from cost_api.params import Period
 from cost_api.readers.completeness import DataState
-from cost_api.readers.shaping import PICO, ZERO, Rows, percent
+from cost_api.readers.shaping import PICO, ZERO, Rows, percent, period_days
 from cost_api.schemas.costs import (
     Conversion,
     CostTrends,
@@ -78,7 +78,7 @@ def trends(
     buckets compares their daily averages (over complete days) when either is partial, their
     amounts when both are whole. The change percent is against |previous| so its sign is the
     direction of change."""
-    days = [period.start + timedelta(days=i) for i in range(period.days)]
+    days = period_days(period)
     open_days = state.open_days(days)
     estimated = state.estimated_days(days)
     by_day: dict[str, dict[date, Decimal]] = defaultdict(lambda: defaultdict(lambda: ZERO))
