@@ -1,4 +1,4 @@
-"""`make screenshots`: the README's tour of the Dagster UI and the API, taken by headless Chromium
+"""`make screenshots`: the README's tour of the Dagster UI, taken by headless Chromium
 against a running `make run` (the demo), so the pictures in docs/ show what a newcomer sees.
 
 Chromium is Debian's (`apt-get install chromium`); each page is loaded once with a virtual time
@@ -74,7 +74,7 @@ def _succeeded_run(dagster: str, asset: str) -> str | None:
     return None
 
 
-def shots(dagster: str, api: str, customer: str) -> list[Shot]:
+def shots(dagster: str, customer: str) -> list[Shot]:
     location = f"{dagster}/locations/cost_pipelines"
     tour = [
         Shot("lineage-groups", f"{dagster}/asset-groups", "the asset groups and how cost flows"),
@@ -102,7 +102,6 @@ def shots(dagster: str, api: str, customer: str) -> list[Shot]:
             f"{dagster}/assets/aws_costs?view=checks",
             "the asset checks of a provider asset",
         ),
-        Shot("api-docs", f"{api}/docs", "the cost API's OpenAPI page"),
     ]
     run = _succeeded_run(dagster, "aws_costs")
     if run:
@@ -133,16 +132,14 @@ def take(shot: Shot, out: Path, browser: str) -> Path:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     port = os.environ.get("DAGSTER_PORT", "3000")
-    api_port = os.environ.get("API_PORT", "8000")
     parser.add_argument("--dagster", default=f"http://127.0.0.1:{port}")
-    parser.add_argument("--api", default=f"http://127.0.0.1:{api_port}")
     parser.add_argument("--customer", default="demo")
     parser.add_argument("--out", type=Path, default=ROOT / "docs")
     parser.add_argument("--only", action="append", help="take only these shots (by name)")
     args = parser.parse_args(argv)
     browser = _browser()
     try:
-        tour = shots(args.dagster, args.api, args.customer)
+        tour = shots(args.dagster, args.customer)
     except httpx.HTTPError as error:
         raise SystemExit(
             f"screenshots: Dagster at {args.dagster} did not answer ({error}); "
