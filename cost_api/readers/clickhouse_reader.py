@@ -93,6 +93,19 @@ class ClickHouseReader:
         limit = max(1, min(READ_TIMEOUT_S, math.ceil(budget.left())))
         return budget.wait(budget.pool.submit(self._query, sql, parameters, limit))
 
+    def soon(
+        self, sql: str, parameters: Mapping[str, Any]
+    ) -> Callable[[], Sequence[Sequence[Any]]]:
+        """Start a SELECT now and return what waits for its rows, so a read whose queries do not
+        depend on each other waits for the slowest, not for their sum. Outside a request it runs
+        when its rows are asked for."""
+        budget = _budget.get()
+        if budget is None:
+            return lambda: self._query(sql, parameters, READ_TIMEOUT_S)
+        limit = max(1, min(READ_TIMEOUT_S, math.ceil(budget.left())))
+        future = budget.pool.submit(self._query, sql, dict(parameters), limit)
+        return lambda: budget.wait(future)
+
     def _query(
         self, sql: str, parameters: Mapping[str, Any], limit_s: int
     ) -> Sequence[Sequence[Any]]:

@@ -8,6 +8,7 @@ chooses between them.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from datetime import date, timedelta
 from typing import Any
 
@@ -184,6 +185,12 @@ class CostReader(ClickHouseReader):
         self.query = query
         self.convert = convert
         self.today = today or today_utc()
+        self._loads_version: Callable[[], Sequence[Sequence[Any]]] | None = None
+
+    def prefetch_state(self) -> None:
+        """Ask for the customer's loads version now, beside the read's main query: with a cached
+        day state (a dashboard's repeated reads) the completeness then costs no extra wait."""
+        self._loads_version = self.soon(LOADS_VERSION_SQL, self._bind())
 
     def _scope(self) -> dict[str, Any]:
         return {
@@ -222,11 +229,20 @@ class CostReader(ClickHouseReader):
         hi = self.today + timedelta(days=1)
         if period is not None:
             lo, hi = min(lo, period.start), max(hi, period.end)
-        return self._state(Period(lo, hi), self._bind())
+        version, self._loads_version = self._loads_version, None
+        return self._state(Period(lo, hi), self._bind(), version)
 
-    def _state(self, span: Period, values: dict[str, Any]) -> DataState:
-        """The day states, reused from STATES while no load of these providers happened."""
-        [(newest_load, pointers)] = self.rows(LOADS_VERSION_SQL, values)
+    def _state(
+        self,
+        span: Period,
+        values: dict[str, Any],
+        version: Callable[[], Sequence[Sequence[Any]]] | None = None,
+    ) -> DataState:
+        """The day states, reused from STATES while no load of these providers happened
+        (`version`: the loads version already asked for, see prefetch_state)."""
+        [(newest_load, pointers)] = (
+            version() if version is not None else self.rows(LOADS_VERSION_SQL, values)
+        )
         key = (
             values["customer_id"],
             tuple(values["providers"]),
@@ -278,6 +294,7 @@ class CostReader(ClickHouseReader):
     def get_latest_costs(self) -> LatestCosts:
         """Per provider its own newest complete day with cost, by service and resource, and when
         it was collected; a provider whose newer days are still open says so."""
+        self.prefetch_state()
         state = self.data_state()
         picks = shaping.latest_days(state)
         stale = [p for p in state.providers if p not in picks]
@@ -300,6 +317,7 @@ class CostReader(ClickHouseReader):
     def get_cost_trends(self, period: Period, group_by: Grain) -> CostTrends:
         """Cost per day, ISO week or month bucket, zero-filled, per currency; a period without
         cost is zero in each currency the customer has for the provider in any period."""
+        self.prefetch_state()
         self.require_metric(period)
         values, converted = self._converted(PERIOD_WHERE, period, self._bind(period))
         rows = self.rows(DAILY_SQL[converted is not None], values)
@@ -314,6 +332,7 @@ class CostReader(ClickHouseReader):
 
     def get_cost_by_resource(self, period: Period, *, limit: int) -> ResourceCosts:
         """The `limit` most expensive resources of each currency, with their share."""
+        self.prefetch_state()
         self.require_metric(period)
         values, converted = self._converted(PERIOD_WHERE, period, self._bind(period, limit=limit))
         rows = self.rows(BY_RESOURCE_SQL[converted is not None], values)
@@ -321,6 +340,7 @@ class CostReader(ClickHouseReader):
 
     def get_cost_by_type(self, period: Period) -> TypeCosts:
         """Cost per FOCUS service category with its services, per currency."""
+        self.prefetch_state()
         self.require_metric(period)
         values, converted = self._converted(PERIOD_WHERE, period, self._bind(period))
         rows = self.rows(BY_TYPE_SQL[converted is not None], values)
@@ -328,6 +348,7 @@ class CostReader(ClickHouseReader):
 
     def get_total_cost(self, period: Period) -> TotalCost:
         """The period's total per currency and its number of lines."""
+        self.prefetch_state()
         self.require_metric(period)
         values, converted = self._converted(PERIOD_WHERE, period, self._bind(period))
         rows = self.rows(TOTAL_SQL[converted is not None], values)
