@@ -90,8 +90,7 @@ class ClickHouseReader:
         budget = _budget.get()
         if budget is None:  # outside a request (a script, a test of the SQL): no deadline
             return self._query(sql, parameters, READ_TIMEOUT_S)
-        limit = max(1, min(READ_TIMEOUT_S, math.ceil(budget.left())))
-        return budget.wait(budget.pool.submit(self._query, sql, parameters, limit))
+        return budget.wait(budget.pool.submit(self._within, budget, sql, dict(parameters)))
 
     def soon(
         self, sql: str, parameters: Mapping[str, Any]
@@ -102,9 +101,18 @@ class ClickHouseReader:
         budget = _budget.get()
         if budget is None:
             return lambda: self._query(sql, parameters, READ_TIMEOUT_S)
-        limit = max(1, min(READ_TIMEOUT_S, math.ceil(budget.left())))
-        future = budget.pool.submit(self._query, sql, dict(parameters), limit)
+        future = budget.pool.submit(self._within, budget, sql, dict(parameters))
         return lambda: budget.wait(future)
+
+    def _within(
+        self, budget: ReadBudget, sql: str, parameters: Mapping[str, Any]
+    ) -> Sequence[Sequence[Any]]:
+        """The query as the pool starts it: its engine time limit is what is left of the
+        request's deadline then, not when it was queued, and a read whose deadline passed while
+        it waited for a thread is not sent at all (under overload the pool serves the reads that
+        can still answer in time)."""
+        limit = max(1, min(READ_TIMEOUT_S, math.ceil(budget.left())))
+        return self._query(sql, parameters, limit)
 
     def _query(
         self, sql: str, parameters: Mapping[str, Any], limit_s: int
