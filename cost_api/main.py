@@ -15,7 +15,6 @@ from cost_api.auth import KeyRing
 from cost_api.control.check_cache import CheckCache
 from cost_api.control.client import DagsterClient
 from cost_api.control.customers_file import CustomersFile
-from cost_api.control.redaction import Redactor
 from cost_api.errors import install_error_handlers
 from cost_api.limits import BodyLimit, RateLimiter, RequestClock
 from cost_api.routes import (
@@ -30,6 +29,7 @@ from cost_api.routes import (
 )
 from cost_api.settings import ApiSettings
 from cost_api.warehouse import close_clients
+from cost_pipelines.redaction import Redactor
 from cost_pipelines.warehouse.connection import WarehouseSettings
 
 
