@@ -36,7 +36,17 @@ _CUSTOMER_TAGS = ("customer_id", "dagster/partition")
 _PROVIDER_TAG = "provider"
 # Attributes of a Dagster record (its metadata, event objects) and of uvicorn's (a colored copy of
 # the message) that are no log fields: the useful parts are read out, the rest dropped.
-_DROPPED_EXTRAS = ("dagster_meta", "dagster_event", "dagster_event_batch_metadata", "color_message")
+# `message` and `asctime` are what another formatter (a test runner's) already put on the record.
+_DROPPED_EXTRAS = (
+    "dagster_meta",
+    "dagster_event",
+    "dagster_event_batch_metadata",
+    "color_message",
+    "message",
+    "asctime",
+)
+# Libraries that log every HTTP request they make at INFO: at DEBUG only (LOG_LEVEL=DEBUG).
+_CHATTY = ("httpx", "httpcore")
 
 
 def log_format(environ: Mapping[str, str] | None = None, stream: TextIO | None = None) -> LogFormat:
@@ -223,7 +233,12 @@ def configure_logging(takeover: tuple[str, ...] = ()) -> None:
     for old in [h for h in root.handlers if h.get_name() == "cost_pipelines.logs"]:
         root.removeHandler(old)
     root.addHandler(handler)
-    root.setLevel(log_level())
+    level = log_level()
+    root.setLevel(level)
+    for name in _CHATTY:
+        logging.getLogger(name).setLevel(
+            level if level <= logging.DEBUG else max(level, logging.WARNING)
+        )
     for name in takeover:
         taken = logging.getLogger(name)
         taken.handlers.clear()
