@@ -208,7 +208,12 @@ def stderr_handler(environ: Mapping[str, str] | None = None) -> logging.Handler:
 
 def dagster_handler() -> logging.Handler:
     """The handler dagster.yaml gives every run (DAGSTER_PYTHON_LOGS): the run's records, its
-    context.log messages and Dagster's events, at LOG_LEVEL in LOG_FORMAT with run id and tags."""
+    context.log messages and Dagster's events, at LOG_LEVEL in LOG_FORMAT with run id and tags.
+    On a terminal with LOG_FORMAT auto it writes nothing: Dagster's own colored console copy of
+    the same records is there already."""
+    automatic = os.environ.get("LOG_FORMAT", "auto").lower() == "auto"
+    if automatic and sys.stderr.isatty():
+        return logging.NullHandler()
     handler = stderr_handler()
     handler.setLevel(log_level())
     return handler
