@@ -45,8 +45,9 @@ _DROPPED_EXTRAS = (
     "message",
     "asctime",
 )
-# Libraries that log every HTTP request they make at INFO: at DEBUG only (LOG_LEVEL=DEBUG).
-_CHATTY = ("httpx", "httpcore")
+# Libraries that log routine steps at INFO (every HTTP request made, each storage migration
+# Dagster checks at start): at DEBUG only (LOG_LEVEL=DEBUG).
+_CHATTY = ("httpx", "httpcore", "alembic")
 
 
 def log_format(environ: Mapping[str, str] | None = None, stream: TextIO | None = None) -> LogFormat:
