@@ -25,6 +25,8 @@ from cost_pipelines.logs import log_context
 log = logging.getLogger("cost_api.requests")
 
 UNMATCHED = "unmatched"
+# HTTP's methods; any other word a client sends is labelled `other` (labels stay bounded).
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 # Reads answer within READ_DEADLINE_S (10 s by default); exports stream for longer.
 _REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 _BACKEND_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -103,7 +105,7 @@ class RequestTelemetry:
         started = time.perf_counter()
         route, params = route_of(scope)
         status = 500  # unless the app answers: an exception that escapes it is a 500
-        method = scope["method"]
+        method = scope["method"] if scope["method"] in _METHODS else "other"  # a client's word
 
         async def noting_status(message: Message) -> None:
             nonlocal status

@@ -66,12 +66,16 @@ def test_errors_are_counted_by_status_class_and_dagster_calls_by_operation(api: 
     assert api.get("/api/v2/costs/acme/no-such-route").status_code == 404
     # No Dagster behind this API (a closed port): the history read is a 503.
     assert api.get("/api/v2/costs/acme/collection-history").status_code == 503
+    assert api.client.request("BREW", "/health").status_code == 405  # any word is a method
 
     after = scrape(api.client)
     errors = "cost_api_request_errors_total"
     for route, status_class in ((TOTAL, "4xx"), ("unmatched", "4xx"), (HISTORY, "5xx")):
         labels = {"method": "GET", "route": route, "status_class": status_class}
         assert value(after, errors, **labels) == value(before, errors, **labels) + 1, route
+    brewed = {"method": "other", "route": "/health", "status_class": "4xx"}
+    assert value(after, errors, **brewed) == value(before, errors, **brewed) + 1
+    assert not any(("method", "BREW") in labels for _, labels in after)
     dagster = "cost_api_dagster_request_duration_seconds"
     runs = {"operation": "Runs", "outcome": "unreachable"}
     assert count(after, dagster, **runs) == count(before, dagster, **runs) + 1
