@@ -1,8 +1,8 @@
 """AWS Cost Explorer's purchase recommendations: Savings Plans
 (GetSavingsPlansPurchaseRecommendation) and reservations (GetReservationPurchaseRecommendation),
-for the term, payment option and look-back the customers file sets. Requests: one per Savings Plans type and one per reservation
-service, plus their pages, at $0.01 each; AWS regenerates them about daily, so they are asked at
-most once per `provider_interval`."""
+for the term, payment option and look-back the customers file sets. Requests: one per Savings
+Plans type and one per reservation service, plus their pages, at $0.01 each; AWS regenerates
+them about daily, so they are asked at most once per `provider_interval`."""
 
 from __future__ import annotations
 
