@@ -38,7 +38,9 @@ def recommendation(
     if term and term != settings.term:
         return None
     saving, money_currency = _money(props.get("netSavings"), currency, "netSavings")
-    look_back = str(props.get("lookBackPeriod") or settings.look_back)
+    # modern items give the look-back in days (30), legacy ones by name (Last30Days)
+    raw_look_back = props.get("lookBackPeriod") or settings.look_back
+    look_back = f"Last{raw_look_back}Days" if isinstance(raw_look_back, int) else str(raw_look_back)
     hours = props.get("totalHours")
     covered = (
         Decimal(str(hours))
