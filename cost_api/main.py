@@ -27,6 +27,7 @@ from cost_api.routes import (
     export,
     health,
     legacy,
+    recommendations,
 )
 from cost_api.settings import ApiSettings
 from cost_api.warehouse import close_clients
@@ -79,6 +80,7 @@ def create_app() -> FastAPI:
     app.add_middleware(RequestClock)  # outermost: the clock starts before anything else
     app.include_router(costs.router)
     app.include_router(analytics.router)
+    app.include_router(recommendations.router)
     app.include_router(allocation.router)
     app.include_router(export.router)
     app.include_router(legacy.router)
