@@ -48,6 +48,7 @@ RI_SERVICES = {
     "Amazon Elastic Compute Cloud - Compute": "Amazon Elastic Compute Cloud",
     "Amazon Relational Database Service": "Amazon Relational Database Service",
 }
+MACHINES = ("Compute", "Databases")  # the FOCUS service categories of instance hours
 TEN = Decimal("1e-10")
 NANO = Decimal("1e-9")
 
@@ -82,14 +83,14 @@ class Usage:
 def machine_usage(
     lines: Iterable[GeneratedLine], provider: str, service: str
 ) -> dict[tuple[str, str, str], Usage]:
-    """Per (sub account, usage type, region): machine hours per day (the service's Compute
-    lines: a VM's disk or address is not a machine), billed and quantity."""
+    """Per (sub account, usage type, region): machine hours per day (the service's Compute and
+    Databases lines: a VM's disk or address is not a machine), billed and quantity."""
     hours: dict[tuple[str, str, str], dict[date, Decimal]] = defaultdict(
         lambda: defaultdict(Decimal)
     )
     sums: dict[tuple[str, str, str], list[Decimal]] = defaultdict(lambda: [Decimal(0)] * 2)
     for x in lines:
-        if x.provider == provider and x.service_name == service and x.service_category == "Compute":
+        if x.provider == provider and x.service_name == service and x.service_category in MACHINES:
             key = (x.sub_account_id, x.usage_type, x.region)
             hours[key][x.charge_date] += x.pricing_quantity
             sums[key][0] += x.billed_cost
