@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from cost_pipelines.customers import parse_customers
 from cost_pipelines.resources.clickhouse import ClickHouseResource
 from tests.support.ports import PortPicker
 from tests.support.processes import WarehouseProcess, own_database
@@ -136,3 +137,12 @@ def test_a_first_sighting_is_kept_across_runs(stack: RecommendationStack) -> Non
     rows = stack.warehouse.get_client().query(sql).result_rows
     assert rows and all(count >= 1 and first <= last for _, first, last, count in rows)
     assert TODAY - timedelta(days=1) <= rows[0][1].date() <= TODAY + timedelta(days=1)
+
+
+def test_a_bad_threshold_in_the_customers_file_names_its_field() -> None:
+    entry = {"providers": {}, "recommendations": {"min_utilisation": "2", "idle_days": 0}}
+    book = parse_customers({"customers": {"acme": entry}}, "customers.yaml")
+    assert "acme" in book.invalid
+    problems = " ".join(book.invalid["acme"])
+    assert "recommendations.min_utilisation" in problems
+    assert "recommendations.idle_days" in problems
