@@ -68,6 +68,7 @@ def frame(stack: RecommendationStack) -> pd.DataFrame:
             "usage_type": [x.usage_type for x in stack.lines],
             "day": [x.charge_date for x in stack.lines],
             "quantity": [x.pricing_quantity for x in stack.lines],
+            "unit": [x.pricing_unit for x in stack.lines],
             "billed": [x.billed_cost for x in stack.lines],
             "currency": [x.currency for x in stack.lines],
         }
@@ -86,17 +87,23 @@ def total(values: pd.Series) -> Decimal:
     return sum(values, Decimal(0))
 
 
+def machine_hours(rows: pd.DataFrame) -> pd.Series:
+    """Compute usage priced by the hour (the demo's units: Hrs, hour, hours, 1 Hour)."""
+    hourly = rows.unit.fillna("").str.lower().str.contains("hour") | (rows.unit == "Hrs")
+    return (rows.category == "Compute") & (rows.charge == "Usage") & hourly
+
+
 def expected_idle(data: pd.DataFrame) -> dict[Key, Decimal]:
     start = TODAY - timedelta(days=7)
     recent = days(data[data.resource.fillna("") != ""], start, TODAY)
     before = days(data[data.resource.fillna("") != ""], start - timedelta(days=30), start)
-    computed = set(before[(before.category == "Compute") & (before.charge == "Usage")].resource)
+    computed = set(before[machine_hours(before)].resource)
     out = {}
     for resource, rows in recent.groupby("resource"):
         cost = total(rows.billed)
         usage = rows[rows.charge == "Usage"]
         zero = len(usage) > 0 and all(q == 0 for q in usage.quantity)
-        stopped = not (rows.category == "Compute").any() and resource in computed
+        stopped = not machine_hours(rows).any() and resource in computed
         if cost > 0 and rows.day.nunique() == 7 and (zero or stopped):
             out[("idle_resource", resource, resource)] = cost * 30 / 7
     return out
@@ -115,6 +122,11 @@ def expected_utilisation(stack: RecommendationStack) -> dict[Key, Decimal]:
 def expected_growth(data: pd.DataFrame) -> dict[Key, Decimal]:
     recent = days(data, TODAY - timedelta(days=35), TODAY).copy()
     recent["weeks_ago"] = [((TODAY - d).days - 1) // 7 for d in recent.day]
+    # only the providers stored on each of the 35 days make the customer's total
+    covered = recent.groupby(["provider", "currency"]).day.nunique()
+    recent = recent[
+        [covered[(p, c)] == 35 for p, c in zip(recent.provider, recent.currency, strict=True)]
+    ]
     totals = recent.groupby(["currency", "weeks_ago"]).billed.apply(total)
     out = {}
     for (_, service, currency), rows in recent.groupby(["provider", "service", "currency"]):

@@ -16,7 +16,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from cost_pipelines.customers import parse_customers
+from cost_local.sandbox import demo
+from cost_local.sandbox.azure_recommendations import reservation_recommendations
+from cost_pipelines.assets.recommendations.azure import recommendation
+from cost_pipelines.customers import AzureRecommendationSettings, parse_customers
 from cost_pipelines.resources.clickhouse import ClickHouseResource
 from tests.support.ports import PortPicker
 from tests.support.processes import WarehouseProcess, own_database
@@ -146,3 +149,23 @@ def test_a_bad_threshold_in_the_customers_file_names_its_field() -> None:
     problems = " ".join(book.invalid["acme"])
     assert "recommendations.min_utilisation" in problems
     assert "recommendations.idle_days" in problems
+
+
+def test_a_legacy_azure_answer_counts_in_the_billing_currency_over_its_look_back(
+    stack: RecommendationStack,
+) -> None:
+    subscription = demo.accounts()["azure"].sub_accounts[0].id
+    answer = reservation_recommendations(
+        f"/subscriptions/{subscription}",
+        {"api-version": "2023-05-01", "$filter": "properties/lookBackPeriod eq 'Last7Days'"},
+        stack.lines,
+        TODAY,
+    )
+    legacy = [item for item in answer["value"] if item["properties"]["term"] == "P1Y"]
+    assert legacy and all(item["kind"] == "legacy" for item in legacy)
+    for item in legacy:
+        found = recommendation(item, AzureRecommendationSettings(), "EUR")
+        assert found is not None and found.currency == "EUR"
+        net = item["properties"]["netSavings"]
+        assert found.monthly_saving == net * 730 / (7 * 24)
+        assert found.scope == f"Single {subscription}" and found.lookback == "Last7Days"

@@ -77,6 +77,7 @@ def store(client: Any, lines: Sequence[GeneratedLine], fees: pd.DataFrame, today
         own = [x for x in lines if x.billing_account_id == account]
         frame = focus_rows(own)
         frame["PricingQuantity"] = [x.pricing_quantity for x in own]
+        frame["PricingUnit"] = [x.pricing_unit for x in own]
         frame["x_ChargeType"] = ""
         if account == aws_account and not fees.empty:
             extra = {
@@ -94,6 +95,7 @@ def store(client: Any, lines: Sequence[GeneratedLine], fees: pd.DataFrame, today
                 "ListCost": None,
                 "ContractedCost": None,
                 "PricingQuantity": None,
+                "PricingUnit": "",
                 "ResourceId": "",
                 "RegionId": "",
                 "SkuId": "",

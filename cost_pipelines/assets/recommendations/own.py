@@ -3,16 +3,17 @@ each with the lines or figures behind it. Over the complete days before today:
 
 - idle_resource: a resource that cost something on each of the last `idle_days` days while
   either every usage line of it carried a zero quantity (PricingQuantity 0: billed capacity
-  nothing consumed, e.g. an unused address), or it had compute lines in the 30 days before and
-  none since (a stopped machine whose disks and addresses still bill). Saving: its cost over
-  those days x 30 / idle_days.
+  nothing consumed, e.g. an unused address), or it had compute lines (Compute usage priced by
+  the hour) in the 30 days before and none since (a stopped machine whose disk still bills).
+  Saving: its cost over those days x 30 / idle_days.
 - low_commitment_utilisation: a commitment whose recurring fee lines (x_ChargeType RIFee or
   SavingsPlanRecurringFee: Cost Explorer puts the unused part of the commitment in their
   EffectiveCost) show it used less than `min_utilisation` over the last `utilisation_days`.
   Utilisation = 1 - unused / fee; saving: unused x 30 / the days with fee lines.
 - growing_service: a service whose cost grew faster than the customer's total in its currency
   by more than `growth_margin` in each of the last `growth_weeks` weeks (7-day blocks ending
-  yesterday). Saving: what it costs beyond growing like the total,
+  yesterday). Only providers stored on every day of those weeks count (a first collection's
+  shorter window would look like growth). Saving: what it costs beyond growing like the total,
   (S_last - S_first x T_last / T_first) x 30 / 7.
 Recommendations saving less than `min_monthly_saving` a month are left out."""
 
@@ -34,14 +35,18 @@ MONTH_DAYS = Decimal(30)
 WEEK_DAYS = 7
 COMPUTE_LOOKBACK_DAYS = 30
 COMMITMENT_FEES = ("RIFee", "SavingsPlanRecurringFee")
+
 EVIDENCE_LINES = 60  # the evidence's line summaries per recommendation, newest first
 
+# Compute, in both queries below: Compute usage priced by the hour (a VM's disk, billed per
+# GB-month, is not machine time even where the source files it under a compute service).
 _RESOURCES_SQL = """
 SELECT provider, ResourceId, BillingCurrency, sum(BilledCost),
        uniqExact(toDate(ChargePeriodStart)),
        countIf(ChargeCategory = 'Usage' AND PricingQuantity IS NOT NULL),
        maxIf(abs(PricingQuantity), ChargeCategory = 'Usage'),
-       countIf(ServiceCategory = 'Compute')
+       countIf(ServiceCategory = 'Compute' AND ChargeCategory = 'Usage'
+               AND (positionCaseInsensitive(PricingUnit, 'hour') > 0 OR PricingUnit = 'Hrs'))
 FROM costs_current(customer_id = {customer_id:String})
 WHERE ChargePeriodStart >= {start:DateTime('UTC')} AND ChargePeriodStart < {end:DateTime('UTC')}
   AND ResourceId != ''
@@ -54,6 +59,7 @@ SELECT provider, ResourceId, max(toDate(ChargePeriodStart))
 FROM costs_current(customer_id = {customer_id:String})
 WHERE ChargePeriodStart >= {start:DateTime('UTC')} AND ChargePeriodStart < {end:DateTime('UTC')}
   AND ResourceId != '' AND ServiceCategory = 'Compute' AND ChargeCategory = 'Usage'
+  AND (positionCaseInsensitive(PricingUnit, 'hour') > 0 OR PricingUnit = 'Hrs')
 GROUP BY provider, ResourceId
 """
 _RESOURCE_LINES_SQL = """
@@ -74,6 +80,12 @@ WHERE ChargePeriodStart >= {start:DateTime('UTC')} AND ChargePeriodStart < {end:
   AND x_ChargeType IN {fees:Array(String)} AND EffectiveCost IS NOT NULL
 GROUP BY provider, BillingCurrency, SubAccountId, ServiceName, x_ChargeType, day
 ORDER BY provider, BillingCurrency, SubAccountId, ServiceName, x_ChargeType, day
+"""
+_COVERED_SQL = """
+SELECT provider, BillingCurrency, uniqExact(toDate(ChargePeriodStart))
+FROM costs_current(customer_id = {customer_id:String})
+WHERE ChargePeriodStart >= {start:DateTime('UTC')} AND ChargePeriodStart < {end:DateTime('UTC')}
+GROUP BY provider, BillingCurrency
 """
 _WEEKLY_SQL = """
 SELECT provider, ServiceName, BillingCurrency,
@@ -246,11 +258,19 @@ def growing_services(client: Client, customer_id: str, rules: Rules) -> list[Rec
         "end": _at(rules.today),
         "end_day": rules.today,
     }
+    span = WEEK_DAYS * (weeks + 1)
+    covered = {
+        (str(p), str(c))
+        for p, c, stored_days in client.query(_COVERED_SQL, parameters=params).result_rows
+        if stored_days == span
+    }
     services: dict[tuple[str, str, str], dict[int, Decimal]] = defaultdict(dict)
     totals: dict[str, dict[int, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
     for provider, service, currency, weeks_ago, cost in client.query(
         _WEEKLY_SQL, parameters=params
     ).result_rows:
+        if (provider, currency) not in covered:  # not stored for every day: no growth to read
+            continue
         services[(provider, service, currency)][weeks_ago] = Decimal(cost)
         totals[currency][weeks_ago] += Decimal(cost)
     found = []
