@@ -29,6 +29,18 @@ def _pages(
     return Paginator(fetch, lambda page: page.get("NextPageToken"))
 
 
+def _request(settings: AwsRecommendationSettings, **what: str) -> dict[str, Any]:
+    """Both operations' request: what to recommend, for the configured term, payment option
+    and look-back, over the payer's accounts together."""
+    return {
+        **what,
+        "TermInYears": settings.term,
+        "PaymentOption": settings.payment_option,
+        "LookbackPeriodInDays": settings.lookback,
+        "AccountScope": "PAYER",
+    }
+
+
 def _fetched(metadata: dict[str, Any]) -> datetime:
     stamp = str(metadata.get("GenerationTimestamp") or "")
     try:
@@ -42,17 +54,10 @@ def savings_plans(
     session: AwsSession, ce: Any, settings: AwsRecommendationSettings, sp_type: str
 ) -> tuple[list[Recommendation], int]:
     """One Savings Plans type's recommendations, one per detail (per account when LINKED)."""
-    request = {
-        "SavingsPlansType": sp_type,
-        "TermInYears": settings.term,
-        "PaymentOption": settings.payment_option,
-        "LookbackPeriodInDays": settings.lookback,
-        "AccountScope": "PAYER",
-    }
     pages = _pages(
         session,
         ce.get_savings_plans_purchase_recommendation,
-        request,
+        _request(settings, SavingsPlansType=sp_type),
         f"ce:GetSavingsPlansPurchaseRecommendation {sp_type}",
     )
     found = []
@@ -102,17 +107,10 @@ def reservations(
     session: AwsSession, ce: Any, settings: AwsRecommendationSettings, service: str
 ) -> tuple[list[Recommendation], int]:
     """One service's reservation recommendations, one per instance type, region and account."""
-    request = {
-        "Service": service,
-        "TermInYears": settings.term,
-        "PaymentOption": settings.payment_option,
-        "LookbackPeriodInDays": settings.lookback,
-        "AccountScope": "PAYER",
-    }
     pages = _pages(
         session,
         ce.get_reservation_purchase_recommendation,
-        request,
+        _request(settings, Service=service),
         f"ce:GetReservationPurchaseRecommendation {service}",
     )
     found = []
