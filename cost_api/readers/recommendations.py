@@ -33,36 +33,48 @@ FROM analytics_runs
 WHERE customer_id = {customer_id:String} AND asset IN {assets:Array(String)}
 GROUP BY asset
 """
-_SELECT = """
+# The previous run of each source: its recommendations the latest run no longer makes are
+# listed too, as no longer valid (a deleted idle resource, a commitment now well used).
+PREVIOUS_SQL = """
+SELECT asset, argMax(run_id, computed_at)
+FROM cost_recommendations
+WHERE customer_id = {customer_id:String} AND asset IN {assets:Array(String)}
+  AND run_id NOT IN {latest:Array(String)}
+GROUP BY asset
+"""
+# Still-valid recommendations first, then by saving times `direction` (1: largest first, -1:
+# smallest first), so both orders are one text with bound values.
+ROWS_SQL = """
 SELECT r.key, r.asset, r.provider, r.kind, r.source, r.source_id, r.scope, r.resource_id, r.term,
        r.payment_option, r.lookback, r.currency, r.monthly_saving, r.upfront_cost,
-       r.break_even_months, r.valid, r.fetched_at, r.evidence, r.computed_at, f.first_seen
+       r.break_even_months, r.valid AND r.run_id IN {latest:Array(String)} AS still_valid,
+       r.fetched_at, r.evidence, r.computed_at, f.first_seen
 FROM cost_recommendations AS r
 LEFT JOIN (
     SELECT key, min(computed_at) AS first_seen FROM cost_recommendations
     WHERE customer_id = {customer_id:String} GROUP BY key
 ) AS f ON f.key = r.key
-WHERE r.customer_id = {customer_id:String} AND r.run_id IN {runs:Array(String)}
-  AND r.provider IN {providers:Array(String)}
+WHERE r.customer_id = {customer_id:String} AND r.provider IN {providers:Array(String)}
+  AND (r.run_id IN {latest:Array(String)}
+       OR (r.run_id IN {previous:Array(String)} AND r.key NOT IN (
+           SELECT key FROM cost_recommendations
+           WHERE customer_id = {customer_id:String} AND run_id IN {latest:Array(String)})))
+ORDER BY still_valid DESC, r.monthly_saving * {direction:Int8} DESC, r.key
+LIMIT {limit:UInt32} OFFSET {offset:UInt32}
 """
-# The two orders are fixed texts: an ORDER BY direction cannot be a bound value.
-ROWS_SQL = {
-    RecommendationSort.saving_desc: _SELECT
-    + "ORDER BY r.monthly_saving DESC, r.key LIMIT {limit:UInt32} OFFSET {offset:UInt32}",
-    RecommendationSort.saving_asc: _SELECT
-    + "ORDER BY r.monthly_saving ASC, r.key LIMIT {limit:UInt32} OFFSET {offset:UInt32}",
-}
-TOTALS_SQL = """
-SELECT currency, sum(monthly_saving), count(), countIf(valid)
-FROM cost_recommendations
-WHERE customer_id = {customer_id:String} AND run_id IN {runs:Array(String)}
-  AND provider IN {providers:Array(String)}
-GROUP BY currency ORDER BY currency
+COUNT_SQL = """
+SELECT count() FROM cost_recommendations AS r
+WHERE r.customer_id = {customer_id:String} AND r.provider IN {providers:Array(String)}
+  AND (r.run_id IN {latest:Array(String)}
+       OR (r.run_id IN {previous:Array(String)} AND r.key NOT IN (
+           SELECT key FROM cost_recommendations
+           WHERE customer_id = {customer_id:String} AND run_id IN {latest:Array(String)})))
 """
+DIRECTION = {RecommendationSort.saving_desc: 1, RecommendationSort.saving_asc: -1}
 TOTALS_VALID_SQL = """
 SELECT currency, sum(monthly_saving)
 FROM cost_recommendations
-WHERE customer_id = {customer_id:String} AND run_id IN {runs:Array(String)}
+WHERE customer_id = {customer_id:String} AND run_id IN {latest:Array(String)}
   AND provider IN {providers:Array(String)} AND valid
 GROUP BY currency ORDER BY currency
 """
@@ -113,18 +125,21 @@ class RecommendationsReader(ClickHouseReader):
             )
         }
         sources = self._sources(providers, runs)
+        latest = [run for run, _, _ in runs.values()]
         params: dict[str, Any] = {
             "customer_id": customer_id,
-            "runs": [run for run, _, _ in runs.values()],
+            "latest": latest,
             "providers": list(providers),
         }
         data: list[RecommendationPublic] = []
         count = 0
         totals: list[CurrencyAmount] = []
         if runs:
-            page = {**params, "limit": limit, "offset": offset}
-            data = [_public(row) for row in self.rows(ROWS_SQL[sort], page)]
-            count = sum(int(row[2]) for row in self.rows(TOTALS_SQL, params))
+            found = {"customer_id": customer_id, "assets": assets, "latest": latest}
+            params["previous"] = [str(run) for _, run in self.rows(PREVIOUS_SQL, found)]
+            page = {**params, "limit": limit, "offset": offset, "direction": DIRECTION[sort]}
+            data = [_public(row) for row in self.rows(ROWS_SQL, page)]
+            [[count]] = self.rows(COUNT_SQL, params)
             totals = [
                 CurrencyAmount(currency=c, amount=Decimal(a))
                 for c, a in self.rows(TOTALS_VALID_SQL, params)

@@ -15,8 +15,9 @@ from cost_api.schemas.costs import CurrencyAmount, OptionalMoney
 
 
 class RecommendationSort(StrEnum):
-    """The order of the list: by estimated monthly saving (within a currency the amounts
-    compare; across currencies the order is by the number)."""
+    """The order of the list: still-valid recommendations first, each part by estimated monthly
+    saving (within a currency the amounts compare; across currencies the order is by the
+    number)."""
 
     saving_desc = "saving_desc"
     saving_asc = "saving_asc"
@@ -54,8 +55,9 @@ class RecommendationPublic(BaseModel):
     computed_at: datetime = Field(description="When the run that listed it last ran")
     fetched_at: datetime = Field(description="When the provider generated it (ours: computed)")
     still_valid: bool = Field(
-        description="In the latest run and, for the provider's, still open (not dismissed, "
-        "claimed or done)"
+        description="true: made by the latest run and, for the provider's, still open; false: "
+        "the run before made it and the latest no longer does (a resource gone, a commitment "
+        "now used), or the provider marks it dismissed, claimed or done"
     )
 
 

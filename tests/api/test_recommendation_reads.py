@@ -8,9 +8,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
+from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from cost_api.auth import add_key
 from cost_local.sandbox.aws_ce import REGION_NAMES
@@ -298,3 +300,33 @@ def test_the_openapi_document_describes_the_read(api: Api) -> None:
     assert all(p.get("description") for p in operation["parameters"])
     schemas = document["components"]["schemas"]
     assert "estimated_monthly_saving" in schemas["RecommendationPublic"]["properties"]
+
+
+def test_a_recommendation_the_latest_run_no_longer_makes_is_listed_as_no_longer_valid(
+    api: Api, stack: RecommendationStack, tmp_path: Path
+) -> None:
+    before = {i["id"]: i for i in listed(api)}
+    [commitment] = [i for i in before.values() if i["kind"] == "low_commitment_utilisation"]
+    document = yaml.safe_load(stack.customers_file.read_text())
+    document["customers"]["demo"]["recommendations"]["min_utilisation"] = "0.5"
+    original, stack.customers_file = stack.customers_file, tmp_path / "customers.yaml"
+    stack.customers_file.write_text(yaml.safe_dump(document))
+    try:
+        stack.materialize()
+    finally:
+        stack.customers_file = original
+    after = listed(api)
+    gone = next(i for i in after if i["id"] == commitment["id"])
+    assert gone["still_valid"] is False and gone["first_seen"] == commitment["first_seen"]
+    assert after[-1]["id"] == gone["id"]  # the valid ones first
+    assert all(i["still_valid"] for i in after if i["id"] != gone["id"])
+    totals = api.get("/api/v2/costs/demo/aws/recommendations").json()["total_monthly_saving"]
+    valid = sum(
+        (
+            Decimal(i["estimated_monthly_saving"]["amount"])
+            for i in after
+            if i["provider"] == "aws" and i["still_valid"]
+        ),  # type: ignore[index]
+        Decimal(0),
+    )
+    assert [(t["currency"], Decimal(t["amount"])) for t in totals] == [("USD", valid)]
