@@ -169,3 +169,27 @@ def test_a_legacy_azure_answer_counts_in_the_billing_currency_over_its_look_back
         net = item["properties"]["netSavings"]
         assert found.monthly_saving == net * 730 / (7 * 24)
         assert found.scope == f"Single {subscription}" and found.lookback == "Last7Days"
+
+
+def test_one_provider_refusing_never_keeps_the_others_from_being_asked(
+    stack: RecommendationStack,
+) -> None:
+    asked_before = last_asked(stack, "azure")
+    stack.gcp.recommender_readers = set()  # the grant was withdrawn
+    try:
+        result = stack.materialize(force=True, check=False)
+    finally:
+        stack.gcp.recommender_readers = None
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.is_step_failure]
+    assert "gcp:" in str(failure.step_failure_data.error) and "aws:" not in str(
+        failure.step_failure_data.error
+    )
+    assert last_asked(stack, "azure") > asked_before  # asked and published all the same
+
+
+def last_asked(stack: RecommendationStack, provider: str) -> Any:
+    sql = """SELECT max(computed_at) FROM analytics_runs
+             WHERE customer_id = 'demo' AND asset = {asset:String}"""
+    params = {"asset": f"provider_recommendations.{provider}"}
+    return stack.warehouse.get_client().query(sql, parameters=params).result_rows[0][0]

@@ -119,9 +119,10 @@ class RecommendationStack:
     warehouse: ClickHouseResource
     customers_file: Path
     ce: CostExplorerRecommendations
+    gcp: BigQueryBilling
     results: list[ExecuteInProcessResult]
 
-    def materialize(self, force: bool = False) -> ExecuteInProcessResult:
+    def materialize(self, force: bool = False, check: bool = True) -> ExecuteInProcessResult:
         """Both recommendation assets for `demo`, as the automation runs them."""
         result = materialize(
             build_recommendation_assets(StaticPartitionsDefinition(["demo"])),
@@ -141,6 +142,7 @@ class RecommendationStack:
                     "cost_recommendations": {"config": {"today": self.today.isoformat()}},
                 }
             },
+            raise_on_error=check,
         )
         self.results.append(result)
         return result
@@ -183,6 +185,6 @@ def recommendation_stack(
         customers_file = tmp / "customers.yaml"
         demo.write_customers_file(customers_file)
         store(warehouse.get_client(), lines, fees, today)
-        found = RecommendationStack(today, lines, fees, warehouse, customers_file, ce, [])
+        found = RecommendationStack(today, lines, fees, warehouse, customers_file, ce, gcp, [])
         found.materialize()
         yield found

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from botocore.exceptions import ClientError
 from clickhouse_connect.driver.client import Client
 from dagster import (
     AssetExecutionContext,
@@ -142,6 +143,12 @@ def ask_providers(
         except (CollectionFailure, ValueError, KeyError) as exc:
             failures.append(f"{provider}: {exc}")
             asked[provider] = Asked(f"failed: {exc}")
+            continue
+        except ClientError as exc:  # Cost Explorer refused (DataUnavailableException, ...)
+            error = exc.response.get("Error", {})
+            reason = f"{error.get('Code', 'ClientError')}: {str(error.get('Message', ''))[:200]}"
+            failures.append(f"{provider}: {reason}")
+            asked[provider] = Asked(f"failed: {reason}")
             continue
         if isinstance(answer, str):
             asked[provider] = Asked(answer)
