@@ -12,9 +12,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pandas as pd
 import pytest
 import yaml
+from botocore.exceptions import ClientError
 
 from cost_local.sandbox import demo
 from cost_local.sandbox.azure_recommendations import reservation_recommendations
@@ -193,3 +195,30 @@ def last_asked(stack: RecommendationStack, provider: str) -> Any:
              WHERE customer_id = 'demo' AND asset = {asset:String}"""
     params = {"asset": f"provider_recommendations.{provider}"}
     return stack.warehouse.get_client().query(sql, parameters=params).result_rows[0][0]
+
+
+def test_the_local_cost_explorer_refuses_as_aws_does(stack: RecommendationStack) -> None:
+    def client(key: str) -> Any:
+        return boto3.client(
+            "ce",
+            region_name="us-east-1",
+            endpoint_url=stack.ce.base_url,
+            aws_access_key_id=key,
+            aws_secret_access_key="not-checked-here",
+        )
+
+    with pytest.raises(ClientError) as unknown:
+        client("AKIAUNKNOWNKEY000000").get_reservation_purchase_recommendation(
+            Service="Amazon Relational Database Service"
+        )
+    assert unknown.value.response["Error"]["Code"] == "UnrecognizedClientException"
+    known = next(iter(stack.ce.access_keys))
+    with pytest.raises(ClientError) as invalid:
+        client(known).get_savings_plans_purchase_recommendation(
+            SavingsPlansType="COMPUTE_SP",
+            TermInYears="ONE_YEAR",
+            PaymentOption="WEEKLY",  # type: ignore[arg-type]
+            LookbackPeriodInDays="SEVEN_DAYS",
+        )
+    assert invalid.value.response["Error"]["Code"] == "ValidationException"
+    assert "PaymentOption" in invalid.value.response["Error"]["Message"]
