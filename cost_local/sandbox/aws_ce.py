@@ -1,19 +1,23 @@
 """A local AWS Cost Explorer for what moto 5.2.5 does not implement: the purchase
 recommendations (GetSavingsPlansPurchaseRecommendation, GetReservationPurchaseRecommendation),
 speaking Cost Explorer's JSON 1.1 protocol as botocore's service model describes it: POST /
-with `X-Amz-Target: AWSInsightsIndexService.<Operation>`, a SigV4 Authorization header whose
-access key must be one the sandbox issued, answers and errors (`__type`) in
-application/x-amz-json-1.1, NextPageToken paging. Figures: sandbox/commitments.py."""
+with `X-Amz-Target: AWSInsightsIndexService.<Operation>`, a SigV4 Authorization header signed
+with a key pair the sandbox issued (the signature is checked as AWS checks it), answers and
+errors (`__type`) in application/x-amz-json-1.1, NextPageToken paging. Figures:
+sandbox/commitments.py."""
 
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import re
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from typing import Any
+from urllib.parse import quote
 
 from cost_local.sandbox.bills import GeneratedLine
 from cost_local.sandbox.commitments import (
@@ -28,7 +32,11 @@ from cost_local.sandbox.simulator import Request, Response, Simulator
 
 TARGET_PREFIX = "AWSInsightsIndexService."
 CONTENT_TYPE = "application/x-amz-json-1.1"
-_CREDENTIAL = re.compile(r"Credential=(?P<key>[A-Z0-9]+)/\d{8}/[a-z0-9-]+/ce/aws4_request")
+_AUTHORIZATION = re.compile(
+    r"^AWS4-HMAC-SHA256 Credential=(?P<key>[A-Z0-9]+)/(?P<scope>(?P<day>\d{8})/"
+    r"(?P<region>[a-z0-9-]+)/ce/aws4_request),\s*SignedHeaders=(?P<headers>[a-z0-9;-]+),"
+    r"\s*Signature=(?P<signature>[0-9a-f]{64})$"
+)
 REGION_NAMES = {"us-east-1": "US East (N. Virginia)", "eu-west-1": "EU (Ireland)"}
 _INSTANCE_DETAILS = {
     "Amazon Elastic Compute Cloud - Compute": (
@@ -58,11 +66,12 @@ class CostExplorerError(Exception):
 
 
 class CostExplorerRecommendations(Simulator):
-    """Purchase recommendations for the payer of the given lines, for keys in `access_keys`."""
+    """Purchase recommendations for the payer of the given lines, for callers signing with one
+    of `access_keys` (access key id -> secret access key)."""
 
     def __init__(
         self,
-        access_keys: Iterable[str],
+        access_keys: Mapping[str, str],
         lines: Iterable[GeneratedLine] = (),
         today: date | None = None,
         *,
@@ -70,7 +79,7 @@ class CostExplorerRecommendations(Simulator):
         port: int = 0,
     ) -> None:
         super().__init__(host=host, port=port)
-        self.access_keys = set(access_keys)
+        self.access_keys = dict(access_keys)
         self.set_lines(lines, today or datetime.now(UTC).date())
 
     def set_lines(self, lines: Iterable[GeneratedLine], today: date) -> None:
@@ -99,16 +108,25 @@ class CostExplorerRecommendations(Simulator):
             return error.response
 
     def _authorise(self, request: Request) -> None:
-        match = _CREDENTIAL.search(request.headers.get("authorization", ""))
+        match = _AUTHORIZATION.match(request.headers.get("authorization", ""))
         if match is None:
             raise CostExplorerError(
                 400, "MissingAuthenticationTokenException", "Missing Authentication Token"
             )
-        if match["key"] not in self.access_keys:
+        secret = self.access_keys.get(match["key"])
+        if secret is None:
             raise CostExplorerError(
                 400,
                 "UnrecognizedClientException",
                 "The security token included in the request is invalid.",
+            )
+        expected = sigv4_signature(request, secret, match)
+        if not hmac.compare_digest(expected, match["signature"]):
+            raise CostExplorerError(
+                400,
+                "InvalidSignatureException",
+                "The request signature we calculated does not match the signature you "
+                "provided. Check your AWS Secret Access Key and signing method.",
             )
 
     def _answer(self, body: dict[str, Any]) -> Response:
@@ -241,6 +259,45 @@ class CostExplorerRecommendations(Simulator):
         if offset + size < len(details):
             answer["NextPageToken"] = base64.urlsafe_b64encode(str(offset + size).encode()).decode()
         return answer
+
+
+def _hmac(key: bytes, text: str) -> bytes:
+    return hmac.new(key, text.encode(), hashlib.sha256).digest()
+
+
+def sigv4_signature(request: Request, secret: str, auth: re.Match[str]) -> str:
+    """The Signature Version 4 signature of the request as AWS computes it: the canonical
+    request over the signed headers, the string to sign for the credential scope, and the key
+    derived from the secret, day, region and service."""
+    names = auth["headers"].split(";")
+    canonical_headers = "".join(
+        f"{name}:{' '.join(request.headers.get(name, '').split())}\n" for name in names
+    )
+    query = "&".join(
+        f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}" for k, v in sorted(request.query.items())
+    )
+    canonical = "\n".join(
+        [
+            request.method,
+            quote(request.path or "/", safe="/-_.~"),
+            query,
+            canonical_headers,
+            auth["headers"],
+            hashlib.sha256(request.body).hexdigest(),
+        ]
+    )
+    to_sign = "\n".join(
+        [
+            "AWS4-HMAC-SHA256",
+            request.headers.get("x-amz-date", ""),
+            auth["scope"],
+            hashlib.sha256(canonical.encode()).hexdigest(),
+        ]
+    )
+    key = _hmac(("AWS4" + secret).encode(), auth["day"])
+    for part in (auth["region"], "ce", "aws4_request"):
+        key = _hmac(key, part)
+    return hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
 
 
 def _choice(

@@ -111,7 +111,8 @@ class Sandbox:
         self.ecb = EcbReferenceRates(port=ports["ecb"])
         # Cost Explorer's purchase recommendations (not in moto) on a port of their own.
         self.aws_ce = CostExplorerRecommendations(
-            [self.secrets.aws_access_key_id], port=_optional_port("aws_ce")
+            {self.secrets.aws_access_key_id: self.secrets.aws_secret_access_key},
+            port=_optional_port("aws_ce"),
         )
         self.simulators: list[Simulator] = [self.azure, self.gcp, self.vultr, self.ecb]
 

@@ -198,27 +198,33 @@ def last_asked(stack: RecommendationStack, provider: str) -> Any:
 
 
 def test_the_local_cost_explorer_refuses_as_aws_does(stack: RecommendationStack) -> None:
-    def client(key: str) -> Any:
+    def client(key: str, secret: str) -> Any:
         return boto3.client(
             "ce",
             region_name="us-east-1",
             endpoint_url=stack.ce.base_url,
             aws_access_key_id=key,
-            aws_secret_access_key="not-checked-here",
+            aws_secret_access_key=secret,
         )
 
-    with pytest.raises(ClientError) as unknown:
-        client("AKIAUNKNOWNKEY000000").get_reservation_purchase_recommendation(
-            Service="Amazon Relational Database Service"
-        )
-    assert unknown.value.response["Error"]["Code"] == "UnrecognizedClientException"
-    known = next(iter(stack.ce.access_keys))
-    with pytest.raises(ClientError) as invalid:
-        client(known).get_savings_plans_purchase_recommendation(
-            SavingsPlansType="COMPUTE_SP",
-            TermInYears="ONE_YEAR",
-            PaymentOption="WEEKLY",  # type: ignore[arg-type]
-            LookbackPeriodInDays="SEVEN_DAYS",
-        )
-    assert invalid.value.response["Error"]["Code"] == "ValidationException"
-    assert "PaymentOption" in invalid.value.response["Error"]["Message"]
+    def refusal(key: str, secret: str, **request: str) -> dict[str, str]:
+        with pytest.raises(ClientError) as refused:
+            client(key, secret).get_savings_plans_purchase_recommendation(**request)
+        error: dict[str, str] = refused.value.response["Error"]
+        return error
+
+    request = {
+        "SavingsPlansType": "COMPUTE_SP",
+        "TermInYears": "ONE_YEAR",
+        "PaymentOption": "NO_UPFRONT",
+        "LookbackPeriodInDays": "SEVEN_DAYS",
+    }
+    [(key, secret)] = stack.ce.access_keys.items()
+    assert refusal("AKIAUNKNOWNKEY000000", secret, **request)["Code"] == (
+        "UnrecognizedClientException"
+    )
+    assert refusal(key, secret + "x", **request)["Code"] == "InvalidSignatureException"
+    invalid = refusal(key, secret, **{**request, "PaymentOption": "WEEKLY"})
+    assert invalid["Code"] == "ValidationException" and "PaymentOption" in invalid["Message"]
+    answer = client(key, secret).get_savings_plans_purchase_recommendation(**request)  # type: ignore[arg-type]
+    assert answer["SavingsPlansPurchaseRecommendation"]["LookbackPeriodInDays"] == "SEVEN_DAYS"

@@ -164,7 +164,9 @@ def recommendation_stack(
     secrets = demo.new_secrets(f"http://127.0.0.1:{gcp_port}/token")
     with ExitStack() as stack:
         ce = stack.enter_context(
-            CostExplorerRecommendations([secrets.aws_access_key_id], lines, today)
+            CostExplorerRecommendations(
+                {secrets.aws_access_key_id: secrets.aws_secret_access_key}, lines, today
+            )
         )
         azure = AzureCostManagement([secrets.azure_app])
         azure.set_lines(lines, today)
