@@ -26,6 +26,7 @@ import pyarrow.compute as pc
 from clickhouse_connect.driver.client import Client
 
 from cost_pipelines.providers import PROVIDERS
+from cost_pipelines.warehouse import ledger
 from cost_pipelines.warehouse.schema import COSTS_TABLE, LOADS_TABLE, DDLContext
 
 MONEY_COLUMNS = ("BilledCost", "EffectiveCost", "ListCost", "ContractedCost", "PricingQuantity")
@@ -580,10 +581,30 @@ def _batch_totals(currencies: pa.Array, amounts: pa.Array) -> list[tuple[str, De
     ]
 
 
-def publish(client: Client, staged: StagedLoad) -> None:
-    """Point every day of the window at the staged load, in one insert: readers switch from the
-    old set to the new one at once. Of two loads of one window, the later-staged one wins."""
+def publish(client: Client, staged: StagedLoad) -> datetime:
+    """Record what the replace changes in the restatement ledger, then point every day of the
+    window at the staged load, in one insert: readers switch from the old set to the new one at
+    once. Of two loads of one window, the later-staged one wins. Returns the instant of the
+    switch (`published_at` of the pointers, `recorded_at` of the ledger rows): a point-in-time
+    read at or after it sees the new load.
+
+    The ledger is computed first, while the rows readers see now are the current ones; if the
+    pointers cannot be inserted, its rows are removed again (no reader saw that change)."""
     window = staged.window
+    now = datetime.now(UTC)
+    published_at = now + timedelta(microseconds=-now.microsecond % 1000)
+    ledger.record(
+        client,
+        customer_id=window.customer_id,
+        provider=window.provider,
+        account=window.billing_account_id,
+        start=window.start,
+        end=window.end,
+        load_id=staged.load_id,
+        loaded_at=staged.loaded_at,
+        run_id=staged.run_id,
+        recorded_at=published_at,
+    )
     days = len(window.days)
     first = np.datetime64(window.start.isoformat(), "D")
     pointers = {
@@ -593,10 +614,17 @@ def publish(client: Client, staged: StagedLoad) -> None:
         "charge_date": pa.array(first + np.arange(days), pa.date32()),
         "load_id": pa.repeat(str(staged.load_id), days),
         "loaded_at": pa.repeat(pa.scalar(staged.loaded_at, pa.timestamp("us", "UTC")), days),
+        "published_at": pa.repeat(pa.scalar(published_at, pa.timestamp("us", "UTC")), days),
         "source": pa.repeat(staged.source, days),
         "collection_run_id": pa.repeat(staged.run_id, days),
     }
-    client.insert_arrow(LOADS_TABLE, pa.table(pointers))
+    try:
+        client.insert_arrow(LOADS_TABLE, pa.table(pointers))
+    except Exception:
+        with suppress(Exception):
+            ledger.forget(client, window.customer_id, staged.load_id)
+        raise
+    return published_at
 
 
 def _delete_text(cluster: str | None) -> str:
@@ -609,32 +637,54 @@ def _delete_text(cluster: str | None) -> str:
         "WHERE customer_id = {customer_id:String} AND provider = {provider:String} "
         "AND BillingAccountId = {account:String} "
         "AND ChargePeriodStart >= {start:Date} AND ChargePeriodStart < {end:Date} "
-        "AND collected_at < {loaded_at:DateTime64(3, 'UTC')} AND load_id != {load_id:UUID}"
+        "AND load_id IN {loads:Array(UUID)}"
     )
 
 
+# Loads of the window staged before this one that were never published: no reader, now or at
+# any earlier instant, was shown their rows (a failed or abandoned write).
+_UNPUBLISHED_SQL = f"""
+SELECT DISTINCT load_id
+FROM {COSTS_TABLE}
+WHERE customer_id = {{customer_id:String}} AND provider = {{provider:String}}
+  AND BillingAccountId = {{account:String}}
+  AND ChargePeriodStart >= {{start:Date}} AND ChargePeriodStart < {{end:Date}}
+  AND collected_at < {{loaded_at:DateTime64(3, 'UTC')}} AND load_id != {{load_id:UUID}}
+  AND load_id NOT IN (
+      SELECT load_id FROM {LOADS_TABLE}
+      WHERE customer_id = {{customer_id:String}} AND provider = {{provider:String}}
+        AND BillingAccountId = {{account:String}}
+  )
+"""  # noqa: S608 (identifiers only)
+
+
 def clean_up(client: Client, staged: StagedLoad, cluster: str | None = None) -> None:
-    """Drop the window's rows of loads staged before this one (superseded or failed); readers
-    already ignore them. Only older loads: a later load of the same window running at the same
-    time keeps its rows. The delete runs in the background (a synchronous one waited ~6 s for the
-    mutation scheduler), one per month partition the window touches so only those parts are
-    rewritten."""
+    """Drop the window's rows of loads staged before this one that were never published (a
+    failed or abandoned write); readers never saw them. Superseded loads stay: point-in-time
+    reads answer from them until the retention job removes them (warehouse/retention.py). Only
+    older loads: a later load of the same window running at the same time keeps its rows. The
+    delete runs in the background (a synchronous one waited ~6 s for the mutation scheduler),
+    one per month partition the window touches so only those parts are rewritten, and only
+    when there is something to delete."""
     window = staged.window
+    scope = {
+        "customer_id": window.customer_id,
+        "provider": window.provider,
+        "account": window.billing_account_id,
+        "start": window.start,
+        "end": window.end,
+        # Bound as naive UTC text: the placeholder's type carries the zone.
+        "loaded_at": staged.loaded_at.replace(tzinfo=None),
+        "load_id": staged.load_id,
+    }
+    loads = [str(row[0]) for row in client.query(_UNPUBLISHED_SQL, parameters=scope).result_rows]
+    if not loads:
+        return
     delete = _delete_text(cluster)
     for partition in sorted({day.year * 100 + day.month for day in window.days}):
         client.command(
             delete,
-            parameters={
-                "partition": partition,
-                "customer_id": window.customer_id,
-                "provider": window.provider,
-                "account": window.billing_account_id,
-                "start": window.start,
-                "end": window.end,
-                # Bound as naive UTC text: the placeholder's type carries the zone.
-                "loaded_at": staged.loaded_at.replace(tzinfo=None),
-                "load_id": staged.load_id,
-            },
+            parameters={**scope, "partition": partition, "loads": loads},
             settings={"lightweight_deletes_sync": 0},
         )
 
@@ -652,11 +702,12 @@ def replace_window(
     again with the same rows changes nothing a reader sees.
 
     The new rows go in under a fresh load id, invisible to readers (they read `costs_current`,
-    which follows the per-day pointers in `cost_loads`); one insert then moves every day's pointer
-    to the new load, and the superseded rows are deleted afterwards. `rows` may be an iterable of
-    batches: they are inserted one at a time and the pointers move only after the last one, so a
-    stream is as atomic as one frame. If a batch is refused, the batches already stored stay
-    invisible and the next load of the window deletes them.
+    which follows the per-day pointers in `cost_loads`); the restatement ledger records what
+    changes, one insert then moves every day's pointer to the new load, and the rows of failed
+    earlier loads are deleted afterwards (superseded ones stay until retention removes them).
+    `rows` may be an iterable of batches: they are inserted one at a time and the pointers move
+    only after the last one, so a stream is as atomic as one frame. If a batch is refused, the
+    batches already stored stay invisible and the next load of the window deletes them.
     """
     staged = stage(client, window, rows, source=source, run_id=run_id)
     publish(client, staged)

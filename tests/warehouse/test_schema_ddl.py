@@ -4,6 +4,7 @@ import re
 
 import pytest
 
+from cost_pipelines.warehouse import retention
 from cost_pipelines.warehouse.connection import WarehouseSettings, client_settings
 from cost_pipelines.warehouse.schema import (
     MIGRATIONS,
@@ -65,6 +66,12 @@ def test_cluster_ddl_runs_on_the_cluster_with_replicated_engines() -> None:
         "costs": "Distributed(`finops`, currentDatabase(), costs_local, cityHash64(customer_id))",
         "cost_loads": "Distributed(`finops`, currentDatabase(), cost_loads_local, "
         "cityHash64(customer_id))",
+        # The ledger lives with the customer's rows; the history horizon is whole everywhere.
+        "cost_restatements_local": "ReplicatedMergeTree",
+        "cost_restatements": "Distributed(`finops`, currentDatabase(), cost_restatements_local, "
+        "cityHash64(customer_id))",
+        "cost_history_horizon": "ReplicatedMergeTree("
+        "'/clickhouse/tables/{database}/cost_history_horizon', '{replica}')",
     }
 
 
@@ -80,6 +87,19 @@ def test_on_a_cluster_a_customers_rows_and_pointers_share_a_shard_and_the_view_r
     assert [a.split()[2] for a in alters] == ["costs_local", "costs"]
     [update] = [s for s in all_statements(DDLContext("finops")) if " UPDATE " in s]
     assert update.startswith("ALTER TABLE costs_local ON CLUSTER")
+    # Pointer history: the local table keeps every pointer, the Distributed one gets the column.
+    history = [s for s in all_statements(DDLContext("finops")) if "published_at DateTime64" in s]
+    assert [h.split()[2] for h in history] == ["cost_loads_local", "cost_loads"]
+    assert "MODIFY ORDER BY" in history[0] and "MODIFY ORDER BY" not in history[1]
+    as_of = tables["costs_as_of"]
+    assert "FROM costs\n" in as_of and "FROM cost_loads_local" in as_of
+
+
+def test_on_a_cluster_retention_deletes_from_every_shards_local_tables() -> None:
+    deletes = retention._deletes("finops")
+    assert [d.split()[2] for d in deletes] == ["costs_local", "cost_loads_local", "costs_local"]
+    assert all("ON CLUSTER `finops`" in d and "cost_loads_local" in d for d in deletes)
+    assert not any("{loads:Identifier}" in d for d in deletes)
 
 
 def test_one_server_has_no_local_or_distributed_tables() -> None:
@@ -89,6 +109,9 @@ def test_one_server_has_no_local_or_distributed_tables() -> None:
         "costs",
         "cost_loads",
         "costs_current",
+        "costs_as_of",
+        "cost_restatements",
+        "cost_history_horizon",
         "exchange_rates",
         "analytics_runs",
         "cost_anomalies",

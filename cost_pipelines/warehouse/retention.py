@@ -1,0 +1,113 @@
+"""How long superseded loads are kept, and the one place that removes them.
+
+A window replace no longer deletes the load it supersedes: point-in-time reads (`as_of`) answer
+from it. `enforce` deletes what no point-in-time read at or after a cutoff can need: for each
+(customer, provider, billing account, day), the loads older (`loaded_at`) than the newest one
+published before the cutoff, since from the cutoff on that newer load, or a later one, is the
+one readers were shown. The current load of a day is the newest of all, so it is never among
+them. It first moves the history horizon (the earliest instant a point-in-time read may ask
+for) to the cutoff, so no read is answered from a load being removed.
+
+Ledger rows (`cost_restatements`) are kept: they are small (one row per changed service and
+day, not per line) and are the durable record of what changed and when, long after the lines of
+the superseded loads are gone."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from clickhouse_connect.driver.client import Client
+
+from cost_pipelines.warehouse.schema import COSTS_TABLE, HORIZON_TABLE, LOADS_TABLE, DDLContext
+
+DEFAULT_RETENTION_DAYS = 90
+# A load without any pointer is a failed write once it is this old (no write takes as long);
+# younger ones may still be staging.
+UNPUBLISHED_GRACE = timedelta(days=1)
+
+HORIZON_SQL = f"SELECT max(horizon) FROM {HORIZON_TABLE}"  # noqa: S608 (identifier only)
+
+# (customer, provider, account, day, load) of every pointer some pointer published before the
+# cutoff outranks: from the cutoff on, it is never the newest published one.
+_SUPERSEDED = """
+SELECT p.customer_id, p.provider, p.BillingAccountId, p.charge_date, p.load_id
+FROM {loads:Identifier} AS p
+INNER JOIN (
+    SELECT customer_id, provider, BillingAccountId, charge_date, max(loaded_at) AS newest
+    FROM {loads:Identifier}
+    WHERE published_at < {cutoff:DateTime64(6, 'UTC')}
+    GROUP BY customer_id, provider, BillingAccountId, charge_date
+) AS s ON s.customer_id = p.customer_id AND s.provider = p.provider
+      AND s.BillingAccountId = p.BillingAccountId AND s.charge_date = p.charge_date
+WHERE p.loaded_at < s.newest
+"""
+
+COUNT_SQL = f"""
+SELECT (SELECT count() FROM ({_SUPERSEDED})),
+       (SELECT count() FROM {COSTS_TABLE}
+        WHERE (customer_id, provider, BillingAccountId, toDate(ChargePeriodStart), load_id)
+              IN ({_SUPERSEDED}))
+"""  # noqa: S608 (identifiers only)
+
+
+@dataclass(frozen=True)
+class RetentionResult:
+    cutoff: datetime
+    horizon: datetime
+    superseded_pointers: int
+    superseded_lines: int
+
+
+def horizon(client: Client) -> datetime | None:
+    """The earliest instant a point-in-time read may ask for (None before migration 4)."""
+    rows = client.query(HORIZON_SQL).result_rows
+    value = rows[0][0] if rows else None
+    if value is None or value.year <= 1970:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _deletes(cluster: str | None) -> list[str]:
+    """Superseded lines, then their pointers (so a failure half-way leaves pointers that the
+    next run finds again), then lines of loads never published and older than the grace. On a
+    cluster each runs on the local tables of every shard, whose pointers are co-located."""
+    ctx = DDLContext(cluster)
+    costs, loads = ctx.local(COSTS_TABLE), ctx.local(LOADS_TABLE)
+    superseded = _SUPERSEDED.replace("{loads:Identifier}", loads)
+    return [
+        f"DELETE FROM {costs}{ctx.on_cluster} "  # noqa: S608 (identifiers only)
+        "WHERE (customer_id, provider, BillingAccountId, toDate(ChargePeriodStart), load_id) "
+        f"IN ({superseded})",
+        f"DELETE FROM {loads}{ctx.on_cluster} "  # noqa: S608 (identifiers only)
+        "WHERE (customer_id, provider, BillingAccountId, charge_date, load_id) "
+        f"IN ({superseded})",
+        f"DELETE FROM {costs}{ctx.on_cluster} "  # noqa: S608 (identifiers only)
+        "WHERE collected_at < {stale:DateTime64(3, 'UTC')} "
+        f"AND (customer_id, load_id) NOT IN (SELECT customer_id, load_id FROM {loads})",
+    ]
+
+
+def enforce(client: Client, cutoff: datetime, cluster: str | None = None) -> RetentionResult:
+    """Delete the superseded loads no point-in-time read at or after `cutoff` needs, and
+    refuse earlier instants from now on. Current loads and ledger rows are never touched; a
+    cutoff before the horizon changes nothing (the horizon never moves back)."""
+    cutoff = cutoff.astimezone(UTC)
+    before = horizon(client)
+    if before is not None and cutoff <= before:
+        return RetentionResult(cutoff, before, 0, 0)
+    naive = cutoff.replace(tzinfo=None)
+    counts = client.query(
+        COUNT_SQL, parameters={"loads": LOADS_TABLE, "cutoff": naive}
+    ).result_rows[0]
+    client.command(
+        f"INSERT INTO {HORIZON_TABLE} (horizon, reason) "
+        "SELECT {cutoff:DateTime64(6, 'UTC')}, {reason:String}",
+        parameters={"cutoff": naive, "reason": "superseded loads deleted before here"},
+    )
+    stale = min(cutoff, datetime.now(UTC) - UNPUBLISHED_GRACE).replace(tzinfo=None)
+    # Synchronous: the pointer delete must not run before the lines' delete has read them.
+    settings = {"lightweight_deletes_sync": 2, "allow_nondeterministic_mutations": 1}
+    for statement in _deletes(cluster):
+        client.command(statement, parameters={"cutoff": naive, "stale": stale}, settings=settings)
+    return RetentionResult(cutoff, cutoff, int(counts[0]), int(counts[1]))
