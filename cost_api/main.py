@@ -27,6 +27,7 @@ from cost_api.routes import (
     export,
     health,
     legacy,
+    restatements,
 )
 from cost_api.settings import ApiSettings
 from cost_api.warehouse import close_clients
@@ -81,6 +82,7 @@ def create_app() -> FastAPI:
     app.include_router(analytics.router)
     app.include_router(allocation.router)
     app.include_router(export.router)
+    app.include_router(restatements.router)
     app.include_router(legacy.router)
     app.include_router(collection.router)
     app.include_router(collectors.router)

@@ -8,7 +8,7 @@ chooses between them.
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from clickhouse_connect.driver.client import Client
@@ -179,11 +179,13 @@ class CostReader(ClickHouseReader):
         query: CostQuery,
         convert: ConversionRequest | None = None,
         today: date | None = None,
+        as_of: datetime | None = None,
     ) -> None:
-        super().__init__(client)
+        super().__init__(client, as_of)
         self.query = query
         self.convert = convert
-        self.today = today or today_utc()
+        # "Today" of a point-in-time read is the instant's UTC date: what the read said then.
+        self.today = today or (as_of.date() if as_of is not None else today_utc())
 
     def _scope(self) -> dict[str, Any]:
         return {
@@ -225,7 +227,16 @@ class CostReader(ClickHouseReader):
         return self._state(Period(lo, hi), self._bind())
 
     def _state(self, span: Period, values: dict[str, Any]) -> DataState:
-        """The day states, reused from STATES while no load of these providers happened."""
+        """The day states, reused from STATES while no load of these providers happened. A
+        point-in-time read neither reads nor fills STATES: its states are of another instant
+        (and one entry per instant asked for would push out the current ones)."""
+        bound = {
+            **values,
+            "lo": span.start_time.replace(tzinfo=None),
+            "hi": span.end_time.replace(tzinfo=None),
+        }
+        if self.as_of is not None:
+            return DataState.of(self.rows(DAY_STATE_SQL, bound), self.today)
         [(newest_load, pointers)] = self.rows(LOADS_VERSION_SQL, values)
         key = (
             values["customer_id"],
@@ -237,11 +248,6 @@ class CostReader(ClickHouseReader):
         )
         state = STATES.get(key)
         if state is None:
-            bound = {
-                **values,
-                "lo": span.start_time.replace(tzinfo=None),
-                "hi": span.end_time.replace(tzinfo=None),
-            }
             state = DataState.of(self.rows(DAY_STATE_SQL, bound), self.today)
             STATES.put(key, state)
         return state.copy()

@@ -62,7 +62,7 @@ class RetentionResult:
 def horizon(client: Client) -> datetime | None:
     """The earliest instant a point-in-time read may ask for (None before migration 4)."""
     rows = client.query(HORIZON_SQL).result_rows
-    value = rows[0][0] if rows else None
+    value: datetime | None = rows[0][0] if rows else None
     if value is None or value.year <= 1970:
         return None
     return value if value.tzinfo else value.replace(tzinfo=UTC)
