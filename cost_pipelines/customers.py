@@ -217,11 +217,22 @@ class Alerts(_Strict):
     webhook_url_env: EnvName
 
 
+class RestatementThreshold(_Strict):
+    """When a restatement is reported (materialization metadata, alert events): a day that had
+    ended when it was last collected, whose BilledCost changed by at least `min_amount` (in its
+    billing currency) and by at least `min_percent` of its previous amount (a change from
+    nothing always counts as relative enough). Every change is recorded in the ledger anyway."""
+
+    min_amount: Decimal = Field(default=Decimal("1"), ge=0, max_digits=30, decimal_places=12)
+    min_percent: Decimal = Field(default=Decimal("1"), ge=0, max_digits=9, decimal_places=4)
+
+
 class _CustomerEntry(_Strict):
     name: str = ""
     providers: _Providers
     budgets: tuple[Budget, ...] = ()
     alerts: Alerts | None = None
+    restatements: RestatementThreshold = RestatementThreshold()
 
     @model_validator(mode="after")
     def _distinct_budgets(self) -> _CustomerEntry:
@@ -240,6 +251,7 @@ class Customer:
     providers: dict[str, ProviderConfig]
     budgets: tuple[Budget, ...] = ()
     alerts: Alerts | None = None
+    restatements: RestatementThreshold = field(default_factory=RestatementThreshold)
 
 
 @dataclass
@@ -291,6 +303,7 @@ def parse_customers(document: Any, source: str) -> CustomerBook:
             providers,
             budgets=parsed.budgets,
             alerts=parsed.alerts,
+            restatements=parsed.restatements,
         )
     return book
 
