@@ -231,7 +231,7 @@ def _write(
     totals: dict[str, Decimal] = defaultdict(Decimal)
     for load in staged:
         # Nothing in the window any more for an account: its window is replaced by nothing.
-        publish(client, load)
+        publish(client, load, cluster)
         clean_up(client, load, cluster)
         written += load.rows_written
         for currency, amount in load.billed_by_currency.items():

@@ -19,7 +19,12 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
-from cost_pipelines.warehouse.schema import COSTS_TABLE, LOADS_TABLE, RESTATEMENTS_TABLE
+from cost_pipelines.warehouse.schema import (
+    COSTS_TABLE,
+    LOADS_TABLE,
+    RESTATEMENTS_TABLE,
+    DDLContext,
+)
 
 COST_COLUMNS = ("BilledCost", "EffectiveCost", "ListCost", "ContractedCost")
 # Nullable in `costs` (NULL where the source does not supply them): NULL in the ledger too.
@@ -73,28 +78,30 @@ LEDGER_COLUMNS = (
 
 # The days of the window whose current pointer (the load readers see now) is older than the
 # staged load: the load publishing will replace there. Days a later-staged load already owns
-# change nothing for readers, and days never loaded before restate nothing.
-_PREVIOUS = f"""
-    SELECT charge_date, argMax(load_id, loaded_at) AS previous_load_id,
-           max(loaded_at) AS previous_loaded_at
-    FROM {LOADS_TABLE}
-    WHERE customer_id = {{customer_id:String}} AND provider = {{provider:String}}
-      AND BillingAccountId = {{account:String}}
-      AND charge_date >= {{start:Date}} AND charge_date < {{end:Date}}
-    GROUP BY charge_date
-    HAVING previous_loaded_at < {{loaded_at:DateTime64(6, 'UTC')}}
+# change nothing for readers, and days never loaded before restate nothing. Read first and bound
+# into RECORD_SQL (at most one row per day): on a cluster that query then reads only the
+# Distributed line items, never a second Distributed table inside it.
+PREVIOUS_SQL = f"""
+SELECT charge_date, argMax(load_id, loaded_at), toString(max(loaded_at)) AS newest
+FROM {LOADS_TABLE}
+WHERE customer_id = {{customer_id:String}} AND provider = {{provider:String}}
+  AND BillingAccountId = {{account:String}}
+  AND charge_date >= {{start:Date}} AND charge_date < {{end:Date}}
+GROUP BY charge_date
+HAVING max(loaded_at) < {{loaded_at:DateTime64(6, 'UTC')}}
+ORDER BY charge_date
 """  # noqa: S608 (identifiers only)
 
 # One scan of the window's rows of the old loads and of the staged one, grouped: both are
 # stored now (the old ones until retention removes them), so the comparison runs where they are.
 RECORD_SQL = f"""
 INSERT INTO {RESTATEMENTS_TABLE} ({", ".join(LEDGER_COLUMNS)})
-WITH previous AS ({_PREVIOUS})
-SELECT {{customer_id:String}}, {{provider:String}}, {{account:String}}, changed.day,
-       changed.ServiceName, changed.ChargeCategory, changed.BillingCurrency,
-       changed.previous_lines, changed.new_lines,
-       {", ".join(f"changed.{name}" for name in AMOUNT_COLUMNS)},
-       previous.previous_load_id, previous.previous_loaded_at,
+SELECT {{customer_id:String}}, {{provider:String}}, {{account:String}}, day, ServiceName,
+       ChargeCategory, BillingCurrency, previous_lines, new_lines,
+       {", ".join(AMOUNT_COLUMNS)},
+       arrayElement({{previous_loads:Array(UUID)}}, indexOf({{previous_days:Array(Date)}}, day)),
+       toDateTime64(arrayElement({{previous_loaded:Array(String)}},
+                                 indexOf({{previous_days:Array(Date)}}, day)), 6, 'UTC'),
        {{load_id:UUID}}, {{run_id:String}}, {{recorded_at:DateTime64(6, 'UTC')}}
 FROM (
     SELECT toDate(ChargePeriodStart) AS day, ServiceName, ChargeCategory, BillingCurrency,
@@ -106,20 +113,23 @@ FROM (
       AND BillingAccountId = {{account:String}}
       AND ChargePeriodStart >= {{start_time:DateTime('UTC')}}
       AND ChargePeriodStart < {{end_time:DateTime('UTC')}}
-      AND ((toDate(ChargePeriodStart), load_id) IN (
-              SELECT charge_date, previous_load_id FROM previous)
-           OR (load_id = {{load_id:UUID}}
-               AND toDate(ChargePeriodStart) IN (SELECT charge_date FROM previous)))
+      AND toDate(ChargePeriodStart) IN {{previous_days:Array(Date)}}
+      AND (load_id = {{load_id:UUID}}
+           OR load_id = arrayElement({{previous_loads:Array(UUID)}},
+                                     indexOf({{previous_days:Array(Date)}},
+                                             toDate(ChargePeriodStart))))
     GROUP BY day, ServiceName, ChargeCategory, BillingCurrency
     HAVING {_changed()}
-) AS changed
-INNER JOIN previous ON previous.charge_date = changed.day
+)
 """  # noqa: S608 (identifiers and constant expressions only; every value is bound)
 
-FORGET_SQL = f"""
-DELETE FROM {RESTATEMENTS_TABLE}
-WHERE customer_id = {{customer_id:String}} AND load_id = {{load_id:UUID}}
-"""  # noqa: S608 (identifiers only)
+
+def _forget_text(cluster: str | None) -> str:
+    ctx = DDLContext(cluster)
+    return (
+        f"DELETE FROM {ctx.local(RESTATEMENTS_TABLE)}{ctx.on_cluster} "  # noqa: S608
+        "WHERE customer_id = {customer_id:String} AND load_id = {load_id:UUID}"
+    )
 
 
 def record(
@@ -135,31 +145,41 @@ def record(
     run_id: str,
     recorded_at: datetime,
 ) -> None:
-    """Insert the ledger rows of publishing `load_id` over [start, end) (see RECORD_SQL)."""
+    """Insert the ledger rows of publishing `load_id` over [start, end) (see RECORD_SQL);
+    nothing to compare (and no query) when no day of the window was loaded before."""
+    scope = {
+        "customer_id": customer_id,
+        "provider": provider,
+        "account": account,
+        "start": start,
+        "end": end,
+        # Bound as naive UTC text: the placeholders' types carry the zone.
+        "loaded_at": loaded_at.replace(tzinfo=None),
+    }
+    previous = client.query(PREVIOUS_SQL, parameters=scope).result_rows
+    if not previous:
+        return
     client.command(
         RECORD_SQL,
         parameters={
-            "customer_id": customer_id,
-            "provider": provider,
-            "account": account,
-            "start": start,
-            "end": end,
+            **scope,
             "start_time": datetime.combine(start, datetime.min.time()),
             "end_time": datetime.combine(end, datetime.min.time()),
+            "previous_days": [row[0] for row in previous],
+            "previous_loads": [str(row[1]) for row in previous],
+            "previous_loaded": [str(row[2]) for row in previous],
             "load_id": load_id,
-            # Bound as naive UTC text: the placeholders' types carry the zone.
-            "loaded_at": loaded_at.replace(tzinfo=None),
             "run_id": run_id,
             "recorded_at": recorded_at.replace(tzinfo=None),
         },
     )
 
 
-def forget(client: Client, customer_id: str, load_id: uuid.UUID) -> None:
+def forget(client: Client, customer_id: str, load_id: uuid.UUID, cluster: str | None) -> None:
     """Remove the ledger rows of a load whose pointers could not be published: the change
     they describe never reached a reader."""
     client.command(
-        FORGET_SQL,
+        _forget_text(cluster),
         parameters={"customer_id": customer_id, "load_id": load_id},
         settings={"lightweight_deletes_sync": 0},
     )

@@ -581,7 +581,7 @@ def _batch_totals(currencies: pa.Array, amounts: pa.Array) -> list[tuple[str, De
     ]
 
 
-def publish(client: Client, staged: StagedLoad) -> datetime:
+def publish(client: Client, staged: StagedLoad, cluster: str | None = None) -> datetime:
     """Record what the replace changes in the restatement ledger, then point every day of the
     window at the staged load, in one insert: readers switch from the old set to the new one at
     once. Of two loads of one window, the later-staged one wins. Returns the instant of the
@@ -622,7 +622,7 @@ def publish(client: Client, staged: StagedLoad) -> datetime:
         client.insert_arrow(LOADS_TABLE, pa.table(pointers))
     except Exception:
         with suppress(Exception):
-            ledger.forget(client, window.customer_id, staged.load_id)
+            ledger.forget(client, window.customer_id, staged.load_id, cluster)
         raise
     return published_at
 
@@ -710,6 +710,6 @@ def replace_window(
     batches already stored stay invisible and the next load of the window deletes them.
     """
     staged = stage(client, window, rows, source=source, run_id=run_id)
-    publish(client, staged)
+    publish(client, staged, cluster)
     clean_up(client, staged, cluster)
     return ReplaceResult(window, staged.load_id, staged.rows_written, staged.billed_by_currency)

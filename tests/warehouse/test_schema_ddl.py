@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from cost_pipelines.warehouse import retention
+from cost_pipelines.warehouse import ledger, retention
 from cost_pipelines.warehouse.connection import WarehouseSettings, client_settings
 from cost_pipelines.warehouse.schema import (
     MIGRATIONS,
@@ -158,3 +158,11 @@ def test_on_a_cluster_the_clean_up_deletes_from_every_shards_local_rows() -> Non
     assert on_cluster.split("WHERE", 1)[1] == _delete_text(None).split("WHERE", 1)[1]
     with pytest.raises(ValueError, match="CLICKHOUSE_CLUSTER"):
         _delete_text("x`; DROP TABLE costs")
+
+
+def test_on_a_cluster_the_ledger_reads_one_distributed_table_and_forgets_on_every_shard() -> None:
+    # The previous pointers are bound values: no Distributed subquery inside a Distributed read.
+    assert "cost_loads" not in ledger.RECORD_SQL
+    assert ledger._forget_text("finops").startswith(
+        "DELETE FROM cost_restatements_local ON CLUSTER `finops` WHERE"
+    )
