@@ -29,13 +29,15 @@ UNPUBLISHED_GRACE = timedelta(days=1)
 HORIZON_SQL = f"SELECT max(horizon) FROM {HORIZON_TABLE}"  # noqa: S608 (identifier only)
 
 # (customer, provider, account, day, load) of every pointer some pointer published before the
-# cutoff outranks: from the cutoff on, it is never the newest published one.
+# cutoff outranks: from the cutoff on, it is never the newest published one. `outer` is where
+# the pointers are read, `inner` where the ones published before the cutoff are: on a cluster
+# the inner read is always the shard's own (co-located) pointers, as in the costs_current view.
 _SUPERSEDED = """
 SELECT p.customer_id, p.provider, p.BillingAccountId, p.charge_date, p.load_id
-FROM {loads:Identifier} AS p
+FROM {outer:Identifier} AS p
 INNER JOIN (
     SELECT customer_id, provider, BillingAccountId, charge_date, max(loaded_at) AS newest
-    FROM {loads:Identifier}
+    FROM {inner:Identifier}
     WHERE published_at < {cutoff:DateTime64(6, 'UTC')}
     GROUP BY customer_id, provider, BillingAccountId, charge_date
 ) AS s ON s.customer_id = p.customer_id AND s.provider = p.provider
@@ -43,11 +45,12 @@ INNER JOIN (
 WHERE p.loaded_at < s.newest
 """
 
-COUNT_SQL = f"""
-SELECT (SELECT count() FROM ({_SUPERSEDED})),
-       (SELECT count() FROM {COSTS_TABLE}
-        WHERE (customer_id, provider, BillingAccountId, toDate(ChargePeriodStart), load_id)
-              IN ({_SUPERSEDED}))
+_LOCAL_SUPERSEDED = _SUPERSEDED.replace("{outer:Identifier}", "{inner:Identifier}")
+POINTERS_SQL = f"SELECT count() FROM ({_SUPERSEDED})"  # noqa: S608 (identifiers only)
+LINES_SQL = f"""
+SELECT count() FROM {COSTS_TABLE}
+WHERE (customer_id, provider, BillingAccountId, toDate(ChargePeriodStart), load_id)
+      IN ({_LOCAL_SUPERSEDED})
 """  # noqa: S608 (identifiers only)
 
 
@@ -74,7 +77,7 @@ def _deletes(cluster: str | None) -> list[str]:
     cluster each runs on the local tables of every shard, whose pointers are co-located."""
     ctx = DDLContext(cluster)
     costs, loads = ctx.local(COSTS_TABLE), ctx.local(LOADS_TABLE)
-    superseded = _SUPERSEDED.replace("{loads:Identifier}", loads)
+    superseded = _LOCAL_SUPERSEDED.replace("{inner:Identifier}", loads)
     return [
         f"DELETE FROM {costs}{ctx.on_cluster} "  # noqa: S608 (identifiers only)
         "WHERE (customer_id, provider, BillingAccountId, toDate(ChargePeriodStart), load_id) "
@@ -97,9 +100,9 @@ def enforce(client: Client, cutoff: datetime, cluster: str | None = None) -> Ret
     if before is not None and cutoff <= before:
         return RetentionResult(cutoff, before, 0, 0)
     naive = cutoff.replace(tzinfo=None)
-    counts = client.query(
-        COUNT_SQL, parameters={"loads": LOADS_TABLE, "cutoff": naive}
-    ).result_rows[0]
+    tables = {"outer": LOADS_TABLE, "inner": DDLContext(cluster).local(LOADS_TABLE)}
+    pointers = client.query(POINTERS_SQL, parameters={**tables, "cutoff": naive}).result_rows
+    lines = client.query(LINES_SQL, parameters={**tables, "cutoff": naive}).result_rows
     client.command(
         f"INSERT INTO {HORIZON_TABLE} (horizon, reason) "
         "SELECT {cutoff:DateTime64(6, 'UTC')}, {reason:String}",
@@ -110,4 +113,4 @@ def enforce(client: Client, cutoff: datetime, cluster: str | None = None) -> Ret
     settings = {"lightweight_deletes_sync": 2, "allow_nondeterministic_mutations": 1}
     for statement in _deletes(cluster):
         client.command(statement, parameters={"cutoff": naive, "stale": stale}, settings=settings)
-    return RetentionResult(cutoff, cutoff, int(counts[0]), int(counts[1]))
+    return RetentionResult(cutoff, cutoff, int(pointers[0][0]), int(lines[0][0]))

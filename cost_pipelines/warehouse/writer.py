@@ -642,7 +642,8 @@ def _delete_text(cluster: str | None) -> str:
 
 
 # Loads of the window staged before this one that were never published: no reader, now or at
-# any earlier instant, was shown their rows (a failed or abandoned write).
+# any earlier instant, was shown their rows (a failed or abandoned write). On a cluster the
+# pointers are the shard's own (co-located with the rows), as in the costs_current view.
 _UNPUBLISHED_SQL = f"""
 SELECT DISTINCT load_id
 FROM {COSTS_TABLE}
@@ -651,7 +652,7 @@ WHERE customer_id = {{customer_id:String}} AND provider = {{provider:String}}
   AND ChargePeriodStart >= {{start:Date}} AND ChargePeriodStart < {{end:Date}}
   AND collected_at < {{loaded_at:DateTime64(3, 'UTC')}} AND load_id != {{load_id:UUID}}
   AND load_id NOT IN (
-      SELECT load_id FROM {LOADS_TABLE}
+      SELECT load_id FROM {{loads:Identifier}}
       WHERE customer_id = {{customer_id:String}} AND provider = {{provider:String}}
         AND BillingAccountId = {{account:String}}
   )
@@ -677,7 +678,9 @@ def clean_up(client: Client, staged: StagedLoad, cluster: str | None = None) -> 
         "loaded_at": staged.loaded_at.replace(tzinfo=None),
         "load_id": staged.load_id,
     }
-    loads = [str(row[0]) for row in client.query(_UNPUBLISHED_SQL, parameters=scope).result_rows]
+    pointers = {"loads": DDLContext(cluster).local(LOADS_TABLE)}
+    found = client.query(_UNPUBLISHED_SQL, parameters={**scope, **pointers}).result_rows
+    loads = [str(row[0]) for row in found]
     if not loads:
         return
     delete = _delete_text(cluster)
