@@ -189,6 +189,29 @@ def test_other_reads_as_of_answer_that_version_and_leave_the_state_cache_alone(
     }
 
 
+def test_a_converted_read_as_of_an_instant_uses_only_the_rates_loaded_by_then(
+    api: Api, restated: Restated, warehouse_client: Client
+) -> None:
+    first = restated.window.start - timedelta(days=7)
+    days = [first + timedelta(days=i) for i in range((restated.window.end - first).days)]
+    warehouse_client.insert(
+        "exchange_rates",
+        [[day, "EUR", "USD", Decimal("1.1"), "test", datetime.now(UTC)] for day in days],
+        column_names=["rate_date", "base", "currency", "rate", "source", "loaded_at"],
+    )
+    clock.sleep(0.01)
+    now = iso(datetime.now(UTC))
+    converted = total(api, restated, currency="EUR")
+    assert set(converted) == {"EUR"}
+    assert total(api, restated, currency="EUR", as_of=now) == converted
+    # Before the rates were loaded the read had none to convert with: it said so then.
+    refused = api.get(
+        f"{BASE}/total", **period(restated), currency="EUR", as_of=iso(restated.after[3])
+    )
+    assert refused.status_code == 422
+    assert refused.json()["detail"][0]["loc"] == ["query", "currency"]
+
+
 @pytest.mark.parametrize(
     ("value", "reason"),
     [
