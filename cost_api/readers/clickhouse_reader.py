@@ -91,16 +91,20 @@ class ClickHouseReader:
         self.as_of = as_of
         self._history_checked = False
 
+    def _at_instant(self, sql: str, parameters: Mapping[str, Any]) -> tuple[str, Mapping[str, Any]]:
+        """The read's text and values as of `as_of` (unchanged without it); the first one
+        checks that the instant is not before the history horizon (422 naming as_of)."""
+        if self.as_of is None:
+            return sql, parameters
+        if not self._history_checked:
+            point_in_time.require_history(self._read(HORIZON_SQL, {}), self.as_of)
+            self._history_checked = True
+        return point_in_time.text_as_of(sql), point_in_time.bind_as_of(dict(parameters), self.as_of)
+
     def rows(self, sql: str, parameters: Mapping[str, Any]) -> Sequence[Sequence[Any]]:
         """Run one SELECT with every value bound server-side ({name:Type}) on the warehouse pool;
         past the request's deadline (or READ_TIMEOUT_S in the engine) it becomes a 503."""
-        if self.as_of is not None:
-            if not self._history_checked:
-                point_in_time.require_history(self._read(HORIZON_SQL, {}), self.as_of)
-                self._history_checked = True
-            sql = point_in_time.text_as_of(sql)
-            parameters = point_in_time.bind_as_of(dict(parameters), self.as_of)
-        return self._read(sql, parameters)
+        return self._read(*self._at_instant(sql, parameters))
 
     def _read(self, sql: str, parameters: Mapping[str, Any]) -> Sequence[Sequence[Any]]:
         budget = _budget.get()
@@ -108,6 +112,20 @@ class ClickHouseReader:
             return self._query(sql, parameters, READ_TIMEOUT_S)
         limit = max(1, min(READ_TIMEOUT_S, math.ceil(budget.left())))
         return budget.wait(budget.pool.submit(self._query, sql, parameters, limit))
+
+    def soon(
+        self, sql: str, parameters: Mapping[str, Any]
+    ) -> Callable[[], Sequence[Sequence[Any]]]:
+        """Start a SELECT now and return what waits for its rows, so a read whose queries do not
+        depend on each other waits for the slowest, not for their sum. Outside a request it runs
+        when its rows are asked for."""
+        sql, parameters = self._at_instant(sql, parameters)
+        budget = _budget.get()
+        if budget is None:
+            return lambda: self._query(sql, parameters, READ_TIMEOUT_S)
+        limit = max(1, min(READ_TIMEOUT_S, math.ceil(budget.left())))
+        future = budget.pool.submit(self._query, sql, dict(parameters), limit)
+        return lambda: budget.wait(future)
 
     def _query(
         self, sql: str, parameters: Mapping[str, Any], limit_s: int
