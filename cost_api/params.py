@@ -146,8 +146,9 @@ AS_OF_DESCRIPTION = (
     "An instant, ISO 8601 with its zone (2026-11-03T09:00:00Z, 2026-11-03T10:00:00+01:00): "
     "answer exactly what this read answered then, from the loads that were current at that "
     "instant (`days` and today are counted from its UTC date; asset check results are not "
-    "reconstructed and are null). Superseded loads are kept for COST_RETENTION_DAYS (90 unless "
-    "configured): an instant before the earliest one kept is a 422 naming it."
+    "reconstructed and are null). With `cursor`, give the page's same as_of. Superseded loads "
+    "are kept for COST_RETENTION_DAYS (90 unless configured): an instant before the earliest "
+    "one kept is a 422 naming it."
 )
 
 
