@@ -10,6 +10,7 @@ started, newest first. To add a service, start one more Component in `start`.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import secrets
 import socket
@@ -22,6 +23,7 @@ from cost_local.sandbox.demo import CUSTOMER_ID as DEMO_CUSTOMER
 from cost_local.sandbox.demo import ENV_FILE_NAME as SANDBOX_ENV_FILE
 from cost_local.sandbox.demo import read_environment_file
 from cost_local.supervisor import Component, Supervisor, http_ok, supervise
+from cost_pipelines.logs import configure_logging
 from cost_pipelines.warehouse.connection import WarehouseSettings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -183,7 +185,11 @@ A component that exits is restarted; Ctrl-C stops everything.""",
 
 
 def main() -> int:
-    return supervise(start, errors=(StackError,))
+    # The supervisor's records (starts, exits, restarts) in LOG_FORMAT, like every component's.
+    configure_logging()
+    log = logging.getLogger("cost_local.run")
+    stack = Supervisor(log=lambda line: log.info("make run: %s", line))
+    return supervise(start, stack=stack, errors=(StackError,))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 from dagster import Definitions
 
 from cost_pipelines.assets import PROVIDER_SPECS, build_cost_assets
@@ -13,6 +15,7 @@ from cost_pipelines.assets.exchange_rates import (
     exchange_rates_schedule,
 )
 from cost_pipelines.freshness import FRESHNESS_CHECKS, freshness_job, freshness_schedule
+from cost_pipelines.logs import configure_logging
 from cost_pipelines.partitions import customer_partitions_from_env
 from cost_pipelines.resources.clickhouse import ClickHouseResource
 from cost_pipelines.resources.customers import CustomersResource
@@ -21,6 +24,13 @@ from cost_pipelines.retention import retention_job, retention_schedule
 from cost_pipelines.schedules import build_collection_schedule, collection_job
 from cost_pipelines.sensors import alerts_sensor
 
+# The code server and every run worker load this module: their records in LOG_FORMAT (JSON off a
+# terminal). A run's own records (context.log, Dagster's events) reach the same format through
+# the instance's handler (cost_pipelines.logs.DAGSTER_PYTHON_LOGS in dagster.yaml).
+configure_logging()
+# Dagster warns at every run that handlers from dagster.yaml are a beta feature (known, and
+# pinned with Dagster's release: tests/pipelines/test_run_logs.py shows they still work).
+warnings.filterwarnings("ignore", message="Handling yaml-defined logging configuration")
 partitions = customer_partitions_from_env()
 
 defs = Definitions(

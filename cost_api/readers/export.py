@@ -29,6 +29,7 @@ from clickhouse_connect.driver.client import Client
 
 from cost_api.params import Period, ProviderChoice, provider_members
 from cost_api.readers import point_in_time
+from cost_api.telemetry import timed_query
 
 
 class ExportFormat(StrEnum):
@@ -207,7 +208,10 @@ class ExportStream(AbstractContextManager["ExportStream"]):
         if export.as_of is not None:
             horizon = client.query(point_in_time.HORIZON_SQL).result_rows
             point_in_time.require_history(horizon, export.as_of)
-        body: Any = client.raw_stream(export.sql, parameters=export.parameters(), settings=settings)
+        with timed_query("export"):  # until the warehouse starts answering; /metrics
+            body: Any = client.raw_stream(
+                export.sql, parameters=export.parameters(), settings=settings
+            )
         self._body: _Body = body
 
     def chunks(self) -> Iterator[bytes]:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from clickhouse_connect.driver.client import Client
 
+from cost_pipelines.logs import configure_logging
 from cost_pipelines.warehouse.connection import WarehouseSettings, create_client
 
 log = logging.getLogger(__name__)
@@ -455,7 +456,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """`cost-migrate`: apply pending migrations to the configured warehouse."""
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging()
     settings = WarehouseSettings()
     client = create_client(settings)
     try:
