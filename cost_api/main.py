@@ -28,6 +28,7 @@ from cost_api.routes import (
     health,
     legacy,
     metrics,
+    recommendations,
     restatements,
 )
 from cost_api.settings import ApiSettings
@@ -93,6 +94,7 @@ def create_app() -> FastAPI:
     app.add_middleware(RequestTelemetry)  # outermost: sees every answer, a 413 as well
     app.include_router(costs.router)
     app.include_router(analytics.router)
+    app.include_router(recommendations.router)
     app.include_router(allocation.router)
     app.include_router(export.router)
     app.include_router(restatements.router)

@@ -14,6 +14,7 @@ from cost_pipelines.assets.exchange_rates import (
     exchange_rates_job,
     exchange_rates_schedule,
 )
+from cost_pipelines.assets.recommendations import build_recommendation_assets
 from cost_pipelines.freshness import FRESHNESS_CHECKS, freshness_job, freshness_schedule
 from cost_pipelines.logs import configure_logging
 from cost_pipelines.partitions import customer_partitions_from_env
@@ -34,7 +35,12 @@ warnings.filterwarnings("ignore", message="Handling yaml-defined logging configu
 partitions = customer_partitions_from_env()
 
 defs = Definitions(
-    assets=[*build_cost_assets(partitions), *build_analytics_assets(partitions), exchange_rates],
+    assets=[
+        *build_cost_assets(partitions),
+        *build_analytics_assets(partitions),
+        *build_recommendation_assets(partitions),
+        exchange_rates,
+    ],
     asset_checks=FRESHNESS_CHECKS,
     jobs=[collection_job(partitions), freshness_job(), exchange_rates_job, retention_job],
     schedules=[

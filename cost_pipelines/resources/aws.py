@@ -126,12 +126,14 @@ class AwsSession:
     credentials_source: str
     _clients: list[Any] = field(default_factory=list)
 
-    def client(self, service: str, region: str | None = None) -> Any:
-        """A client for one service; closed with the session."""
+    def client(
+        self, service: str, region: str | None = None, endpoint_url: str | None = None
+    ) -> Any:
+        """A client for one service (at `endpoint_url` if given); closed with the session."""
         client = self.session.client(
             service,  # type: ignore[call-overload]
             region_name=region or self.session.region_name,
-            endpoint_url=self.endpoint_url,
+            endpoint_url=endpoint_url or self.endpoint_url,
             config=self.botocore_config,
         )
         client.meta.events.register("before-parse", require_complete_json)

@@ -84,7 +84,7 @@ def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).decode().rstrip("=")
 
 
-def signed_assertion(key: Mapping[str, str], now: float) -> str:
+def signed_assertion(key: Mapping[str, str], now: float, scope: str = SCOPE) -> str:
     """The JWT a service account presents to the token endpoint, signed with its private key."""
     private = serialization.load_pem_private_key(key["private_key"].encode(), password=None)
     if not isinstance(private, rsa.RSAPrivateKey):
@@ -92,7 +92,7 @@ def signed_assertion(key: Mapping[str, str], now: float) -> str:
     header = {"alg": "RS256", "typ": "JWT", "kid": key.get("private_key_id", "")}
     claims = {
         "iss": key["client_email"],
-        "scope": SCOPE,
+        "scope": scope,
         "aud": key["token_uri"],
         "iat": int(now),
         "exp": int(now) + 3600,
@@ -216,8 +216,11 @@ class GcpResource(RestResource):
     warehouse: ClickHouseResource | None = None
 
     @contextmanager
-    def session(self, customer_id: str, config: GcpConfig) -> Iterator[GcpSession]:
-        """One customer's BigQuery access for one collection; its HTTP client is closed after."""
+    def session(
+        self, customer_id: str, config: GcpConfig, scope: str = SCOPE
+    ) -> Iterator[GcpSession]:
+        """One customer's BigQuery access for one collection (or another API's, with its OAuth
+        `scope`); its HTTP client is closed after."""
         path = env_credential(customer_id, "gcp", config.credentials, "service_account_file")
         key = read_key_file(customer_id, path)
         with self.open_api(
@@ -230,7 +233,8 @@ class GcpResource(RestResource):
 
             def exchange() -> Mapping[str, Any]:
                 # A fresh signed assertion for each exchange: it is only valid for an hour.
-                form = {"grant_type": JWT_BEARER, "assertion": signed_assertion(key, time.time())}
+                assertion = signed_assertion(key, time.time(), scope)
+                form = {"grant_type": JWT_BEARER, "assertion": assertion}
                 kwargs: dict[str, Any] = {"authenticated": False, "token_exchange": True}
                 answer = api.request("POST", key["token_uri"], "Google OAuth2", data=form, **kwargs)
                 return dict(answer.json())

@@ -28,6 +28,7 @@ ANALYTICS_RUNS_TABLE = "analytics_runs"
 ANOMALIES_TABLE = "cost_anomalies"
 FORECASTS_TABLE = "cost_forecasts"
 BUDGETS_TABLE = "budget_status"
+RECOMMENDATIONS_TABLE = "cost_recommendations"
 
 # Decimal(38, 12): 26 integer digits for totals, 12 fractional for unit prices like 0.0000001 USD.
 MONEY = "Decimal(38, 12)"
@@ -400,6 +401,43 @@ WHERE customer_id = {{customer_id:String}}
     ]
 
 
+def _recommendations(ctx: DDLContext) -> list[str]:
+    """Recommendations per customer: the providers' own commitment advice (with their ids and
+    figures) and ours from the stored costs (with the lines behind them). Published like the
+    analyses: rows under a new run id, then the asset's pointer in `analytics_runs`; a
+    recommendation is known across runs by `key`, so its first sighting is kept in the history."""
+    return [
+        f"""
+CREATE TABLE IF NOT EXISTS {RECOMMENDATIONS_TABLE}{ctx.on_cluster}
+(
+    customer_id         LowCardinality(String),
+    asset               LowCardinality(String),
+    key                 String,
+    provider            LowCardinality(String),
+    kind                LowCardinality(String),
+    source              LowCardinality(String),
+    source_id           String,
+    scope               String,
+    resource_id         String,
+    term                LowCardinality(String),
+    payment_option      LowCardinality(String),
+    lookback            LowCardinality(String),
+    currency            LowCardinality(String),
+    monthly_saving      {MONEY},
+    upfront_cost        Nullable({MONEY}),
+    break_even_months   Nullable({MONEY}),
+    valid               Bool,
+    fetched_at          DateTime64(6, 'UTC'),
+    evidence            String,
+    run_id              String,
+    computed_at         DateTime64(6, 'UTC')
+)
+ENGINE = {ctx.everywhere("MergeTree", RECOMMENDATIONS_TABLE)}
+ORDER BY (customer_id, asset, run_id, provider, key)
+"""
+    ]
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "focus cost line items", _costs_table),
     Migration(
@@ -409,6 +447,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(3, "exchange rates per day", _exchange_rates),
     Migration(4, "pointer history, restatement ledger, point-in-time view", _history),
+    Migration(5, "provider and own cost recommendations per customer", _recommendations),
     Migration(6, "anomalies, forecasts and budget status per customer", _analytics),
 )
 
