@@ -182,6 +182,20 @@ def test_other_reads_as_of_answer_that_version_and_leave_the_state_cache_alone(
     assert trend["completeness"][0]["checks"] is None  # not reconstructed for an instant
     export = api.get(f"{BASE}/export", **period(restated), as_of=instant)
     assert export.status_code == 200 and "12.000000000001" in export.text
+    for endpoint, extra in [
+        ("latest", {}),
+        ("by-resource", {}),
+        ("by-type", {}),
+        ("by-tag", {"key": "team"}),
+        ("tag-keys", {}),
+        ("by-account", {}),
+    ]:
+        answer = api.get(f"{BASE}/{endpoint}", as_of=instant, **extra)
+        assert answer.status_code == 200, (endpoint, answer.text)
+        assert all(c["checks"] is None for c in answer.json()["completeness"]), endpoint
+    by_type = api.get(f"{BASE}/by-type", **period(restated), as_of=instant).json()
+    usd = [t for t in by_type["totals"] if t["currency"] == "USD"]
+    assert [t["amount"] for t in usd] == ["19.000000000001"]  # version 1: 12.000000000001 + 7
     assert len(STATES._states) == cached
     current = api.get(f"{BASE}/metrics", **period(restated)).json()["data"]
     assert ("Compute", "10.123456789012") in {
