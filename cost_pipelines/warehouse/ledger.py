@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from clickhouse_connect.driver.client import Client
 
@@ -132,6 +132,40 @@ def _forget_text(cluster: str | None) -> str:
     )
 
 
+class Current(NamedTuple):
+    """A day of the window and the load readers see there now (see PREVIOUS_SQL)."""
+
+    day: date
+    load_id: uuid.UUID
+    newest: str  # the newest pointer's loaded_at, as text (bound back as text)
+
+
+def current(
+    client: Client,
+    *,
+    customer_id: str,
+    provider: str,
+    account: str,
+    start: date,
+    end: date,
+    loaded_at: datetime,
+) -> list[Current]:
+    """The days of [start, end) a load staged at `loaded_at` will replace, with the load readers
+    see there now (PREVIOUS_SQL); read once per publish, by the ledger and the writer's check
+    for unchanged days."""
+    scope = {
+        "customer_id": customer_id,
+        "provider": provider,
+        "account": account,
+        "start": start,
+        "end": end,
+        # Bound as naive UTC text: the placeholder's type carries the zone.
+        "loaded_at": loaded_at.replace(tzinfo=None),
+    }
+    rows = client.query(PREVIOUS_SQL, parameters=scope).result_rows
+    return [Current(row[0], uuid.UUID(str(row[1])), str(row[2])) for row in rows]
+
+
 def record(
     client: Client,
     *,
@@ -140,34 +174,27 @@ def record(
     account: str,
     start: date,
     end: date,
+    previous: Sequence[Current],
     load_id: uuid.UUID,
-    loaded_at: datetime,
     run_id: str,
     recorded_at: datetime,
 ) -> None:
-    """Insert the ledger rows of publishing `load_id` over [start, end) (see RECORD_SQL);
-    nothing to compare (and no query) when no day of the window was loaded before."""
-    scope = {
-        "customer_id": customer_id,
-        "provider": provider,
-        "account": account,
-        "start": start,
-        "end": end,
-        # Bound as naive UTC text: the placeholders' types carry the zone.
-        "loaded_at": loaded_at.replace(tzinfo=None),
-    }
-    previous = client.query(PREVIOUS_SQL, parameters=scope).result_rows
+    """Insert the ledger rows of publishing `load_id` over the `previous` days (see RECORD_SQL):
+    the days whose content changes. Nothing to compare (and no query) when there is none: a
+    first collection, or a re-collection that found every day as it was."""
     if not previous:
         return
     client.command(
         RECORD_SQL,
         parameters={
-            **scope,
+            "customer_id": customer_id,
+            "provider": provider,
+            "account": account,
             "start_time": datetime.combine(start, datetime.min.time()),
             "end_time": datetime.combine(end, datetime.min.time()),
-            "previous_days": [row[0] for row in previous],
-            "previous_loads": [str(row[1]) for row in previous],
-            "previous_loaded": [str(row[2]) for row in previous],
+            "previous_days": [row.day for row in previous],
+            "previous_loads": [str(row.load_id) for row in previous],
+            "previous_loaded": [row.newest for row in previous],
             "load_id": load_id,
             "run_id": run_id,
             "recorded_at": recorded_at.replace(tzinfo=None),

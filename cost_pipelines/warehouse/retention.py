@@ -2,11 +2,14 @@
 
 A window replace no longer deletes the load it supersedes: point-in-time reads (`as_of`) answer
 from it. `enforce` deletes what no point-in-time read at or after a cutoff can need: for each
-(customer, provider, billing account, day), the loads older (`loaded_at`) than the newest one
-published before the cutoff, since from the cutoff on that newer load, or a later one, is the
-one readers were shown. The current load of a day is the newest of all, so it is never among
-them. It first moves the history horizon (the earliest instant a point-in-time read may ask
-for) to the cutoff, so no read is answered from a load being removed.
+(customer, provider, billing account, day), the pointers older (`loaded_at`) than the newest one
+published before the cutoff, since from the cutoff on that newer one, or a later one, is the
+one readers are shown, and the lines of every load that only such pointers name. A collection
+that found a day unchanged points it at the load already holding its lines, so one load may be
+named by a superseded pointer and by a kept one: its lines stay. The current load of a day is
+the newest of all, so it is never among them. It first moves the history horizon (the earliest
+instant a point-in-time read may ask for) to the cutoff, so no read is answered from a load
+being removed.
 
 Ledger rows (`cost_restatements`) are kept: they are small (one row per changed service and
 day, not per line) and are the durable record of what changed and when, long after the lines of
@@ -28,29 +31,47 @@ UNPUBLISHED_GRACE = timedelta(days=1)
 
 HORIZON_SQL = f"SELECT max(horizon) FROM {HORIZON_TABLE}"  # noqa: S608 (identifier only)
 
-# (customer, provider, account, day, load) of every pointer some pointer published before the
-# cutoff outranks: from the cutoff on, it is never the newest published one. `outer` is where
-# the pointers are read, `inner` where the ones published before the cutoff are: on a cluster
-# the inner read is always the shard's own (co-located) pointers, as in the costs_current view.
-_SUPERSEDED = """
-SELECT p.customer_id, p.provider, p.BillingAccountId, p.charge_date, p.load_id
-FROM {outer:Identifier} AS p
-INNER JOIN (
-    SELECT customer_id, provider, BillingAccountId, charge_date, max(loaded_at) AS newest
-    FROM {inner:Identifier}
-    WHERE published_at < {cutoff:DateTime64(6, 'UTC')}
-    GROUP BY customer_id, provider, BillingAccountId, charge_date
-) AS s ON s.customer_id = p.customer_id AND s.provider = p.provider
-      AND s.BillingAccountId = p.BillingAccountId AND s.charge_date = p.charge_date
-WHERE p.loaded_at < s.newest
+# The newest pointer published before the cutoff per (customer, provider, account, day): from
+# the cutoff on it, or a later one, is the one readers are shown. `inner` is where the pointers
+# published before the cutoff are read: on a cluster always the shard's own (co-located) ones,
+# as in the costs_current view.
+_NEWEST = """
+SELECT customer_id, provider, BillingAccountId, charge_date, max(loaded_at) AS newest
+FROM {inner:Identifier}
+WHERE published_at < {cutoff:DateTime64(6, 'UTC')}
+GROUP BY customer_id, provider, BillingAccountId, charge_date
 """
 
-_LOCAL_SUPERSEDED = _SUPERSEDED.replace("{outer:Identifier}", "{inner:Identifier}")
+# (customer, provider, account, day, load, loaded_at) of every pointer that pointer outranks:
+# from the cutoff on, it is never the newest published one. `outer` is where the pointers are
+# read. With `loaded_at`: a newer pointer of the day may name the same load.
+_SUPERSEDED = f"""
+SELECT p.customer_id, p.provider, p.BillingAccountId, p.charge_date, p.load_id, p.loaded_at
+FROM {{outer:Identifier}} AS p
+INNER JOIN ({_NEWEST}) AS s ON s.customer_id = p.customer_id AND s.provider = p.provider
+      AND s.BillingAccountId = p.BillingAccountId AND s.charge_date = p.charge_date
+WHERE p.loaded_at < s.newest
+"""  # noqa: S608 (identifiers only)
+
+# (customer, provider, account, day, load) whose lines no kept pointer needs: every pointer to
+# that load on that day is superseded. A day found unchanged by a later collection is pointed
+# at the load that holds its lines again (warehouse/writer.py), so an outranked pointer's load
+# may well be the one the newest pointer names: its lines stay.
+_UNREFERENCED = f"""
+SELECT p.customer_id, p.provider, p.BillingAccountId, p.charge_date, p.load_id
+FROM {{outer:Identifier}} AS p
+INNER JOIN ({_NEWEST}) AS s ON s.customer_id = p.customer_id AND s.provider = p.provider
+      AND s.BillingAccountId = p.BillingAccountId AND s.charge_date = p.charge_date
+GROUP BY p.customer_id, p.provider, p.BillingAccountId, p.charge_date, p.load_id
+HAVING max(p.loaded_at) < any(s.newest)
+"""  # noqa: S608 (identifiers only)
+
+_LOCAL_UNREFERENCED = _UNREFERENCED.replace("{outer:Identifier}", "{inner:Identifier}")
 POINTERS_SQL = f"SELECT count() FROM ({_SUPERSEDED})"  # noqa: S608 (identifiers only)
 LINES_SQL = f"""
 SELECT count() FROM {COSTS_TABLE}
 WHERE (customer_id, provider, BillingAccountId, toDate(ChargePeriodStart), load_id)
-      IN ({_LOCAL_SUPERSEDED})
+      IN ({_LOCAL_UNREFERENCED})
 """  # noqa: S608 (identifiers only)
 
 
@@ -72,22 +93,30 @@ def horizon(client: Client) -> datetime | None:
 
 
 def _deletes(cluster: str | None) -> list[str]:
-    """Superseded lines, then their pointers (so a failure half-way leaves pointers that the
-    next run finds again), then lines of loads never published and older than the grace. On a
-    cluster each runs on the local tables of every shard, whose pointers are co-located."""
+    """Lines no kept pointer needs, then the superseded pointers (so a failure half-way leaves
+    pointers that the next run finds again), then lines of days no pointer ever named for their
+    load, older than the grace (a load never published, or a day found unchanged whose copy
+    `clean_up` did not get to delete). On a cluster each runs on the local tables of every
+    shard, whose pointers are co-located."""
     ctx = DDLContext(cluster)
     costs, loads = ctx.local(COSTS_TABLE), ctx.local(LOADS_TABLE)
-    superseded = _LOCAL_SUPERSEDED.replace("{inner:Identifier}", loads)
+    local = {"{outer:Identifier}": loads, "{inner:Identifier}": loads}
+    superseded, unreferenced = _SUPERSEDED, _UNREFERENCED
+    for placeholder, table in local.items():
+        superseded = superseded.replace(placeholder, table)
+        unreferenced = unreferenced.replace(placeholder, table)
     return [
         f"DELETE FROM {costs}{ctx.on_cluster} "  # noqa: S608 (identifiers only)
         "WHERE (customer_id, provider, BillingAccountId, toDate(ChargePeriodStart), load_id) "
-        f"IN ({superseded})",
+        f"IN ({unreferenced})",
         f"DELETE FROM {loads}{ctx.on_cluster} "  # noqa: S608 (identifiers only)
-        "WHERE (customer_id, provider, BillingAccountId, charge_date, load_id) "
+        "WHERE (customer_id, provider, BillingAccountId, charge_date, load_id, loaded_at) "
         f"IN ({superseded})",
         f"DELETE FROM {costs}{ctx.on_cluster} "  # noqa: S608 (identifiers only)
         "WHERE collected_at < {stale:DateTime64(3, 'UTC')} "
-        f"AND (customer_id, load_id) NOT IN (SELECT customer_id, load_id FROM {loads})",
+        "AND (customer_id, provider, BillingAccountId, toDate(ChargePeriodStart), load_id) "
+        "NOT IN (SELECT customer_id, provider, BillingAccountId, charge_date, load_id "
+        f"FROM {loads})",
     ]
 
 
