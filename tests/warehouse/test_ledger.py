@@ -156,3 +156,33 @@ def test_retention_deletes_only_loads_superseded_before_the_cutoff(client: Clien
     # A cutoff before the horizon deletes nothing and never moves it back.
     again = retention.enforce(client, cutoff - timedelta(days=1))
     assert again.superseded_lines == 0 and retention.horizon(client) == cutoff
+
+
+def test_retention_keeps_the_lines_of_a_load_a_newer_pointer_still_names(client: Client) -> None:
+    customer = "repointed"
+    window = CostWindow(customer, "gcp", "1", WINDOW.start, WINDOW.end)
+    published = []
+    # Collected, collected again unchanged, then day 1 changed (day 2 still unchanged): every
+    # pointer of day 2 names the first load, day 1's first two name it too.
+    for amount in ("1", "1", "2"):
+        staged = stage(client, window, lines(amount, None), source="test")
+        published.append(publish(client, staged))
+        clean_up(client, staged)
+        time.sleep(0.01)
+    assert [as_of_total(client, customer, at) for at in published] == [2, 2, 3]
+    cutoff = datetime.now(UTC)  # past all three
+    result = retention.enforce(client, cutoff)
+    # Day 1's and day 2's first two pointers are superseded; of the lines only day 1's of the
+    # first load go: day 2's are named by its newest pointer.
+    assert (result.superseded_pointers, result.superseded_lines) == (4, 1)
+    assert retention.horizon(client) == cutoff
+    assert as_of_total(client, customer, cutoff) == 3
+    current = client.query(
+        "SELECT sum(BilledCost), count() FROM costs_current(customer_id = {c:String})",
+        parameters={"c": customer},
+    ).result_rows
+    assert (Decimal(current[0][0]), current[0][1]) == (3, 2)
+    stored = client.query(
+        "SELECT count() FROM costs WHERE customer_id = {c:String}", parameters={"c": customer}
+    ).result_rows[0][0]
+    assert stored == 2  # day 1 of the third load, day 2 of the first
