@@ -5,7 +5,8 @@
 Writes api_latency's data set (N lines over 365 days, one window per provider and month) for two
 customers of the same size: `bench-current`, loaded once, and `bench-restated`, whose last two
 months of every provider are then restated K times (each a new load of as many lines with other
-amounts; the superseded loads are kept for as_of, as in production until COST_RETENTION_DAYS).
+amounts, so every day changes and is stored again: a day collected again unchanged would not
+be; the superseded loads are kept for as_of, as in production until COST_RETENTION_DAYS).
 Then every read of api_latency's CASES is asked R times in turn as
 1. `current, 1 version`: bench-current without as_of (what api_latency measures);
 2. `current, K+1 versions`: bench-restated without as_of;
