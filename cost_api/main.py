@@ -29,6 +29,7 @@ from cost_api.routes import (
     legacy,
     metrics,
     recommendations,
+    restatements,
 )
 from cost_api.settings import ApiSettings
 from cost_api.telemetry import RequestTelemetry
@@ -96,6 +97,7 @@ def create_app() -> FastAPI:
     app.include_router(recommendations.router)
     app.include_router(allocation.router)
     app.include_router(export.router)
+    app.include_router(restatements.router)
     app.include_router(legacy.router)
     app.include_router(collection.router)
     app.include_router(collectors.router)

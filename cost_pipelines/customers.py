@@ -217,6 +217,16 @@ class Alerts(_Strict):
     webhook_url_env: EnvName
 
 
+class RestatementThreshold(_Strict):
+    """When a restatement is reported (materialization metadata, alert events): a day that had
+    ended when it was last collected, whose BilledCost changed by at least `min_amount` (in its
+    billing currency) and by at least `min_percent` of its previous amount (a change from
+    nothing always counts as relative enough). Every change is recorded in the ledger anyway."""
+
+    min_amount: Decimal = Field(default=Decimal("1"), ge=0, max_digits=30, decimal_places=12)
+    min_percent: Decimal = Field(default=Decimal("1"), ge=0, max_digits=9, decimal_places=4)
+
+
 class AwsRecommendationSettings(_Strict):
     """Which Cost Explorer purchase recommendations to ask for. Each request costs $0.01 (every
     page too): one per Savings Plans type and one per reservation service, once per interval."""
@@ -289,6 +299,7 @@ class _CustomerEntry(_Strict):
     providers: _Providers
     budgets: tuple[Budget, ...] = ()
     alerts: Alerts | None = None
+    restatements: RestatementThreshold = RestatementThreshold()
     recommendations: RecommendationSettings = RecommendationSettings()
 
     @model_validator(mode="after")
@@ -308,6 +319,7 @@ class Customer:
     providers: dict[str, ProviderConfig]
     budgets: tuple[Budget, ...] = ()
     alerts: Alerts | None = None
+    restatements: RestatementThreshold = field(default_factory=RestatementThreshold)
     recommendations: RecommendationSettings = field(default_factory=RecommendationSettings)
 
 
@@ -360,6 +372,7 @@ def parse_customers(document: Any, source: str) -> CustomerBook:
             providers,
             budgets=parsed.budgets,
             alerts=parsed.alerts,
+            restatements=parsed.restatements,
             recommendations=parsed.recommendations,
         )
     return book

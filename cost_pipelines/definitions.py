@@ -21,6 +21,7 @@ from cost_pipelines.partitions import customer_partitions_from_env
 from cost_pipelines.resources.clickhouse import ClickHouseResource
 from cost_pipelines.resources.customers import CustomersResource
 from cost_pipelines.resources.ecb import EcbRatesResource
+from cost_pipelines.retention import retention_job, retention_schedule
 from cost_pipelines.schedules import build_collection_schedule, collection_job
 from cost_pipelines.sensors import alerts_sensor
 
@@ -41,8 +42,13 @@ defs = Definitions(
         exchange_rates,
     ],
     asset_checks=FRESHNESS_CHECKS,
-    jobs=[collection_job(partitions), freshness_job(), exchange_rates_job],
-    schedules=[build_collection_schedule(), freshness_schedule(), exchange_rates_schedule],
+    jobs=[collection_job(partitions), freshness_job(), exchange_rates_job, retention_job],
+    schedules=[
+        build_collection_schedule(),
+        freshness_schedule(),
+        exchange_rates_schedule,
+        retention_schedule,
+    ],
     sensors=[exchange_rates_first_load, analytics_automation_sensor(), alerts_sensor()],
     resources={
         "warehouse": ClickHouseResource(),

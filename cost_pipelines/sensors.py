@@ -1,7 +1,8 @@
 """Alerts: a sensor that posts one JSON event per new finding to the customer's webhook: an
-anomaly, a budget threshold reached (or forecast to be), a failed asset check, or a pair whose
-data went stale. Each event is sent once: its idempotency key goes in the sensor's cursor when
-the receiver accepts it (2xx); until then it is retried on later ticks with a doubling backoff.
+anomaly, a budget threshold reached (or forecast to be), a failed asset check, a pair whose
+data went stale, or a restatement above the customer's threshold. Each event is sent once: its
+idempotency key goes in the sensor's cursor when the receiver accepts it (2xx); until then it is
+retried on later ticks with a doubling backoff.
 The webhook URL lives in an environment variable (it often carries a token): it is never in an
 event, a log line or the cursor.
 
@@ -35,6 +36,7 @@ from cost_pipelines.providers import PROVIDERS
 from cost_pipelines.resources.clickhouse import ClickHouseResource
 from cost_pipelines.resources.customers import CustomersResource
 from cost_pipelines.runs import WINDOW_CHECKS
+from cost_pipelines.warehouse import ledger
 
 SENSOR = "cost_alerts"
 TIMEOUT_S = 5.0
@@ -60,10 +62,21 @@ WHERE customer_id IN {customers:Array(String)}
 """
 
 
+# Ledger rows looked at per tick: a restatement is told within this long of being recorded.
+RESTATEMENT_LOOKBACK = timedelta(days=7)
+_RESTATEMENTS_SQL = f"""
+SELECT customer_id, {", ".join(ledger.READ_COLUMNS)}
+FROM cost_restatements
+WHERE customer_id IN {{customers:Array(String)}}
+  AND recorded_at >= {{since:DateTime64(6, 'UTC')}} AND delta_BilledCost != 0
+ORDER BY recorded_at
+"""  # noqa: S608 (constant column names; every value is bound)
+
+
 @dataclass(frozen=True)
 class Event:
     customer_id: str
-    kind: str  # anomaly | budget_reached | budget_forecast | check_failed | stale
+    kind: str  # anomaly | budget_reached | budget_forecast | check_failed | stale | restatement
     key: str  # the idempotency key: the same finding always has the same key
     details: dict[str, str]
 
@@ -113,6 +126,44 @@ def warehouse_events(client: Client, customers: list[str]) -> Iterator[Event]:
                     "forecast": _text(forecast),
                 }
                 yield Event(customer, kind, key, details)
+
+
+def restatement_events(
+    client: Client, book: CustomerBook, customers: list[str], now: datetime
+) -> Iterator[Event]:
+    """Restatements above each customer's threshold (`restatements` in the customers file)
+    recorded in the last RESTATEMENT_LOOKBACK: one event per changed row and load."""
+    since = (now - RESTATEMENT_LOOKBACK).astimezone(UTC).replace(tzinfo=None)
+    rows = client.query(
+        _RESTATEMENTS_SQL, parameters={"customers": customers, "since": since}
+    ).result_rows
+    by_customer: dict[str, list[ledger.Restatement]] = {}
+    for customer, *row in rows:
+        by_customer.setdefault(customer, []).append(ledger.from_row(row))
+    for customer, restatements in by_customer.items():
+        entry = book.customers.get(customer)
+        if entry is None:
+            continue
+        for item in ledger.notable(restatements, entry.restatements):
+            key = (
+                f"restatement:{customer}:{item.provider}:{item.billing_account_id}:"
+                f"{item.charge_date}:{item.service_name}:{item.charge_category}:"
+                f"{item.currency}:{item.load_id}"
+            )
+            details = {
+                "provider": item.provider,
+                "billing_account_id": item.billing_account_id,
+                "day": str(item.charge_date),
+                "service_name": item.service_name,
+                "charge_category": item.charge_category,
+                "currency": item.currency,
+                "previous": _text(item.previous["BilledCost"]),
+                "new": _text(item.new["BilledCost"]),
+                "delta": _text(item.delta["BilledCost"]),
+                "recorded_at": item.recorded_at.isoformat(),
+                "run_id": item.collection_run_id,
+            }
+            yield Event(customer, "restatement", key, details)
 
 
 def instance_events(
@@ -213,7 +264,11 @@ def alert_tick(
     cursor = Cursor.load(cursor_text)
     if not alerted:
         return cursor.dump(now), [], []
-    events = [*warehouse_events(client, alerted), *instance_events(instance, book, now)]
+    events = [
+        *warehouse_events(client, alerted),
+        *restatement_events(client, book, alerted, now),
+        *instance_events(instance, book, now),
+    ]
     events = [e for e in events if e.customer_id in alerted]
     sent, failed = deliver(events, book, cursor, now, post)
     return cursor.dump(now), sent, failed
@@ -224,8 +279,9 @@ def alerts_sensor() -> SensorDefinition:
         name=SENSOR,
         minimum_interval_seconds=60,
         default_status=DefaultSensorStatus.RUNNING,
-        description="Posts each new anomaly, budget threshold, failed check and stale pair "
-        "once to the customer's webhook (alerts.webhook_url_env), retrying with backoff",
+        description="Posts each new anomaly, budget threshold, failed check, stale pair and "
+        "restatement above the customer's threshold once to the customer's webhook "
+        "(alerts.webhook_url_env), retrying with backoff",
     )
     def cost_alerts(
         context: SensorEvaluationContext,

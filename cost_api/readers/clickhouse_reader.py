@@ -14,12 +14,15 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from contextvars import ContextVar, copy_context
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, TypeVar
 
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError
 
 from cost_api.errors import ServiceUnavailable, engine_code
+from cost_api.readers import point_in_time
+from cost_api.readers.point_in_time import HORIZON_SQL
 from cost_api.telemetry import timed_query
 
 # A read the API serves must answer fast or not at all: the engine aborts it after this long (or
@@ -87,14 +90,31 @@ def begin_reads(
 
 
 class ClickHouseReader:
-    """Reads through the API's shared client, which it borrows and never closes."""
+    """Reads through the API's shared client, which it borrows and never closes. With `as_of`,
+    every read runs as of that instant (readers/point_in_time.py), after checking once that the
+    instant's loads are still kept."""
 
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: Client, as_of: datetime | None = None) -> None:
         self.client = client
+        self.as_of = as_of
+        self._history_checked = False
+
+    def _at_instant(self, sql: str, parameters: Mapping[str, Any]) -> tuple[str, Mapping[str, Any]]:
+        """The read's text and values as of `as_of` (unchanged without it); the first one
+        checks that the instant is not before the history horizon (422 naming as_of)."""
+        if self.as_of is None:
+            return sql, parameters
+        if not self._history_checked:
+            point_in_time.require_history(self._read(HORIZON_SQL, {}), self.as_of)
+            self._history_checked = True
+        return point_in_time.text_as_of(sql), point_in_time.bind_as_of(dict(parameters), self.as_of)
 
     def rows(self, sql: str, parameters: Mapping[str, Any]) -> Sequence[Sequence[Any]]:
         """Run one SELECT with every value bound server-side ({name:Type}) on the warehouse pool;
         past the request's deadline (or READ_TIMEOUT_S in the engine) it becomes a 503."""
+        return self._read(*self._at_instant(sql, parameters))
+
+    def _read(self, sql: str, parameters: Mapping[str, Any]) -> Sequence[Sequence[Any]]:
         budget = _budget.get()
         if budget is None:  # outside a request (a script, a test of the SQL): no deadline
             return self._query(sql, parameters, READ_TIMEOUT_S)
@@ -108,6 +128,7 @@ class ClickHouseReader:
         """Start a SELECT now and return what waits for its rows, so a read whose queries do not
         depend on each other waits for the slowest, not for their sum. Outside a request it runs
         when its rows are asked for."""
+        sql, parameters = self._at_instant(sql, parameters)
         budget = _budget.get()
         if budget is None:
             return lambda: self._query(sql, parameters, READ_TIMEOUT_S)

@@ -219,17 +219,21 @@ class CostReader(ClickHouseReader):
         query: CostQuery,
         convert: ConversionRequest | None = None,
         today: date | None = None,
+        as_of: datetime | None = None,
     ) -> None:
-        super().__init__(client)
+        super().__init__(client, as_of)
         self.query = query
         self.convert = convert
-        self.today = today or today_utc()
+        # "Today" of a point-in-time read is the instant's UTC date: what the read said then.
+        self.today = today or (as_of.date() if as_of is not None else today_utc())
         self._loads_version: Callable[[], Sequence[Sequence[Any]]] | None = None
 
     def prefetch_state(self) -> None:
         """Ask for the customer's loads version now, beside the read's main query: with a cached
-        day state (a dashboard's repeated reads) the completeness then costs no extra wait."""
-        self._loads_version = self.soon(LOADS_VERSION_SQL, self._bind())
+        day state (a dashboard's repeated reads) the completeness then costs no extra wait. A
+        point-in-time read uses no cached state (see _state), so it asks nothing."""
+        if self.as_of is None:
+            self._loads_version = self.soon(LOADS_VERSION_SQL, self._bind())
 
     def _scope(self) -> dict[str, Any]:
         return {
@@ -278,7 +282,16 @@ class CostReader(ClickHouseReader):
         version: Callable[[], Sequence[Sequence[Any]]] | None = None,
     ) -> DataState:
         """The day states, reused from STATES while no load of these providers happened
-        (`version`: the loads version already asked for, see prefetch_state)."""
+        (`version`: the loads version already asked for, see prefetch_state). A point-in-time
+        read neither reads nor fills STATES: its states are of another instant (and one entry
+        per instant asked for would push out the current ones)."""
+        bound = {
+            **values,
+            "lo": span.start_time.replace(tzinfo=None),
+            "hi": span.end_time.replace(tzinfo=None),
+        }
+        if self.as_of is not None:
+            return DataState.of(self.rows(DAY_STATE_SQL, bound), self.today)
         [(newest_load, pointers)] = (
             version() if version is not None else self.rows(LOADS_VERSION_SQL, values)
         )
@@ -292,11 +305,6 @@ class CostReader(ClickHouseReader):
         )
         state = STATES.get(key)
         if state is None:
-            bound = {
-                **values,
-                "lo": span.start_time.replace(tzinfo=None),
-                "hi": span.end_time.replace(tzinfo=None),
-            }
             state = DataState.of(self.rows(DAY_STATE_SQL, bound), self.today)
             STATES.put(key, state)
         return state.copy()

@@ -21,12 +21,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
 from clickhouse_connect.driver.client import Client
 
 from cost_api.params import Period, ProviderChoice, provider_members
+from cost_api.readers import point_in_time
 from cost_api.telemetry import timed_query
 
 
@@ -166,6 +168,7 @@ class Export:
     provider: ProviderChoice
     period: Period
     fmt: ExportFormat
+    as_of: datetime | None = None  # a point-in-time export: the lines current at that instant
 
     @property
     def filename(self) -> str:
@@ -176,14 +179,20 @@ class Export:
     def media_type(self) -> str:
         return MEDIA_TYPES[self.fmt]
 
+    @property
+    def sql(self) -> str:
+        text = EXPORT_SQL[self.fmt]
+        return text if self.as_of is None else point_in_time.text_as_of(text)
+
     def parameters(self) -> dict[str, Any]:
-        return {
+        values = {
             "customer_id": self.customer_id,
             "providers": provider_members(self.provider),
             # Bound as naive UTC text: the placeholder's type carries the zone.
             "start": self.period.start_time.replace(tzinfo=None),
             "end": self.period.end_time.replace(tzinfo=None),
         }
+        return values if self.as_of is None else point_in_time.bind_as_of(values, self.as_of)
 
 
 class ExportStream(AbstractContextManager["ExportStream"]):
@@ -196,9 +205,12 @@ class ExportStream(AbstractContextManager["ExportStream"]):
             "timeout_overflow_mode": "throw",
             **_SETTINGS[export.fmt],
         }
+        if export.as_of is not None:
+            horizon = client.query(point_in_time.HORIZON_SQL).result_rows
+            point_in_time.require_history(horizon, export.as_of)
         with timed_query("export"):  # until the warehouse starts answering; /metrics
             body: Any = client.raw_stream(
-                EXPORT_SQL[export.fmt], parameters=export.parameters(), settings=settings
+                export.sql, parameters=export.parameters(), settings=settings
             )
         self._body: _Body = body
 

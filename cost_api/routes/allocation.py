@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Query
 
 from cost_api.dependencies import CheckCacheDep, WarehouseDep
 from cost_api.errors import COST_READS
-from cost_api.params import MAX_LIMIT, CostQueryDep, PeriodDep
+from cost_api.params import MAX_LIMIT, AsOfDep, CostQueryDep, PeriodAsOfDep
 from cost_api.readers.allocation import AllocationReader
 from cost_api.readers.conversion import ConversionRequest
 from cost_api.routes.costs import conversion_request, with_checks
@@ -40,8 +40,9 @@ def allocation_reader(
     query: CostQueryDep,
     warehouse: WarehouseDep,
     convert: Annotated[ConversionRequest | None, Depends(conversion_request)],
+    as_of: AsOfDep,
 ) -> AllocationReader:
-    return AllocationReader(warehouse, query, convert)
+    return AllocationReader(warehouse, query, convert, as_of=as_of)
 
 
 ReaderDep = Annotated[AllocationReader, Depends(allocation_reader)]
@@ -69,7 +70,7 @@ KeyLimit = Annotated[
 )
 async def get_cost_by_tag(
     reader: ReaderDep,
-    period: PeriodDep,
+    period: PeriodAsOfDep,
     cache: CheckCacheDep,
     key: Annotated[
         str,
@@ -93,7 +94,7 @@ async def get_cost_by_tag(
     description=TAG_SOURCES + CONVERSION,
 )
 async def get_tag_keys(
-    reader: ReaderDep, period: PeriodDep, cache: CheckCacheDep, limit: KeyLimit = 100
+    reader: ReaderDep, period: PeriodAsOfDep, cache: CheckCacheDep, limit: KeyLimit = 100
 ) -> TagKeys:
     return await with_checks(lambda: reader.get_tag_keys(period, limit=limit), reader, cache)
 
@@ -107,6 +108,6 @@ async def get_tag_keys(
     "sign), so they add up to 100 per currency." + CONVERSION,
 )
 async def get_cost_by_account(
-    reader: ReaderDep, period: PeriodDep, cache: CheckCacheDep
+    reader: ReaderDep, period: PeriodAsOfDep, cache: CheckCacheDep
 ) -> AccountCosts:
     return await with_checks(lambda: reader.get_cost_by_account(period), reader, cache)

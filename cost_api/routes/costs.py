@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from cost_api.control.check_cache import CheckCache
 from cost_api.dependencies import CheckCacheDep, SettingsDep, WarehouseDep
 from cost_api.errors import COST_READS
-from cost_api.params import CostQueryDep, Limit, PeriodDep, provider_members
+from cost_api.params import AsOfDep, CostQueryDep, Limit, PeriodAsOfDep, provider_members
 from cost_api.readers.completeness import attach_checks
 from cost_api.readers.conversion import ConversionRequest
 from cost_api.readers.cost_reader import CostReader
@@ -64,8 +64,9 @@ def cost_reader(
     query: CostQueryDep,
     warehouse: WarehouseDep,
     convert: Annotated[ConversionRequest | None, Depends(conversion_request)],
+    as_of: AsOfDep,
 ) -> CostReader:
-    return CostReader(warehouse, query, convert)
+    return CostReader(warehouse, query, convert, as_of=as_of)
 
 
 ReaderDep = Annotated[CostReader, Depends(cost_reader)]
@@ -82,7 +83,10 @@ async def with_checks(
     read: Callable[[], AnswerT], reader: CostReader, cache: CheckCache
 ) -> AnswerT:
     """Run the read (in the thread pool) while the providers' check results are looked up (a
-    short wait at most, cached); the answer carries them, or null when Dagster did not tell."""
+    short wait at most, cached); the answer carries them, or null when Dagster did not tell.
+    A point-in-time read has none: Dagster's results now say nothing about that instant."""
+    if reader.as_of is not None:
+        return await run_in_threadpool(read)
     providers = provider_members(reader.query.provider)
     answer, checks = await asyncio.gather(
         run_in_threadpool(read), cache.checks(reader.query.customer_id, providers)
@@ -95,8 +99,9 @@ async def with_checks(
 def get_cost_metrics(
     query: CostQueryDep,
     warehouse: WarehouseDep,
-    period: PeriodDep,
+    period: PeriodAsOfDep,
     settings: SettingsDep,
+    as_of: AsOfDep,
     limit: Limit = 100,
     cursor: Annotated[
         str | None,
@@ -109,7 +114,7 @@ def get_cost_metrics(
         ),
     ] = None,
 ) -> CostLinesPage:
-    reader = CostReader(warehouse, query)
+    reader = CostReader(warehouse, query, as_of=as_of)
     after = None
     if cursor is not None:
         period, after = decode_cursor(cursor, reader.query, settings.max_period_days)
@@ -132,7 +137,7 @@ async def get_latest_costs(reader: ReaderDep, cache: CheckCacheDep) -> LatestCos
 )
 async def get_cost_trends(
     reader: ReaderDep,
-    period: PeriodDep,
+    period: PeriodAsOfDep,
     cache: CheckCacheDep,
     group_by: Annotated[
         Grain, Query(description="Bucket size: day, ISO week or month")
@@ -146,7 +151,7 @@ async def get_cost_trends(
     summary="The most expensive resources with their share of the gross cost",
 )
 async def get_cost_by_resource(
-    reader: ReaderDep, period: PeriodDep, cache: CheckCacheDep, limit: Limit = 10
+    reader: ReaderDep, period: PeriodAsOfDep, cache: CheckCacheDep, limit: Limit = 10
 ) -> ResourceCosts:
     return await with_checks(
         lambda: reader.get_cost_by_resource(period, limit=limit), reader, cache
@@ -154,10 +159,14 @@ async def get_cost_by_resource(
 
 
 @router.get("/by-type", summary="Cost by FOCUS service category, with its services")
-async def get_cost_by_type(reader: ReaderDep, period: PeriodDep, cache: CheckCacheDep) -> TypeCosts:
+async def get_cost_by_type(
+    reader: ReaderDep, period: PeriodAsOfDep, cache: CheckCacheDep
+) -> TypeCosts:
     return await with_checks(lambda: reader.get_cost_by_type(period), reader, cache)
 
 
 @router.get("/total", summary="The period's total per currency and its number of lines")
-async def get_total_cost(reader: ReaderDep, period: PeriodDep, cache: CheckCacheDep) -> TotalCost:
+async def get_total_cost(
+    reader: ReaderDep, period: PeriodAsOfDep, cache: CheckCacheDep
+) -> TotalCost:
     return await with_checks(lambda: reader.get_total_cost(period), reader, cache)

@@ -10,7 +10,7 @@ from fastapi.responses import StreamingResponse
 
 from cost_api.dependencies import CustomerIdDep, WarehouseDep
 from cost_api.errors import COST_READS
-from cost_api.params import PeriodDep, ProviderChoice, reject_unknown_query
+from cost_api.params import AsOfDep, PeriodAsOfDep, ProviderChoice, reject_unknown_query
 from cost_api.readers.export import MEDIA_TYPES, Export, ExportFormat, ExportStream
 from cost_pipelines.providers import PROVIDERS
 
@@ -40,8 +40,9 @@ def export_costs(
     provider: Annotated[
         ProviderChoice, Path(description=f"{', '.join(PROVIDERS)}, or all of them")
     ],
-    period: PeriodDep,
+    period: PeriodAsOfDep,
     warehouse: WarehouseDep,
+    as_of: AsOfDep,
     fmt: Annotated[
         ExportFormat,
         Query(
@@ -53,7 +54,7 @@ def export_costs(
 ) -> StreamingResponse:
     """Every current line of the period with FOCUS 1.2 column names, then the `x_` columns,
     in bounded memory whatever the size; the file name says customer, provider and period."""
-    export = Export(customer_id, provider, period, fmt)
+    export = Export(customer_id, provider, period, fmt, as_of)
     stream = ExportStream(warehouse, export)  # a failing query is a 5xx before any byte
     return StreamingResponse(
         stream.chunks(),

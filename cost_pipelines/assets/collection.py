@@ -11,6 +11,7 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 import pandas as pd
+from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import OperationalError
 from dagster import (
     AssetExecutionContext,
@@ -36,12 +37,14 @@ from cost_pipelines.assets.checks import (
 from cost_pipelines.assets.summary import window_summary
 from cost_pipelines.customers import (
     CollectionSettings,
+    Customer,
     CustomerBook,
     ProviderConfig,
 )
 from cost_pipelines.logs import log_context
 from cost_pipelines.providers import ProviderKey
 from cost_pipelines.resources.retry import CollectionFailure
+from cost_pipelines.warehouse import ledger
 from cost_pipelines.warehouse.writer import (
     CostWindow,
     InvalidCostRows,
@@ -185,7 +188,7 @@ def _write(
     accounts: tuple[str, ...],
     window: DateWindow,
     fetched: Fetched,
-) -> tuple[int, dict[str, Decimal]]:
+) -> tuple[int, dict[str, Decimal], list[StagedLoad]]:
     """Replace the window of every configured billing account; unknown accounts fail loudly.
 
     The rows are staged frame by frame (each account's share under its own new load), and only
@@ -229,12 +232,32 @@ def _write(
     totals: dict[str, Decimal] = defaultdict(Decimal)
     for load in staged:
         # Nothing in the window any more for an account: its window is replaced by nothing.
-        publish(client, load)
+        publish(client, load, cluster)
         clean_up(client, load, cluster)
         written += load.rows_written
         for currency, amount in load.billed_by_currency.items():
             totals[currency] += amount
-    return written, dict(sorted(totals.items()))
+    return written, dict(sorted(totals.items())), staged
+
+
+def restatement_metadata(
+    client: Client, customer: Customer, loads: list[StagedLoad]
+) -> dict[str, MetadataValue]:
+    """What this run's replaces changed (the ledger rows of its loads): how many changes were
+    recorded, and the restatements above the customer's threshold as a markdown table."""
+    recorded = ledger.of_loads(client, customer.id, [load.load_id for load in loads])
+    above = ledger.notable(recorded, customer.restatements)
+    threshold = customer.restatements
+    rule = (
+        f"BilledCost changed by at least {threshold.min_amount.normalize():f} and "
+        f"{threshold.min_percent.normalize():f}% on a day that had ended when last collected"
+    )
+    table = ledger.markdown(above) if above else f"No restatement above the threshold ({rule})."
+    return {
+        "changes_recorded": MetadataValue.int(len(recorded)),
+        "restatements_above_threshold": MetadataValue.int(len(above)),
+        "restatements": MetadataValue.md(table),
+    }
 
 
 def collect(
@@ -242,7 +265,8 @@ def collect(
 ) -> MaterializeResult[None]:
     """One customer's collection for one provider: fetch the window, replace it, report."""
     customer_id = context.partition_key
-    config = _provider_config(context.resources.customers.load(), customer_id, spec)
+    book = context.resources.customers.load()
+    config = _provider_config(book, customer_id, spec)
     window = requested_window(run_config, trailing_window(datetime.now(UTC).date(), config))
     context.log.info(f"{spec.title} for {customer_id}: collecting [{window.start}, {window.end})")
     resource: CollectorResource = getattr(context.resources, spec.provider)
@@ -255,7 +279,7 @@ def collect(
                     raise Failure(f"{spec.title} answered for {fetched.window}, outside {window}")
                 window = fetched.window
             # Inside the session: a streamed answer is read while it is written.
-            written, totals = _write(context, customer_id, spec, accounts, window, fetched)
+            written, totals, loads = _write(context, customer_id, spec, accounts, window, fetched)
     except CollectionFailure as exc:
         raise Failure(str(exc)) from None
     except KeyError as exc:  # an answer without a field the provider documents as always there
@@ -284,6 +308,7 @@ def collect(
             "lines_outside_window": MetadataValue.int(outside),
             "customer_id": MetadataValue.text(customer_id),
             **window_summary(client, stored, totals),
+            **restatement_metadata(client, book.customers[customer_id], loads),
         },
         check_results=[
             conformance(client, stored),

@@ -36,6 +36,12 @@ class WarehouseSettings(BaseSettings):
     warehouse_host: str = EMBEDDED_HOST
     warehouse_port: int = 8123
     clickhouse_query_timeout_s: int = QUERY_TIMEOUT_S
+    cost_retention_days: int = Field(
+        default=90,
+        ge=1,
+        description="Days superseded loads are kept for point-in-time reads (as_of) before the "
+        "retention job deletes them",
+    )
 
     @cached_property
     def endpoint(self) -> tuple[str, str, int, bool]:

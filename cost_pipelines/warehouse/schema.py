@@ -19,6 +19,9 @@ log = logging.getLogger(__name__)
 COSTS_TABLE = "costs"
 LOADS_TABLE = "cost_loads"
 CURRENT_VIEW = "costs_current"
+AS_OF_VIEW = "costs_as_of"
+RESTATEMENTS_TABLE = "cost_restatements"
+HORIZON_TABLE = "cost_history_horizon"
 MIGRATIONS_TABLE = "schema_migrations"
 RATES_TABLE = "exchange_rates"
 ANALYTICS_RUNS_TABLE = "analytics_runs"
@@ -313,6 +316,91 @@ ORDER BY (customer_id, run_id, budget)
     ]
 
 
+def _history(ctx: DDLContext) -> list[str]:
+    """What a window replace leaves behind besides the new numbers: every pointer it ever
+    published (when, `published_at`), the restatement ledger, and the view of the line items
+    that were current at an instant.
+
+    `cost_loads` kept one pointer per (account, day) once merged (ReplacingMergeTree): adding
+    `published_at` to the end of its sorting key keeps every pointer, so the loads current at an
+    instant T are the newest (`loaded_at`) of those published by T. The current read still takes
+    the newest of all, exactly as before. Pointers written before this migration read
+    `published_at` 1970-01-01: they were published before history was kept, and
+    `cost_history_horizon` (the earliest instant a point-in-time read may ask for) starts when
+    this migration ran; the retention job moves it forward as it deletes superseded loads."""
+    pointer_tables = [ctx.local(LOADS_TABLE), *([LOADS_TABLE] if ctx.cluster else [])]
+    add = "ADD COLUMN IF NOT EXISTS published_at DateTime64(6, 'UTC') AFTER loaded_at"
+    sort = "MODIFY ORDER BY (customer_id, provider, BillingAccountId, charge_date, published_at)"
+    money = f"Nullable({MONEY})"
+    return [
+        f"ALTER TABLE {ctx.local(LOADS_TABLE)}{ctx.on_cluster} {add}, {sort}",
+        *(f"ALTER TABLE {table}{ctx.on_cluster} {add}" for table in pointer_tables[1:]),
+        # Per (account, day, service, charge category, currency): the amounts readers saw before
+        # a replace and after it, only where some cost column changed. Sharded by customer like
+        # the line items it summarises.
+        f"""
+CREATE TABLE IF NOT EXISTS {ctx.local(RESTATEMENTS_TABLE)}{ctx.on_cluster}
+(
+    customer_id                 LowCardinality(String),
+    provider                    LowCardinality(String),
+    BillingAccountId            String,
+    charge_date                 Date,
+    ServiceName                 LowCardinality(String),
+    ChargeCategory              LowCardinality(String),
+    BillingCurrency             LowCardinality(String),
+    previous_lines              UInt32,
+    new_lines                   UInt32,
+    previous_BilledCost         {MONEY},
+    new_BilledCost              {MONEY},
+    delta_BilledCost            {MONEY},
+    previous_EffectiveCost      {money},
+    new_EffectiveCost           {money},
+    delta_EffectiveCost         {money},
+    previous_ListCost           {money},
+    new_ListCost                {money},
+    delta_ListCost              {money},
+    previous_ContractedCost     {money},
+    new_ContractedCost          {money},
+    delta_ContractedCost        {money},
+    previous_load_id            UUID,
+    previous_loaded_at          DateTime64(6, 'UTC'),
+    load_id                     UUID,
+    collection_run_id           String,
+    recorded_at                 DateTime64(6, 'UTC')
+)
+ENGINE = {ctx.engine("MergeTree")}
+ORDER BY (customer_id, provider, charge_date, recorded_at, BillingAccountId, ServiceName)
+""",
+        *ctx.distributed(RESTATEMENTS_TABLE),
+        f"""
+CREATE TABLE IF NOT EXISTS {HORIZON_TABLE}{ctx.on_cluster}
+(
+    horizon     DateTime64(6, 'UTC'),
+    reason      String,
+    recorded_at DateTime64(6, 'UTC') DEFAULT now64(6)
+)
+ENGINE = {ctx.everywhere("MergeTree", HORIZON_TABLE)}
+ORDER BY horizon
+""",
+        f"INSERT INTO {HORIZON_TABLE} (horizon, reason) "
+        "SELECT now64(6), 'superseded loads kept from here on'",
+        # Like costs_current, with the pointers published by {as_of}: the line items readers
+        # were shown at that instant.
+        f"""
+CREATE VIEW IF NOT EXISTS {AS_OF_VIEW}{ctx.on_cluster} AS
+SELECT * FROM {COSTS_TABLE}
+WHERE customer_id = {{customer_id:String}}
+  AND (toDate(ChargePeriodStart), load_id) IN (
+      SELECT charge_date, argMax(load_id, loaded_at)
+      FROM {ctx.local(LOADS_TABLE)}
+      WHERE customer_id = {{customer_id:String}}
+        AND published_at <= {{as_of:DateTime64(6, 'UTC')}}
+      GROUP BY provider, BillingAccountId, charge_date
+  )
+""",
+    ]
+
+
 def _recommendations(ctx: DDLContext) -> list[str]:
     """Recommendations per customer: the providers' own commitment advice (with their ids and
     figures) and ours from the stored costs (with the lines behind them). Published like the
@@ -358,6 +446,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         _truthful_cost_columns,
     ),
     Migration(3, "exchange rates per day", _exchange_rates),
+    Migration(4, "pointer history, restatement ledger, point-in-time view", _history),
     Migration(5, "provider and own cost recommendations per customer", _recommendations),
     Migration(6, "anomalies, forecasts and budget status per customer", _analytics),
 )

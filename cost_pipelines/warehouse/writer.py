@@ -26,6 +26,7 @@ import pyarrow.compute as pc
 from clickhouse_connect.driver.client import Client
 
 from cost_pipelines.providers import PROVIDERS
+from cost_pipelines.warehouse import ledger
 from cost_pipelines.warehouse.schema import COSTS_TABLE, LOADS_TABLE, DDLContext
 
 MONEY_COLUMNS = ("BilledCost", "EffectiveCost", "ListCost", "ContractedCost", "PricingQuantity")
@@ -476,6 +477,9 @@ class StagedLoad:
     run_id: str
     rows_written: int
     billed_by_currency: dict[str, Decimal]
+    # Filled by `publish`: the days whose new lines were found identical to the current ones,
+    # so their pointers stayed on the current load; `clean_up` deletes this load's lines there.
+    unchanged_days: list[date] = field(default_factory=list, compare=False)
 
 
 class Stager:
@@ -580,23 +584,117 @@ def _batch_totals(currencies: pa.Array, amounts: pa.Array) -> list[tuple[str, De
     ]
 
 
-def publish(client: Client, staged: StagedLoad) -> None:
-    """Point every day of the window at the staged load, in one insert: readers switch from the
-    old set to the new one at once. Of two loads of one window, the later-staged one wins."""
+# Per (day, load) of the staged load and of the loads readers see now on the days it replaces:
+# the number of lines and the sum of a hash of each whole line but for what differs between two
+# collections of the same lines (load, run, collection time). A sum is order-independent (a
+# multiset hash; UInt64 wraps, which keeps it one), the tuple hashes NULL as a value of its own.
+FINGERPRINT_SQL = f"""
+SELECT toDate(ChargePeriodStart) AS day, load_id, count(),
+       sum(cityHash64(tuple(* EXCEPT (load_id, collection_run_id, collected_at))))
+FROM {COSTS_TABLE}
+WHERE customer_id = {{customer_id:String}} AND provider = {{provider:String}}
+  AND BillingAccountId = {{account:String}}
+  AND ChargePeriodStart >= {{start_time:DateTime('UTC')}}
+  AND ChargePeriodStart < {{end_time:DateTime('UTC')}}
+  AND toDate(ChargePeriodStart) IN {{days:Array(Date)}}
+  AND (load_id = {{load_id:UUID}}
+       OR load_id = arrayElement({{loads:Array(UUID)}},
+                                 indexOf({{days:Array(Date)}}, toDate(ChargePeriodStart))))
+GROUP BY day, load_id
+"""  # noqa: S608 (identifiers only; every value is bound)
+
+
+def _unchanged(
+    client: Client, staged: StagedLoad, current: list[ledger.Current]
+) -> dict[date, uuid.UUID]:
+    """The days whose staged lines are exactly the lines readers see there now (same count,
+    same multiset hash), with the load they see: publishing keeps that load's rows for them."""
+    if not current:
+        return {}
     window = staged.window
+    rows = client.query(
+        FINGERPRINT_SQL,
+        parameters={
+            "customer_id": window.customer_id,
+            "provider": window.provider,
+            "account": window.billing_account_id,
+            "start_time": datetime.combine(window.start, datetime.min.time()),
+            "end_time": datetime.combine(window.end, datetime.min.time()),
+            "days": [c.day for c in current],
+            "loads": [str(c.load_id) for c in current],
+            "load_id": staged.load_id,
+        },
+    ).result_rows
+    prints = {(row[0], uuid.UUID(str(row[1]))): (int(row[2]), int(row[3])) for row in rows}
+    return {
+        c.day: c.load_id
+        for c in current
+        if prints.get((c.day, staged.load_id), (0, 0)) == prints.get((c.day, c.load_id), (0, 0))
+    }
+
+
+def publish(client: Client, staged: StagedLoad, cluster: str | None = None) -> datetime:
+    """Record what the replace changes in the restatement ledger, then point every day of the
+    window at the staged load, in one insert: readers switch from the old set to the new one at
+    once. Of two loads of one window, the later-staged one wins. Returns the instant of the
+    switch (`published_at` of the pointers, `recorded_at` of the ledger rows): a point-in-time
+    read at or after it sees the new load.
+
+    A day whose new lines are identical to the ones readers see there now (the usual case of a
+    trailing window collected again) is not stored twice: its new pointer, dated like the others
+    (so completeness sees the new collection), names the current load, and `clean_up` deletes
+    the staged lines of that day, which no reader was ever pointed at. The ledger records the
+    other days only.
+
+    The ledger is computed first, while the rows readers see now are the current ones; if the
+    pointers cannot be inserted, its rows are removed again (no reader saw that change)."""
+    window = staged.window
+    now = datetime.now(UTC)
+    published_at = now + timedelta(microseconds=-now.microsecond % 1000)
+    current = ledger.current(
+        client,
+        customer_id=window.customer_id,
+        provider=window.provider,
+        account=window.billing_account_id,
+        start=window.start,
+        end=window.end,
+        loaded_at=staged.loaded_at,
+    )
+    unchanged = _unchanged(client, staged, current)
+    ledger.record(
+        client,
+        customer_id=window.customer_id,
+        provider=window.provider,
+        account=window.billing_account_id,
+        start=window.start,
+        end=window.end,
+        previous=[c for c in current if c.day not in unchanged],
+        load_id=staged.load_id,
+        run_id=staged.run_id,
+        recorded_at=published_at,
+    )
     days = len(window.days)
     first = np.datetime64(window.start.isoformat(), "D")
+    load_ids = [str(unchanged.get(day, staged.load_id)) for day in window.days]
     pointers = {
         "customer_id": pa.repeat(window.customer_id, days),
         "provider": pa.repeat(window.provider, days),
         "BillingAccountId": pa.repeat(window.billing_account_id, days),
         "charge_date": pa.array(first + np.arange(days), pa.date32()),
-        "load_id": pa.repeat(str(staged.load_id), days),
+        "load_id": pa.array(load_ids, pa.string()),
         "loaded_at": pa.repeat(pa.scalar(staged.loaded_at, pa.timestamp("us", "UTC")), days),
+        "published_at": pa.repeat(pa.scalar(published_at, pa.timestamp("us", "UTC")), days),
         "source": pa.repeat(staged.source, days),
         "collection_run_id": pa.repeat(staged.run_id, days),
     }
-    client.insert_arrow(LOADS_TABLE, pa.table(pointers))
+    try:
+        client.insert_arrow(LOADS_TABLE, pa.table(pointers))
+    except Exception:
+        with suppress(Exception):
+            ledger.forget(client, window.customer_id, staged.load_id, cluster)
+        raise
+    staged.unchanged_days[:] = sorted(unchanged)
+    return published_at
 
 
 def _delete_text(cluster: str | None) -> str:
@@ -609,34 +707,63 @@ def _delete_text(cluster: str | None) -> str:
         "WHERE customer_id = {customer_id:String} AND provider = {provider:String} "
         "AND BillingAccountId = {account:String} "
         "AND ChargePeriodStart >= {start:Date} AND ChargePeriodStart < {end:Date} "
-        "AND collected_at < {loaded_at:DateTime64(3, 'UTC')} AND load_id != {load_id:UUID}"
+        "AND toDate(ChargePeriodStart) IN {days:Array(Date)} AND load_id IN {loads:Array(UUID)}"
     )
 
 
+# Loads of the window staged before this one that were never published: no reader, now or at
+# any earlier instant, was shown their rows (a failed or abandoned write). On a cluster the
+# pointers are the shard's own (co-located with the rows), as in the costs_current view.
+_UNPUBLISHED_SQL = f"""
+SELECT DISTINCT load_id
+FROM {COSTS_TABLE}
+WHERE customer_id = {{customer_id:String}} AND provider = {{provider:String}}
+  AND BillingAccountId = {{account:String}}
+  AND ChargePeriodStart >= {{start:Date}} AND ChargePeriodStart < {{end:Date}}
+  AND collected_at < {{loaded_at:DateTime64(3, 'UTC')}} AND load_id != {{load_id:UUID}}
+  AND load_id NOT IN (
+      SELECT load_id FROM {{loads:Identifier}}
+      WHERE customer_id = {{customer_id:String}} AND provider = {{provider:String}}
+        AND BillingAccountId = {{account:String}}
+  )
+"""  # noqa: S608 (identifiers only)
+
+
 def clean_up(client: Client, staged: StagedLoad, cluster: str | None = None) -> None:
-    """Drop the window's rows of loads staged before this one (superseded or failed); readers
-    already ignore them. Only older loads: a later load of the same window running at the same
-    time keeps its rows. The delete runs in the background (a synchronous one waited ~6 s for the
-    mutation scheduler), one per month partition the window touches so only those parts are
-    rewritten."""
+    """Drop the window's rows of loads staged before this one that were never published (a
+    failed or abandoned write), and this load's own rows of the days `publish` found unchanged
+    (their pointers name the load that was current); readers never saw either. Superseded loads
+    stay: point-in-time reads answer from them until the retention job removes them
+    (warehouse/retention.py). Only older loads: a later load of the same window running at the
+    same time keeps its rows. The deletes run in the background (a synchronous one waited ~6 s
+    for the mutation scheduler), one per month partition so only those parts are rewritten, and
+    only when there is something to delete."""
     window = staged.window
+    scope = {
+        "customer_id": window.customer_id,
+        "provider": window.provider,
+        "account": window.billing_account_id,
+        "start": window.start,
+        "end": window.end,
+        # Bound as naive UTC text: the placeholder's type carries the zone.
+        "loaded_at": staged.loaded_at.replace(tzinfo=None),
+        "load_id": staged.load_id,
+    }
+    pointers = {"loads": DDLContext(cluster).local(LOADS_TABLE)}
+    found = client.query(_UNPUBLISHED_SQL, parameters={**scope, **pointers}).result_rows
+    deletes = [(window.days, [str(row[0]) for row in found])]
+    if staged.unchanged_days:
+        deletes.append((staged.unchanged_days, [str(staged.load_id)]))
     delete = _delete_text(cluster)
-    for partition in sorted({day.year * 100 + day.month for day in window.days}):
-        client.command(
-            delete,
-            parameters={
-                "partition": partition,
-                "customer_id": window.customer_id,
-                "provider": window.provider,
-                "account": window.billing_account_id,
-                "start": window.start,
-                "end": window.end,
-                # Bound as naive UTC text: the placeholder's type carries the zone.
-                "loaded_at": staged.loaded_at.replace(tzinfo=None),
-                "load_id": staged.load_id,
-            },
-            settings={"lightweight_deletes_sync": 0},
-        )
+    for days, loads in deletes:
+        if not loads:
+            continue
+        for partition in sorted({day.year * 100 + day.month for day in days}):
+            client.command(
+                delete,
+                parameters={**scope, "partition": partition, "days": days, "loads": loads},
+                settings={"lightweight_deletes_sync": 0},
+            )
 
 
 def replace_window(
@@ -652,13 +779,16 @@ def replace_window(
     again with the same rows changes nothing a reader sees.
 
     The new rows go in under a fresh load id, invisible to readers (they read `costs_current`,
-    which follows the per-day pointers in `cost_loads`); one insert then moves every day's pointer
-    to the new load, and the superseded rows are deleted afterwards. `rows` may be an iterable of
-    batches: they are inserted one at a time and the pointers move only after the last one, so a
-    stream is as atomic as one frame. If a batch is refused, the batches already stored stay
-    invisible and the next load of the window deletes them.
+    which follows the per-day pointers in `cost_loads`); the restatement ledger records what
+    changes, one insert then moves every day's pointer to the new load (or, for a day whose lines
+    are unchanged, to the load that was current: its rows are kept, the new copy is deleted),
+    and the rows of failed earlier loads are deleted afterwards (superseded ones stay until
+    retention removes them).
+    `rows` may be an iterable of batches: they are inserted one at a time and the pointers move
+    only after the last one, so a stream is as atomic as one frame. If a batch is refused, the
+    batches already stored stay invisible and the next load of the window deletes them.
     """
     staged = stage(client, window, rows, source=source, run_id=run_id)
-    publish(client, staged)
+    publish(client, staged, cluster)
     clean_up(client, staged, cluster)
     return ReplaceResult(window, staged.load_id, staged.rows_written, staged.billed_by_currency)

@@ -1,6 +1,6 @@
 """Alert events reach a real HTTP receiver on 127.0.0.1 once each: anomalies, budget thresholds
-reached or forecast, failed checks and stale pairs; a receiver that is down gets them later,
-still once, and no event carries the webhook's secret."""
+reached or forecast, failed checks, stale pairs and restatements; a receiver that is down gets
+them later, still once, and no event carries the webhook's secret."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 from dagster import (
     AssetCheckEvaluation,
@@ -31,6 +32,7 @@ from cost_pipelines.customers import load_customers
 from cost_pipelines.resources.clickhouse import ClickHouseResource
 from cost_pipelines.resources.customers import CustomersResource
 from cost_pipelines.sensors import alert_tick, alerts_sensor
+from cost_pipelines.warehouse.writer import CostWindow, replace_window
 from tests.support.bills import store_bills
 from tests.support.customers import write_customers
 from tests.support.ports import PortPicker
@@ -203,3 +205,51 @@ def test_a_pair_whose_collections_stopped_is_reported_stale_once(
     stale = [body for _, body in receiver.received if body["type"] == "stale"]
     assert [body["provider"] for body in stale] == ["vultr"] and not again
     assert [key for key in sent if key.startswith("stale:")] == [stale[0]["idempotency_key"]]
+
+
+def test_a_restatement_above_the_customers_threshold_is_posted_once(
+    warehouse_resource: ClickHouseResource,
+    tmp_path: Path,
+    free_port: PortPicker,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    client = warehouse_resource.get_client()
+    day = TODAY - timedelta(days=5)
+    window = CostWindow("restated", "vultr", "acct-1", day, day + timedelta(days=2))
+
+    def bill(first: str, second: str) -> pd.DataFrame:
+        return pd.DataFrame(
+            {
+                "ChargePeriodStart": [str(day), str(day + timedelta(days=1))],
+                "BilledCost": [first, second],
+                "BillingCurrency": ["USD", "USD"],
+                "ServiceName": ["Compute", "Compute"],
+            }
+        )
+
+    replace_window(client, window, bill("100", "100"), source="test")
+    # +30 on the first day (above 10 and 5%); +2 on the second (below both).
+    replace_window(client, window, bill("130", "102"), source="test", run_id="restating-run")
+    port = free_port()
+    monkeypatch.setenv("RESTATED_ALERTS_URL", f"http://127.0.0.1:{port}/hooks/{SECRET}")
+    entry = {
+        "providers": {"vultr": VULTR},
+        "alerts": {"webhook_url_env": "RESTATED_ALERTS_URL"},
+        "restatements": {"min_amount": "10", "min_percent": 5},
+    }
+    book = load_customers(write_customers(tmp_path / "customers.yaml", {"restated": entry}))
+    receiver = Receiver(port)
+    now = datetime.now(UTC)
+    try:
+        with DagsterInstance.ephemeral() as instance:
+            cursor, sent, _ = alert_tick(instance, client, book, None, now)
+            _, again, _ = alert_tick(instance, client, book, cursor, now + timedelta(minutes=1))
+    finally:
+        receiver.stop()
+    restated = [body for _, body in receiver.received if body["type"] == "restatement"]
+    assert [(b["day"], b["previous"], b["new"], b["delta"]) for b in restated] == [
+        (str(day), "100", "130", "30")
+    ]
+    assert restated[0]["run_id"] == "restating-run" and not again
+    assert restated[0]["idempotency_key"] in sent
+    assert SECRET not in json.dumps(receiver.received)

@@ -203,15 +203,28 @@ def test_rate_limited_requests_are_retried(
 
 
 def test_changed_pending_charges_replace_the_earlier_ones(
-    globex: Path, vultr: VultrBilling, warehouse_resource: ClickHouseResource
+    tmp_path: Path, vultr: VultrBilling, warehouse_resource: ClickHouseResource
 ) -> None:
-    collect(globex, warehouse_resource)
+    # Vultr's daily amounts are cents: a threshold of cents too.
+    low = {"min_amount": "0.01", "min_percent": "0.5"}
+    globex = write_customers(
+        tmp_path / "c.yaml", {"globex": {**entry("globex", "GLOBEX_KEY"), "restatements": low}}
+    )
+    first = collect(globex, warehouse_resource)
     changed = restate(bills("globex"), [account("globex")], since=date(2026, 10, 1), seed=3)
     vultr.set_lines([*changed, *bills("umbrella")])
 
-    collect(globex, warehouse_resource)
+    second = collect(globex, warehouse_resource)
 
     assert stored(warehouse_resource, "globex") == ledger(vultr, account_id("globex"), START, END)
+    # The first collection restates nothing; the second lists what it changed.
+    assert metadata(first)["changes_recorded"] == 0
+    assert "No restatement above the threshold" in metadata(first)["restatements"]
+    restated = metadata(second)
+    assert restated["changes_recorded"] >= restated["restatements_above_threshold"] > 0
+    table = restated["restatements"].splitlines()
+    assert table[0].startswith("| day | account | service |")
+    assert all(line.startswith("| 2026-10-") for line in table[2:] if line.startswith("|"))
 
 
 def test_a_revoked_key_fails_that_customer_and_the_other_one_loads(

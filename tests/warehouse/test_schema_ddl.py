@@ -4,6 +4,7 @@ import re
 
 import pytest
 
+from cost_pipelines.warehouse import ledger, retention
 from cost_pipelines.warehouse.connection import WarehouseSettings, client_settings
 from cost_pipelines.warehouse.schema import (
     MIGRATIONS,
@@ -70,6 +71,12 @@ def test_cluster_ddl_runs_on_the_cluster_with_replicated_engines() -> None:
         "costs": "Distributed(`finops`, currentDatabase(), costs_local, cityHash64(customer_id))",
         "cost_loads": "Distributed(`finops`, currentDatabase(), cost_loads_local, "
         "cityHash64(customer_id))",
+        # The ledger lives with the customer's rows; the history horizon is whole everywhere.
+        "cost_restatements_local": "ReplicatedMergeTree",
+        "cost_restatements": "Distributed(`finops`, currentDatabase(), cost_restatements_local, "
+        "cityHash64(customer_id))",
+        "cost_history_horizon": "ReplicatedMergeTree("
+        "'/clickhouse/tables/{database}/cost_history_horizon', '{replica}')",
     }
 
 
@@ -85,6 +92,19 @@ def test_on_a_cluster_a_customers_rows_and_pointers_share_a_shard_and_the_view_r
     assert [a.split()[2] for a in alters] == ["costs_local", "costs"]
     [update] = [s for s in all_statements(DDLContext("finops")) if " UPDATE " in s]
     assert update.startswith("ALTER TABLE costs_local ON CLUSTER")
+    # Pointer history: the local table keeps every pointer, the Distributed one gets the column.
+    history = [s for s in all_statements(DDLContext("finops")) if "published_at DateTime64" in s]
+    assert [h.split()[2] for h in history] == ["cost_loads_local", "cost_loads"]
+    assert "MODIFY ORDER BY" in history[0] and "MODIFY ORDER BY" not in history[1]
+    as_of = tables["costs_as_of"]
+    assert "FROM costs\n" in as_of and "FROM cost_loads_local" in as_of
+
+
+def test_on_a_cluster_retention_deletes_from_every_shards_local_tables() -> None:
+    deletes = retention._deletes("finops")
+    assert [d.split()[2] for d in deletes] == ["costs_local", "cost_loads_local", "costs_local"]
+    assert all("ON CLUSTER `finops`" in d and "cost_loads_local" in d for d in deletes)
+    assert not any("{loads:Identifier}" in d for d in deletes)
 
 
 def test_one_server_has_no_local_or_distributed_tables() -> None:
@@ -94,6 +114,9 @@ def test_one_server_has_no_local_or_distributed_tables() -> None:
         "costs",
         "cost_loads",
         "costs_current",
+        "costs_as_of",
+        "cost_restatements",
+        "cost_history_horizon",
         "exchange_rates",
         "analytics_runs",
         "cost_anomalies",
@@ -141,3 +164,11 @@ def test_on_a_cluster_the_clean_up_deletes_from_every_shards_local_rows() -> Non
     assert on_cluster.split("WHERE", 1)[1] == _delete_text(None).split("WHERE", 1)[1]
     with pytest.raises(ValueError, match="CLICKHOUSE_CLUSTER"):
         _delete_text("x`; DROP TABLE costs")
+
+
+def test_on_a_cluster_the_ledger_reads_one_distributed_table_and_forgets_on_every_shard() -> None:
+    # The previous pointers are bound values: no Distributed subquery inside a Distributed read.
+    assert "cost_loads" not in ledger.RECORD_SQL
+    assert ledger._forget_text("finops").startswith(
+        "DELETE FROM cost_restatements_local ON CLUSTER `finops` WHERE"
+    )

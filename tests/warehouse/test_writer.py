@@ -9,7 +9,7 @@ import sys
 import textwrap
 import time
 from collections.abc import Iterator
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 from clickhouse_connect.driver.client import Client
 
+from cost_pipelines.warehouse import ledger
 from cost_pipelines.warehouse.connection import WarehouseSettings, create_client
 from cost_pipelines.warehouse.schema import migrate
 from cost_pipelines.warehouse.writer import (
@@ -86,6 +87,100 @@ def test_running_the_same_replace_twice_does_not_duplicate(client: Client) -> No
     replace_window(client, WINDOW, rows, source="test")
     replace_window(client, WINDOW, rows, source="test")
     assert len(current(client)) == 28
+
+
+def lines_by_load(client: Client, customer: str, expected: dict[str, int]) -> dict[str, int]:
+    """Stored lines per load of the customer, once they equal `expected` (a copy found
+    unchanged is deleted in the background) or a minute has passed."""
+    deadline = time.monotonic() + 60
+    while True:
+        found = {
+            str(load): int(n)
+            for load, n in client.query(
+                "SELECT load_id, count() FROM costs WHERE customer_id = {c:String} "
+                "GROUP BY load_id",
+                parameters={"c": customer},
+            ).result_rows
+        }
+        if found == expected or time.monotonic() > deadline:
+            return found
+        time.sleep(0.2)
+
+
+def newest_pointers(client: Client, customer: str) -> dict[date, tuple[str, datetime, str]]:
+    """Per day: the load readers follow, its pointer's loaded_at and collection run."""
+    rows = client.query(
+        "SELECT charge_date, argMax(load_id, loaded_at), max(loaded_at), "
+        "argMax(collection_run_id, loaded_at) FROM cost_loads WHERE customer_id = {c:String} "
+        "GROUP BY charge_date ORDER BY charge_date",
+        parameters={"c": customer},
+    ).result_rows
+    return {day: (str(load), loaded, run) for day, load, loaded, run in rows}
+
+
+def as_of(client: Client, customer: str, instant: datetime) -> list[tuple[str, Decimal]]:
+    return sorted(
+        client.query(
+            "SELECT ResourceId, BilledCost FROM costs_as_of(customer_id = {c:String}, "
+            "as_of = {t:DateTime64(6, 'UTC')})",
+            parameters={"c": customer, "t": instant.astimezone(UTC).replace(tzinfo=None)},
+        ).result_rows
+    )
+
+
+def test_a_window_collected_again_unchanged_is_not_stored_twice(client: Client) -> None:
+    customer = "unchanged"
+    window = CostWindow(customer, "aws", "1", WINDOW.start, WINDOW.end)
+    rows = line_set("same", 7, 4, "2.25")
+    first = replace_window(client, window, rows, source="test", run_id="run-1")
+    before, answer = newest_pointers(client, customer), current(client, customer)
+    time.sleep(0.01)
+    between = datetime.now(UTC)
+    time.sleep(0.01)
+    second = replace_window(client, window, rows, source="test", run_id="run-2")
+    assert second.rows_written == 28 and second.load_id != first.load_id
+    # The second load's copy is gone; the first load's 28 lines are all that is stored.
+    assert lines_by_load(client, customer, {str(first.load_id): 28}) == {str(first.load_id): 28}
+    after = newest_pointers(client, customer)
+    assert sorted(after) == window.days
+    for day in window.days:
+        load, loaded_at, run = after[day]
+        assert load == str(first.load_id)
+        assert loaded_at > before[day][1] and run == "run-2"  # the new collection is seen
+    pd.testing.assert_frame_equal(
+        current(client, customer).sort_values("ResourceId", ignore_index=True),
+        answer.sort_values("ResourceId", ignore_index=True),
+    )
+    now = datetime.now(UTC)
+    assert as_of(client, customer, between) == as_of(client, customer, now)
+    assert len(as_of(client, customer, between)) == 28
+    assert ledger.of_loads(client, customer, [second.load_id]) == []  # nothing restated
+
+
+def test_only_the_changed_day_of_a_window_collected_again_is_stored_again(
+    client: Client,
+) -> None:
+    customer = "newest-day"
+    window = CostWindow(customer, "aws", "1", WINDOW.start, WINDOW.end)
+    rows = line_set("same", 7, 4, "2.25")
+    first = replace_window(client, window, rows, source="test")
+    last = pd.Timestamp(window.days[-1])
+    changed = rows.assign(
+        BilledCost=rows["BilledCost"].where(rows["ChargePeriodStart"] != last, "3")
+    )
+    second = replace_window(client, window, changed, source="test")
+    expected = {str(first.load_id): 28, str(second.load_id): 4}
+    assert lines_by_load(client, customer, expected) == expected
+    pointed = {day: load for day, (load, _, _) in newest_pointers(client, customer).items()}
+    assert pointed == {
+        day: str(second.load_id if day == window.days[-1] else first.load_id) for day in window.days
+    }
+    answer = current(client, customer)
+    assert len(answer) == 28
+    assert sum(answer["BilledCost"]) == Decimal("2.25") * 24 + Decimal(3) * 4
+    assert {r.charge_date for r in ledger.of_loads(client, customer, [second.load_id])} == {
+        window.days[-1]
+    }
 
 
 def test_an_empty_set_empties_the_window_but_not_other_days(client: Client) -> None:
@@ -243,9 +338,12 @@ def current_counts(client: Client) -> list[tuple[str, int]]:
     ]
 
 
-def test_superseded_rows_are_deleted_from_storage_in_the_background(client: Client) -> None:
+def test_rows_of_a_refused_stream_are_deleted_by_the_next_load(client: Client) -> None:
     window = CostWindow("gc", "gcp", "0123-4567", WINDOW.start, WINDOW.end)
     replace_window(client, window, line_set("first", 7, 50, "1"), source="test")
+    with pytest.raises(InvalidCostRows):
+        bad = line_set("bad", 7, 10, "1").assign(BillingCurrency="not a code")
+        replace_window(client, window, [line_set("half", 7, 20, "1"), bad], source="test")
     replace_window(client, window, line_set("second", 7, 10, "1"), source="test")
     deadline = time.monotonic() + 60
     stored = -1
@@ -253,10 +351,11 @@ def test_superseded_rows_are_deleted_from_storage_in_the_background(client: Clie
         stored = client.query(
             "SELECT count() FROM costs WHERE customer_id = {c:String}", parameters={"c": "gc"}
         ).result_rows[0][0]
-        if stored == 70:
+        if stored == 420:
             break
         time.sleep(0.5)
-    assert stored == 70
+    # The refused stream's stored batch is gone; the superseded load stays for as_of reads.
+    assert stored == 420  # 350 superseded + 70 current
 
 
 def test_overlapping_loads_of_one_window_leave_the_later_one_whole(client: Client) -> None:
