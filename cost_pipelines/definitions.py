@@ -13,14 +13,15 @@ from cost_pipelines.assets.exchange_rates import (
     exchange_rates_schedule,
 )
 from cost_pipelines.freshness import FRESHNESS_CHECKS, freshness_job, freshness_schedule
-from cost_pipelines.partitions import customer_partitions_from_env
+from cost_pipelines.partitions import customer_partitions
 from cost_pipelines.resources.clickhouse import ClickHouseResource
 from cost_pipelines.resources.customers import CustomersResource
 from cost_pipelines.resources.ecb import EcbRatesResource
 from cost_pipelines.schedules import build_collection_schedule, collection_job
 from cost_pipelines.sensors import alerts_sensor
 
-partitions = customer_partitions_from_env()
+# Dynamic: the schedule keeps them equal to the customers file, no reload needed.
+partitions = customer_partitions
 
 defs = Definitions(
     assets=[*build_cost_assets(partitions), *build_analytics_assets(partitions), exchange_rates],

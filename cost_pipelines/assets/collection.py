@@ -20,8 +20,8 @@ from dagster import (
     Failure,
     MaterializeResult,
     MetadataValue,
+    PartitionsDefinition,
     RetryRequested,
-    StaticPartitionsDefinition,
     asset,
 )
 from pydantic import Field
@@ -291,9 +291,7 @@ def collect(
     )
 
 
-def build_cost_asset(
-    spec: ProviderSpec, partitions: StaticPartitionsDefinition
-) -> AssetsDefinition:
+def build_cost_asset(spec: ProviderSpec, partitions: PartitionsDefinition) -> AssetsDefinition:
     """The `<provider>_costs` asset, partitioned per customer."""
 
     @asset(
