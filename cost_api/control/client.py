@@ -70,10 +70,12 @@ class RequestedRun:
 
 @dataclass(frozen=True)
 class Evaluation:
-    """A schedule evaluated now: the runs it asks for, or why it asks for none."""
+    """A schedule evaluated now: the runs it asks for, or why it asks for none (its skip
+    reason, or the error its evaluation raised)."""
 
     runs: list[RequestedRun]
     skip_reason: str | None
+    error: str | None = None
 
 
 class DagsterClient:
@@ -207,8 +209,7 @@ class DagsterClient:
         )
         tick = self._expect(data["scheduleDryRun"], "DryRunInstigationTick")
         result = tick["evaluationResult"] or {}
-        if result.get("error"):
-            raise self._failure(f"schedule {schedule_name}: {result['error']['message']}")
+        error = (result.get("error") or {}).get("message")
         runs = [
             RequestedRun(
                 job_name=request.get("jobName") or JOB_NAME,
@@ -218,7 +219,7 @@ class DagsterClient:
             )
             for request in result.get("runRequests") or []
         ]
-        return Evaluation(runs, result.get("skipReason"))
+        return Evaluation(runs, result.get("skipReason"), self._redact(error) if error else None)
 
     async def launch_requested(self, run: RequestedRun, tags: Mapping[str, str]) -> str:
         """Launch a run a schedule's evaluation asked for, with its tags and these; its run id."""
@@ -246,9 +247,9 @@ class DagsterClient:
         title: str,
         description: str,
     ) -> str:
-        """A Dagster backfill of one customer's provider asset over an explicit window (its run
-        tagged like a collection of that pair, so the pair's run queue and the schedule see it);
-        returns the backfill id."""
+        """A Dagster backfill of one customer's provider asset over an explicit window: one
+        `collect_costs` run tagged like every collection of that pair, so the pair's run queue,
+        the schedule and the API see it; returns the backfill id."""
         start, end = (day.isoformat() for day in window)
         all_tags = {
             **tags,
@@ -259,6 +260,12 @@ class DagsterClient:
             WINDOW_END_TAG: end,
         }
         params = {
+            # A backfill of the collection job (its runs are `collect_costs` runs, like every
+            # other collection of the pair), selecting the provider's asset.
+            "selector": {
+                "partitionSetName": f"{JOB_NAME}_partition_set",
+                "repositorySelector": self._repository(),
+            },
             "partitionNames": [partition],
             "assetSelection": [{"path": [asset_name(provider)]}],
             "tags": [{"key": k, "value": v} for k, v in all_tags.items()],
