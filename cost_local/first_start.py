@@ -82,13 +82,15 @@ def run_first_minute(first: FirstMinute) -> None:
             f"could not ask Dagster to collect now ({exc.reason}); the schedule collects at its "
             "next tick"
         )
+    except (OSError, ValueError) as exc:  # DATA_DIR or the sandbox's moto server
+        first.say(f"could not set up the first collections ({exc}); the schedule collects")
 
 
 async def _first_minute(first: FirstMinute) -> None:
     client = DagsterClient(first.graphql_url, LOCATION, timeout_s=60.0)
     try:
         launched = await _collect_due(client, first)
-        if first.sandboxed:
+        if first.sandboxed and not first.stop_requested():
             await _backfill_history(client, first, launched)
     finally:
         await client.aclose()
@@ -134,8 +136,9 @@ async def _backfill_history(
 ) -> None:
     if first.marker.exists():
         recorded = json.loads(first.marker.read_text(encoding="utf-8"))
+        when = recorded.get("launched_at", "?") if isinstance(recorded, dict) else "?"
         first.say(
-            f"the demo's history was backfilled at the first start ({recorded['launched_at']}); "
+            f"the demo's history was backfilled at the first start ({when}); "
             "collecting only what is due"
         )
         return
@@ -144,16 +147,24 @@ async def _backfill_history(
         return
     today = datetime.now(UTC).date()
     start, end = history_window(today)
-    if "aws" in customer.providers and first.moto_url:
+    providers = sorted(customer.providers)
+    if "aws" in providers:
         aws_first = any(
             r.tags.get("customer_id") == DEMO_CUSTOMER and r.tags.get("provider") == "aws"
             for r in launched
         )
-        queue_aws_history(first.moto_url, today, (start, end), after_trailing=aws_first)
+        try:
+            if first.moto_url is None:
+                raise OSError("no sandbox AWS endpoint")
+            queue_aws_history(first.moto_url, today, (start, end), after_trailing=aws_first)
+        except (OSError, RuntimeError) as exc:
+            # Without its answers queued the run would read another window's: no AWS history.
+            first.say(f"cannot queue the sandbox's AWS history ({exc}); AWS is not backfilled")
+            providers.remove("aws")
     await client.add_customer_partition(DEMO_CUSTOMER)
     backfills: dict[str, str] = {}
     try:
-        for provider in sorted(customer.providers):
+        for provider in providers:
             backfills[provider] = await client.launch_backfill(
                 partition=DEMO_CUSTOMER,
                 provider=provider,

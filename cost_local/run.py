@@ -173,6 +173,7 @@ def start(stack: Supervisor) -> None:
             stop_requested=lambda: stack.stop_requested,
         )
     )
+    stack.sleep(0)  # raises StopRequested if a stop came meanwhile: no "up" banner then
 
     warehouse_line = (
         f"http://127.0.0.1:{ports['WAREHOUSE_PORT']}   (ClickHouse HTTP interface)\n"
