@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast lint types install hooks lock bench clean postgres-server
+.PHONY: run test test-fast lint types install hooks lock bench clean postgres-server screenshots
 
 $(STAMP): requirements.lock pyproject.toml
 	@echo "set-up: installing the pinned dependencies into $(VENV) (a few minutes, only when they change)"
@@ -57,6 +57,11 @@ test-fast: $(STAMP)
 # `make test`. `make bench BENCH_ARGS=--quick` for the < 5 minute size.
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.bench $(BENCH_ARGS)
+
+# The README's tour: headless Chromium (Debian's `chromium`) against a running `make run`,
+# written to docs/*.png.
+screenshots: $(STAMP)
+	$(BIN)/python -m cost_local.screenshots $(SCREENSHOT_ARGS)
 
 # Re-resolve the pinned set after changing dependencies in pyproject.toml.
 lock:

@@ -119,6 +119,8 @@ def start_api(
         **os.environ,
         "WAREHOUSE_PORT": str(warehouse_port),
         "API_KEYS_FILE": str(keys_file),
+        # One record per request would interleave with the figures: errors only.
+        "LOG_LEVEL": "ERROR",
         **(extra_env or {}),
     }
     env.pop("CLICKHOUSE_URL", None)

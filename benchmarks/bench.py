@@ -118,6 +118,7 @@ class Report:
     write: dict[str, float] = field(default_factory=dict)
     cases: list[Case] = field(default_factory=list)
     overhead: dict[str, float] = field(default_factory=dict)
+    deep_page: dict[str, float] = field(default_factory=dict)
 
 
 def _load() -> float:
@@ -232,6 +233,33 @@ def overhead(base: str, token: str, port: int, requests: int) -> dict[str, float
     }
 
 
+DEEP_PAGE = 100  # the page whose cost is set against the first page's (lines 9,901-10,000)
+
+
+def deep_page(base: str, token: str, requests: int) -> dict[str, float]:
+    """metrics over 365 days: p50 of page DEEP_PAGE (reached by following the cursors) beside
+    p50 of page 1, each request repeated with the same cursor."""
+    path = f"/api/v2/costs/{BIG}/all/metrics"
+    params: dict[str, Any] = {"days": 365, "limit": 100}
+    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}) as http:
+        first = _timed(
+            lambda: http.get(path, params=params, timeout=120).raise_for_status(), requests
+        )
+        cursor = None
+        for _ in range(DEEP_PAGE - 1):
+            answer = http.get(path, params={**params, "cursor": cursor} if cursor else params)
+            cursor = answer.raise_for_status().json()["next_cursor"]
+        deep = {**params, "cursor": cursor}
+        later = _timed(
+            lambda: http.get(path, params=deep, timeout=120).raise_for_status(), requests
+        )
+    return {
+        "page": DEEP_PAGE,
+        "first_p50_ms": round(_quantiles(first)[0], 2),
+        "deep_p50_ms": round(_quantiles(later)[0], 2),
+    }
+
+
 def print_report(report: Report) -> None:
     w = report.write
     print(
@@ -255,6 +283,13 @@ def print_report(report: Report) -> None:
     print(
         f"{'API overhead, total 30 d, ms (API p50 - SQL p50)':<46} {o['overhead_ms']:>12.1f} "
         f"{o['sql_p50_ms']:>12.1f}"
+    )
+    d = report.deep_page
+    label = f"metrics 365 d, page {d['page']:.0f} p50 ms (baseline: page 1)"
+    print(
+        f"{label:<46} "
+        f"{d['deep_p50_ms']:>12.1f} {d['first_p50_ms']:>12.1f} "
+        f"{d['deep_p50_ms'] / d['first_p50_ms']:>7.2f}"
     )
     print(
         f"\n{'read [provider, period]':<46} {'p50 ms':>8} {'p99 ms':>8} {'c16 r/s':>8} "
@@ -313,6 +348,7 @@ def run(size_name: str, json_path: Path) -> Report:
                         print(f"  {case.label}: p50 {case.p50_ms:.1f} ms", flush=True)
             report.load["after reads"] = _load()
             report.overhead = overhead(base, token, warehouse.port, 2 * size.requests)
+            report.deep_page = deep_page(base, token, size.requests)
             pg = Postgres.start(tmp / "postgres")
             pg.load_from(client, [c.customer_id for c in size.customers])
             client.close()

@@ -8,7 +8,8 @@ writer rewrites that same window through the collections' write path (replace_wi
 alternating two versions with different totals and line counts. In the middle the warehouse
 process is frozen (SIGSTOP) for --freeze seconds, then resumed (SIGCONT). Prints the answers by
 status, p50/p99 latency before, during and after the freeze, and torn reads: `total` answers for
-the rewritten window that match neither version (must be 0)."""
+the rewritten window that match neither version (must be 0), and the machine's load average
+before and after (the figures mean little on a machine busy with other work)."""
 
 from __future__ import annotations
 
@@ -89,6 +90,7 @@ def main() -> None:
     parser.add_argument("--deadline", type=float, default=5.0, help="READ_DEADLINE_S of the API")
     args = parser.parse_args()
 
+    load_before = os.getloadavg()
     tmp = Path(tempfile.mkdtemp(prefix="read-load-"))
     warehouse = start_warehouse(tmp / "warehouse")
     api = None
@@ -200,6 +202,13 @@ def main() -> None:
         print(f"all: {dict(sorted(Counter(a.status for a in answers).items()))}")
         totals_read = sum(1 for a in answers if a.endpoint == "total" and a.status == 200)
         print(f"torn reads: {sum(a.torn for a in answers)} of {totals_read} total answers checked")
+        load_after = os.getloadavg()
+        print(
+            f"machine: {os.cpu_count()} CPUs, load average (1/5/15 min) before "
+            + "/".join(f"{v:.2f}" for v in load_before)
+            + ", after "
+            + "/".join(f"{v:.2f}" for v in load_after)
+        )
         client.close()
     finally:
         if api is not None:

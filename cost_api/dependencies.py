@@ -26,6 +26,7 @@ from cost_pipelines.customers import (
     CUSTOMER_ID_RULE,
     CustomerBook,
 )
+from cost_pipelines.logs import bind_log_context
 from cost_pipelines.warehouse.connection import WarehouseSettings
 
 FORBIDDEN_DETAIL = "this API key may not read that customer"
@@ -87,11 +88,9 @@ def trigger_lock(request: Request, customer_id: str, provider: str) -> asyncio.L
     return locks.setdefault((customer_id, provider), asyncio.Lock())
 
 
-async def current_key(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    keyring: Annotated[KeyRing, Depends(get_keyring)],
-) -> ApiKey:
+def authenticate(credentials: HTTPAuthorizationCredentials | None, keyring: KeyRing) -> ApiKey:
+    """The configured key the request carries, else 401. The key's name (never the key) goes
+    into this request's log records."""
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
@@ -103,6 +102,17 @@ async def current_key(
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED, "unknown API key", headers={"WWW-Authenticate": "Bearer"}
         )
+    bind_log_context(key=key.name)
+    return key
+
+
+async def current_key(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    keyring: Annotated[KeyRing, Depends(get_keyring)],
+) -> ApiKey:
+    """The request's key, within its rate limit (429 beyond it)."""
+    key = authenticate(credentials, keyring)
     limiter: RateLimiter = request.app.state.rate_limiter
     wait_s = limiter.take(key.sha256)
     if wait_s:
@@ -140,7 +150,20 @@ def check_customer_access(customer_id: str, key: ApiKey) -> str:
         )
     if not key.may_read(customer_id):
         raise HTTPException(status.HTTP_403_FORBIDDEN, FORBIDDEN_DETAIL)
+    bind_log_context(customer_id=customer_id)
     return customer_id
+
+
+async def metrics_access(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    keyring: Annotated[KeyRing, Depends(get_keyring)],
+) -> None:
+    """/metrics: open unless METRICS_REQUIRE_KEY, then any valid key (whatever its customers);
+    never rate limited, so a scraper cannot use up a key's requests nor be refused by them."""
+    settings: ApiSettings = request.app.state.settings
+    if settings.metrics_require_key:
+        authenticate(credentials, keyring)
 
 
 SettingsDep = Annotated[ApiSettings, Depends(get_settings)]

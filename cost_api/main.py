@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -15,7 +16,6 @@ from cost_api.auth import KeyRing
 from cost_api.control.check_cache import CheckCache
 from cost_api.control.client import DagsterClient
 from cost_api.control.customers_file import CustomersFile
-from cost_api.control.redaction import Redactor
 from cost_api.errors import install_error_handlers
 from cost_api.limits import BodyLimit, RateLimiter, RequestClock
 from cost_api.routes import (
@@ -27,15 +27,28 @@ from cost_api.routes import (
     export,
     health,
     legacy,
+    metrics,
+    recommendations,
 )
 from cost_api.settings import ApiSettings
+from cost_api.telemetry import RequestTelemetry
 from cost_api.warehouse import close_clients
+from cost_pipelines.logs import configure_logging
+from cost_pipelines.redaction import Redactor
 from cost_pipelines.warehouse.connection import WarehouseSettings
+
+# uvicorn's own loggers: through the API's handler (its access log is off: RequestTelemetry logs
+# each request with its route template, key name and duration instead).
+UVICORN_LOGGERS = ("uvicorn", "uvicorn.error")
 
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Reads the settings once and owns every client: created here, closed here."""
+    # Here, not in main(): however the app is served (cost-api, uvicorn's command), it logs in
+    # LOG_FORMAT.
+    configure_logging(takeover=UVICORN_LOGGERS)
+    logging.getLogger("uvicorn.access").disabled = True
     settings = ApiSettings()
     customers = CustomersFile(settings.customers_file) if settings.customers_file else None
     app.state.settings = settings
@@ -76,15 +89,18 @@ def create_app() -> FastAPI:
     )
     install_error_handlers(app)
     app.add_middleware(BodyLimit)
-    app.add_middleware(RequestClock)  # outermost: the clock starts before anything else
+    app.add_middleware(RequestClock)  # the clock starts before anything else
+    app.add_middleware(RequestTelemetry)  # outermost: sees every answer, a 413 as well
     app.include_router(costs.router)
     app.include_router(analytics.router)
+    app.include_router(recommendations.router)
     app.include_router(allocation.router)
     app.include_router(export.router)
     app.include_router(legacy.router)
     app.include_router(collection.router)
     app.include_router(collectors.router)
     app.include_router(health.router)
+    app.include_router(metrics.router)
     return app
 
 
@@ -97,4 +113,11 @@ def main() -> None:
     parser.add_argument("--host", default=os.environ.get("API_HOST", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("API_PORT", "8000")))
     args = parser.parse_args()
-    uvicorn.run("cost_api.main:app", host=args.host, port=args.port, log_level="info")
+    configure_logging(takeover=UVICORN_LOGGERS)  # uvicorn's first records too
+    uvicorn.run(
+        "cost_api.main:app",
+        host=args.host,
+        port=args.port,
+        log_config=None,  # ours (cost_pipelines.logs), not uvicorn's
+        access_log=False,
+    )

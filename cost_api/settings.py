@@ -83,6 +83,12 @@ class ApiSettings(BaseSettings):
         pattern=r"^[A-Z]{3}$",
         description="COST_API_RATE_BASE: the currency exchange_rates are quoted against",
     )
+    metrics_require_key: bool = Field(
+        default=False,
+        description="METRICS_REQUIRE_KEY: /metrics answers only with a valid API key (any "
+        "customer scope); off by default, as Prometheus scrapes without one: the metrics are "
+        "aggregate counts and latencies by route template, with no customer, key or amount",
+    )
     cost_api_checks_ttl_s: float = Field(
         default=60.0,
         gt=0,

@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import yaml
 
+from cost_pipelines.logs import DAGSTER_PYTHON_LOGS
 from cost_pipelines.runs import PAIR_TAG
 
 READY_TIMEOUT_S = 120.0
@@ -45,6 +46,7 @@ def instance_config(
             "class": "LocalArtifactStorage",
             "config": {"base_dir": str(home)},
         },
+        "python_logs": DAGSTER_PYTHON_LOGS,  # a run's records in LOG_FORMAT too
         "telemetry": {"enabled": False},
         "nux": {"enabled": False},
     }

@@ -10,6 +10,7 @@ started, newest first. To add a service, start one more Component in `start`.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import secrets
 import socket
@@ -23,6 +24,7 @@ from cost_local.sandbox.demo import CUSTOMER_ID as DEMO_CUSTOMER
 from cost_local.sandbox.demo import ENV_FILE_NAME as SANDBOX_ENV_FILE
 from cost_local.sandbox.demo import read_environment_file
 from cost_local.supervisor import Component, Supervisor, http_ok, supervise
+from cost_pipelines.logs import configure_logging
 from cost_pipelines.warehouse.connection import WarehouseSettings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -95,6 +97,11 @@ def demo_key(data_dir: Path, keys_file: Path) -> str:
     return token
 
 
+def _say(line: str) -> None:
+    """A progress line of the set-up, in LOG_FORMAT like the supervisor's."""
+    logging.getLogger("cost_local.run").info("make run: %s", line)
+
+
 def start(stack: Supervisor) -> None:
     data_dir = Path(os.environ.get("DATA_DIR", ".data")).resolve()
     ports = {
@@ -143,7 +150,7 @@ def start(stack: Supervisor) -> None:
     env.setdefault("DAGSTER_GRAPHQL_URL", f"{dagster_url}/graphql")
     env.setdefault("DAGSTER_UI_URL", dagster_url)
     dagster = dagster_command(ROOT / "workspace.yaml", ports["DAGSTER_PORT"])
-    print("make run: starting Dagster (webserver and daemon: a minute or two)", flush=True)
+    _say("starting Dagster (webserver and daemon: a minute or two)")
     stack.start(
         Component(
             "dagster",
@@ -169,7 +176,7 @@ def start(stack: Supervisor) -> None:
             customers_file=Path(env["CUSTOMERS_FILE"]),
             sandboxed=sandboxed,
             moto_url=env.get("SANDBOX_AWS_ENDPOINT") if sandboxed else None,
-            say=lambda line: print(f"make run: {line}", flush=True),
+            say=_say,
             stop_requested=lambda: stack.stop_requested,
         )
     )
@@ -200,7 +207,11 @@ A component that exits is restarted; Ctrl-C stops everything.""",
 
 
 def main() -> int:
-    return supervise(start, errors=(StackError,))
+    # The supervisor's records (starts, exits, restarts) in LOG_FORMAT, like every component's.
+    configure_logging()
+    log = logging.getLogger("cost_local.run")
+    stack = Supervisor(log=lambda line: log.info("make run: %s", line))
+    return supervise(start, stack=stack, errors=(StackError,))
 
 
 if __name__ == "__main__":

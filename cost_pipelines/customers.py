@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -217,11 +217,79 @@ class Alerts(_Strict):
     webhook_url_env: EnvName
 
 
+class AwsRecommendationSettings(_Strict):
+    """Which Cost Explorer purchase recommendations to ask for. Each request costs $0.01 (every
+    page too): one per Savings Plans type and one per reservation service, once per interval."""
+
+    savings_plans_types: tuple[Literal["COMPUTE_SP", "EC2_INSTANCE_SP", "SAGEMAKER_SP"], ...] = (
+        "COMPUTE_SP",
+    )
+    reservation_services: tuple[str, ...] = (
+        "Amazon Elastic Compute Cloud - Compute",
+        "Amazon Relational Database Service",
+    )
+    term: Literal["ONE_YEAR", "THREE_YEARS"] = "ONE_YEAR"
+    payment_option: Literal["NO_UPFRONT", "PARTIAL_UPFRONT", "ALL_UPFRONT"] = "NO_UPFRONT"
+    lookback: Literal["SEVEN_DAYS", "THIRTY_DAYS", "SIXTY_DAYS"] = "THIRTY_DAYS"
+    endpoint_url_env: EnvName | None = Field(
+        default=None,
+        description="Env var holding a Cost Explorer endpoint URL for these calls (the sandbox's)",
+    )
+
+
+class AzureRecommendationSettings(_Strict):
+    """The Consumption reservation recommendations asked for, per billing account scope."""
+
+    scope: Literal["Single", "Shared"] = "Shared"
+    look_back: Literal["Last7Days", "Last30Days", "Last60Days"] = "Last30Days"
+    term: Literal["P1Y", "P3Y"] = "P1Y"
+
+
+class GcpRecommendationSettings(_Strict):
+    """The Recommender API is read only where the customer granted access (the service account
+    needs recommender.commitmentUtilizationInsights / computeCommitments viewer roles): the
+    projects and locations to ask are listed here; without them none are asked."""
+
+    projects: tuple[str, ...] = ()
+    locations: tuple[str, ...] = ()
+
+
+class RecommendationSettings(_Strict):
+    """How recommendations are made for one customer: how often the providers are asked (their
+    figures change daily at most, and Cost Explorer bills every request) and the thresholds of
+    our own rules over the stored costs."""
+
+    provider_interval: Duration = Field(
+        default=timedelta(days=1), description="Shortest time between asking the providers"
+    )
+    aws: AwsRecommendationSettings = AwsRecommendationSettings()
+    azure: AzureRecommendationSettings = AzureRecommendationSettings()
+    gcp: GcpRecommendationSettings = GcpRecommendationSettings()
+    idle_days: int = Field(
+        default=7, ge=1, le=90, description="Days a resource costs without usage or compute"
+    )
+    utilisation_days: int = Field(default=30, ge=1, le=90, description="Days of commitment fees")
+    min_utilisation: Decimal = Field(
+        default=Decimal("0.8"), gt=0, le=1, description="Commitments used less than this"
+    )
+    growth_weeks: int = Field(default=4, ge=2, le=26, description="Weeks of growth compared")
+    growth_margin: Decimal = Field(
+        default=Decimal("0.1"),
+        ge=0,
+        le=10,
+        description="How much faster than the customer's total a service grows each week",
+    )
+    min_monthly_saving: Decimal = Field(
+        default=Decimal("1"), ge=0, description="Own recommendations saving less are not listed"
+    )
+
+
 class _CustomerEntry(_Strict):
     name: str = ""
     providers: _Providers
     budgets: tuple[Budget, ...] = ()
     alerts: Alerts | None = None
+    recommendations: RecommendationSettings = RecommendationSettings()
 
     @model_validator(mode="after")
     def _distinct_budgets(self) -> _CustomerEntry:
@@ -240,6 +308,7 @@ class Customer:
     providers: dict[str, ProviderConfig]
     budgets: tuple[Budget, ...] = ()
     alerts: Alerts | None = None
+    recommendations: RecommendationSettings = field(default_factory=RecommendationSettings)
 
 
 @dataclass
@@ -295,6 +364,7 @@ def parse_customers(document: Any, source: str) -> CustomerBook:
             providers,
             budgets=parsed.budgets,
             alerts=parsed.alerts,
+            recommendations=parsed.recommendations,
         )
     return book
 

@@ -4,6 +4,7 @@ and probe. (No container runtime or cluster runs here; see README, "Scale out".)
 
 from __future__ import annotations
 
+import importlib
 import re
 import shlex
 import tomllib
@@ -16,6 +17,7 @@ from fastapi.testclient import TestClient
 
 from cost_api.main import create_app
 from cost_api.settings import ApiSettings
+from cost_pipelines.logs import DAGSTER_PYTHON_LOGS, dagster_handler
 from cost_pipelines.runs import PAIR_TAG
 from cost_pipelines.warehouse.connection import WarehouseSettings
 
@@ -95,6 +97,16 @@ def test_every_run_queue_limits_one_run_per_pair() -> None:
     [instance_limit] = instance["run_coordinator"]["config"]["tag_concurrency_limits"]
     for limit in (helm_limit, instance_limit):
         assert limit == {"key": PAIR_TAG, "value": {"applyLimitPerUniqueValue": True}, "limit": 1}
+
+
+def test_every_dagster_instance_hands_run_records_to_the_projects_log_handler() -> None:
+    instance = yaml.safe_load((DEPLOY / "dagster.postgres.yaml").read_text())
+    assert instance["python_logs"] == DAGSTER_PYTHON_LOGS
+    helm = helm_values()["pythonLogs"]["dagsterHandlerConfig"]
+    assert helm == DAGSTER_PYTHON_LOGS["dagster_handler_config"]
+    [handler] = helm["handlers"].values()
+    module, _, name = handler["()"].rpartition(".")
+    assert getattr(importlib.import_module(module), name) is dagster_handler
 
 
 def api_container() -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -27,6 +28,7 @@ from cost_api.control.runs import (
     parse_run,
 )
 from cost_api.errors import ServiceUnavailable
+from cost_api.telemetry import observe_dagster
 from cost_pipelines.runs import CUSTOMER_PARTITIONS, PAIR_TAG, pair_tag_value
 
 REPOSITORY_NAME = "__repository__"
@@ -43,11 +45,19 @@ log = logging.getLogger(__name__)
 _DOTTED_PATH = re.compile(r"\b(?:[A-Za-z_][A-Za-z0-9_]*\.)+(?=[A-Za-z_][A-Za-z0-9_]*\b)")
 # Dagster's webserver is up but cannot reach the code location (it is starting or restarting).
 _TRANSIENT = ("DagsterUserCodeUnreachableError", "DagsterUserCodeProcessError")
+_OPERATION = re.compile(r"^\s*(?:query|mutation)\s+([A-Za-z_][A-Za-z0-9_]*)", re.M)
 
 
 def without_paths(text: str) -> str:
     """A Dagster message without dotted module paths (class names and words stay)."""
     return _DOTTED_PATH.sub("", text)
+
+
+def operation_name(document: str) -> str:
+    """The operation a GraphQL document names (`query Runs(...)` -> Runs): a metric label that
+    only the code decides."""
+    found = _OPERATION.search(document)
+    return found.group(1) if found else "anonymous"
 
 
 class RunNotFound(Exception):
@@ -102,14 +112,32 @@ class DagsterClient:
     # -- transport: the one place where Dagster failures become API errors --------------------
 
     async def _execute(self, document: str, variables: dict[str, Any] | None = None) -> Any:
+        """One GraphQL request; its latency is observed by operation and outcome (/metrics)."""
+        started = time.perf_counter()
+        outcome = "error"  # Dagster answered, with an error or not with GraphQL
         try:
-            response = await self._http.post(
-                self._url, json={"query": document, "variables": variables or {}}
-            )
-        except httpx.TimeoutException as exc:
-            raise ServiceUnavailable(SERVICE, "Dagster did not answer in time", 503) from exc
-        except httpx.TransportError as exc:
-            raise ServiceUnavailable(SERVICE, "cannot reach the Dagster webserver", 503) from exc
+            try:
+                response = await self._http.post(
+                    self._url, json={"query": document, "variables": variables or {}}
+                )
+            except httpx.TimeoutException as exc:
+                outcome = "timeout"
+                raise ServiceUnavailable(SERVICE, "Dagster did not answer in time", 503) from exc
+            except httpx.TransportError as exc:
+                outcome = "unreachable"
+                raise ServiceUnavailable(
+                    SERVICE, "cannot reach the Dagster webserver", 503
+                ) from exc
+            except asyncio.CancelledError:  # the caller stopped waiting (the checks' timeout)
+                outcome = "cancelled"
+                raise
+            data = self._data(response)
+            outcome = "ok"
+            return data
+        finally:
+            observe_dagster(operation_name(document), outcome, time.perf_counter() - started)
+
+    def _data(self, response: httpx.Response) -> Any:
         try:
             body = response.json()
         except ValueError as exc:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-from cost_api.control.redaction import Redactor, env_names_in_customers_file
 from cost_api.errors import ServiceUnavailable
 from cost_pipelines.customers import CustomerBook, load_customers
+from cost_pipelines.redaction import Redactor, env_names_in_customers_file
 
 
 class CustomersFile:

@@ -95,6 +95,7 @@ class AllocationReader(CostReader):
     def get_cost_by_tag(self, period: Period, key: str, *, limit: int) -> TagCosts:
         """Cost per value of `key` and the untagged bucket, per currency; the values past
         `limit` summed per currency."""
+        self.prefetch_state()
         self.require_metric(period)
         bound, converted = self._converted(
             PERIOD_WHERE,
@@ -151,6 +152,7 @@ class AllocationReader(CostReader):
 
     def get_tag_keys(self, period: Period, *, limit: int) -> TagKeys:
         """The `limit` tag keys carried by the most lines, with their cost per currency."""
+        self.prefetch_state()
         self.require_metric(period)
         values, converted = self._converted(PERIOD_WHERE, period, self._bind(period))
         amounts, totals = _totals(self.rows(TOTAL_SQL[converted is not None], values))
@@ -185,6 +187,7 @@ class AllocationReader(CostReader):
 
     def get_cost_by_account(self, period: Period) -> AccountCosts:
         """Cost per billing account, with its sub-accounts, per currency."""
+        self.prefetch_state()
         self.require_metric(period)
         values, converted = self._converted(PERIOD_WHERE, period, self._bind(period))
         rows = self.rows(BY_ACCOUNT_SQL[converted is not None], values)

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from contextvars import ContextVar
+from contextvars import ContextVar, copy_context
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -20,6 +20,7 @@ from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError
 
 from cost_api.errors import ServiceUnavailable, engine_code
+from cost_api.telemetry import timed_query
 
 # A read the API serves must answer fast or not at all: the engine aborts it after this long (or
 # sooner, when the request's deadline is nearer) and the client gets 503 instead of waiting.
@@ -68,6 +69,13 @@ class ReadBudget:
 _budget: ContextVar[ReadBudget | None] = ContextVar("read_budget", default=None)
 
 
+def _in_context(work: Callable[..., T]) -> Callable[..., T]:
+    """`work` as a pool thread runs it: in the submitting request's context, so the records a
+    query makes carry the request's route and customer (cost_pipelines.logs)."""
+    context = copy_context()
+    return lambda *args: context.run(work, *args)
+
+
 def begin_reads(
     pool: ThreadPoolExecutor, seconds: float, arrived: float | None = None
 ) -> ReadBudget:
@@ -90,18 +98,42 @@ class ClickHouseReader:
         budget = _budget.get()
         if budget is None:  # outside a request (a script, a test of the SQL): no deadline
             return self._query(sql, parameters, READ_TIMEOUT_S)
+        return budget.wait(
+            budget.pool.submit(_in_context(self._within), budget, sql, dict(parameters))
+        )
+
+    def soon(
+        self, sql: str, parameters: Mapping[str, Any]
+    ) -> Callable[[], Sequence[Sequence[Any]]]:
+        """Start a SELECT now and return what waits for its rows, so a read whose queries do not
+        depend on each other waits for the slowest, not for their sum. Outside a request it runs
+        when its rows are asked for."""
+        budget = _budget.get()
+        if budget is None:
+            return lambda: self._query(sql, parameters, READ_TIMEOUT_S)
+        future = budget.pool.submit(_in_context(self._within), budget, sql, dict(parameters))
+        return lambda: budget.wait(future)
+
+    def _within(
+        self, budget: ReadBudget, sql: str, parameters: Mapping[str, Any]
+    ) -> Sequence[Sequence[Any]]:
+        """The query as the pool starts it: its engine time limit is what is left of the
+        request's deadline then, not when it was queued, and a read whose deadline passed while
+        it waited for a thread is not sent at all (under overload the pool serves the reads that
+        can still answer in time)."""
         limit = max(1, min(READ_TIMEOUT_S, math.ceil(budget.left())))
-        return budget.wait(budget.pool.submit(self._query, sql, parameters, limit))
+        return self._query(sql, parameters, limit)
 
     def _query(
         self, sql: str, parameters: Mapping[str, Any], limit_s: int
     ) -> Sequence[Sequence[Any]]:
         try:
-            result = self.client.query(
-                sql,
-                parameters=dict(parameters),
-                settings={"max_execution_time": limit_s, "timeout_overflow_mode": "throw"},
-            )
+            with timed_query(type(self).__name__):  # its latency by reader, in /metrics
+                result = self.client.query(
+                    sql,
+                    parameters=dict(parameters),
+                    settings={"max_execution_time": limit_s, "timeout_overflow_mode": "throw"},
+                )
         except DatabaseError as exc:
             if engine_code(exc) == _TIMEOUT_EXCEEDED:
                 raise ServiceUnavailable(

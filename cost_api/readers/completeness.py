@@ -14,6 +14,7 @@ import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from functools import cached_property
 from typing import Any
 
 from cost_api.control.runs import CheckResult
@@ -99,16 +100,20 @@ class DayState:
 
 @dataclass
 class ProviderDays:
-    """One provider's collected days of one customer (cost counts only from `lo` on)."""
+    """One provider's collected days of one customer (cost counts only from `lo` on).
+
+    Built once from the warehouse's rows and then only read (states are cached and shared
+    between answers), so what is derived from all the days is computed once per state, not per
+    read: a dashboard's reads pay for the period's days, not the history's."""
 
     provider: str
     days: dict[date, DayState] = field(default_factory=dict)
 
-    @property
+    @cached_property
     def newest_cost_day(self) -> date | None:
         return max((d for d, s in self.days.items() if s.lines), default=None)
 
-    @property
+    @cached_property
     def last_collected_at(self) -> datetime | None:
         return max((s.collected_last for s in self.days.values()), default=None)
 
@@ -119,7 +124,7 @@ class ProviderDays:
         settled = state.collected_first >= midnight(day + timedelta(days=2))
         return after_end and (moved_on or settled)
 
-    @property
+    @cached_property
     def last_complete_day(self) -> date | None:
         newest = self.newest_cost_day
         return max((d for d in self.days if self.complete(d, newest)), default=None)

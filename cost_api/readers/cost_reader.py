@@ -8,7 +8,10 @@ chooses between them.
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from collections.abc import Callable, Sequence
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from itertools import takewhile
 from typing import Any
 
 from clickhouse_connect.driver.client import Client
@@ -32,7 +35,7 @@ from cost_api.readers.completeness import (
     DataState,
 )
 from cost_api.readers.conversion import ConversionRequest
-from cost_api.readers.cursor import encode_cursor
+from cost_api.readers.cursor import PageKey, encode_cursor
 from cost_api.readers.trends import Grain
 from cost_api.schemas.costs import (
     Conversion,
@@ -46,22 +49,59 @@ from cost_api.schemas.costs import (
     TypeCosts,
 )
 
-# Columns in the order CostLine lists them, then the period's line count (computed before
-# LIMIT); the sort covers every column so pages are deterministic (offset paging).
-METRICS_SQL = """
+# The order of the lines (newest day first, biggest first within a day, then every column so the
+# order is total), as one ascending tuple: a page starts right after the previous page's last
+# line (keyset), so a deep page reads what the first page reads, and days after the cursor's are
+# not scanned at all. NULLs (costs a source does not supply) sort last, as ORDER BY does.
+METRICS_ORDER = """-toInt32(toDate(ChargePeriodStart)), isNull({metric:Identifier}),
+         -ifNull({metric:Identifier}, 0), provider, BillingAccountId, ServiceName, ResourceId,
+         RegionId, ChargeCategory, BillingCurrency, BilledCost,
+         isNull(EffectiveCost), ifNull(EffectiveCost, 0), isNull(ListCost), ifNull(ListCost, 0),
+         isNull(ContractedCost), ifNull(ContractedCost, 0)"""
+_MONEY_PARAMETER = "Decimal(38, 12)"
+EPOCH = date(1970, 1, 1)  # toInt32 of a Date counts days from it
+# The bound values of a cursor's line, in METRICS_ORDER's order and types.
+AFTER_TYPES = (
+    ("day", "Int32"),
+    ("metric_null", "UInt8"),
+    ("metric", _MONEY_PARAMETER),
+    ("provider", "String"),
+    ("account", "String"),
+    ("service", "String"),
+    ("resource", "String"),
+    ("region", "String"),
+    ("category", "String"),
+    ("currency", "String"),
+    ("billed", _MONEY_PARAMETER),
+    ("effective_null", "UInt8"),
+    ("effective", _MONEY_PARAMETER),
+    ("list_null", "UInt8"),
+    ("list", _MONEY_PARAMETER),
+    ("contracted_null", "UInt8"),
+    ("contracted", _MONEY_PARAMETER),
+)
+_AFTER = ", ".join(f"{{after_{name}:{kind}}}" for name, kind in AFTER_TYPES)
+_METRICS = """
 SELECT toDate(ChargePeriodStart) AS day, provider, BillingAccountId, ServiceName, ResourceId,
        RegionId, ChargeCategory, BilledCost, EffectiveCost, ListCost, ContractedCost,
-       BillingCurrency, count() OVER () AS total
-FROM costs_current(customer_id = {customer_id:String})
-WHERE provider IN {providers:Array(String)}
-  AND ChargePeriodStart >= {start:DateTime('UTC')} AND ChargePeriodStart < {end:DateTime('UTC')}
-ORDER BY day DESC, {metric:Identifier} DESC, provider, BillingAccountId, ServiceName, ResourceId,
-         RegionId, ChargeCategory, BillingCurrency, BilledCost, EffectiveCost, ListCost,
-         ContractedCost
-LIMIT {limit:UInt32} OFFSET {offset:UInt64}
+       BillingCurrency
+FROM costs_current(customer_id = {{customer_id:String}})
+WHERE provider IN {{providers:Array(String)}}
+  AND ChargePeriodStart >= {{start:DateTime('UTC')}} AND ChargePeriodStart < {{end:DateTime('UTC')}}
+  {after}
+ORDER BY {order}
+LIMIT {{limit:UInt32}} OFFSET {{skip:UInt64}}
 """
+# Columns in the order CostLine lists them. The first page, then the pages after a cursor's line:
+# its day bounds the scan, the tuple comparison starts at the line itself, and `skip` passes the
+# lines equal to it that the previous pages already returned (lines may repeat every column).
+METRICS_SQL = _METRICS.format(after="", order=METRICS_ORDER)
+METRICS_AFTER_SQL = _METRICS.format(
+    after=f"""AND ChargePeriodStart < {{after_next_day:DateTime('UTC')}}
+  AND ({METRICS_ORDER}) >= ({_AFTER})""",
+    order=METRICS_ORDER,
+)
 
-# Only for a page past the end, which has no row to carry the count.
 COUNT_SQL = """
 SELECT count()
 FROM costs_current(customer_id = {customer_id:String})
@@ -184,6 +224,12 @@ class CostReader(ClickHouseReader):
         self.query = query
         self.convert = convert
         self.today = today or today_utc()
+        self._loads_version: Callable[[], Sequence[Sequence[Any]]] | None = None
+
+    def prefetch_state(self) -> None:
+        """Ask for the customer's loads version now, beside the read's main query: with a cached
+        day state (a dashboard's repeated reads) the completeness then costs no extra wait."""
+        self._loads_version = self.soon(LOADS_VERSION_SQL, self._bind())
 
     def _scope(self) -> dict[str, Any]:
         return {
@@ -222,11 +268,20 @@ class CostReader(ClickHouseReader):
         hi = self.today + timedelta(days=1)
         if period is not None:
             lo, hi = min(lo, period.start), max(hi, period.end)
-        return self._state(Period(lo, hi), self._bind())
+        version, self._loads_version = self._loads_version, None
+        return self._state(Period(lo, hi), self._bind(), version)
 
-    def _state(self, span: Period, values: dict[str, Any]) -> DataState:
-        """The day states, reused from STATES while no load of these providers happened."""
-        [(newest_load, pointers)] = self.rows(LOADS_VERSION_SQL, values)
+    def _state(
+        self,
+        span: Period,
+        values: dict[str, Any],
+        version: Callable[[], Sequence[Sequence[Any]]] | None = None,
+    ) -> DataState:
+        """The day states, reused from STATES while no load of these providers happened
+        (`version`: the loads version already asked for, see prefetch_state)."""
+        [(newest_load, pointers)] = (
+            version() if version is not None else self.rows(LOADS_VERSION_SQL, values)
+        )
         key = (
             values["customer_id"],
             tuple(values["providers"]),
@@ -246,24 +301,67 @@ class CostReader(ClickHouseReader):
             STATES.put(key, state)
         return state.copy()
 
-    def get_cost_metrics(self, period: Period, *, limit: int, offset: int) -> CostLinesPage:
-        """One page of the period's stored lines, newest day first, biggest first within a day."""
-        rows = self.rows(METRICS_SQL, self._bind(period, limit=limit, offset=offset))
-        if rows:
-            count = int(rows[0][-1])
+    def get_cost_metrics(
+        self, period: Period, *, limit: int, after: PageKey | None = None
+    ) -> CostLinesPage:
+        """One page of the period's stored lines, newest day first, biggest first within a day:
+        the first page, or the page after the line a cursor names."""
+        count = self.soon(COUNT_SQL, self._bind(period))
+        # One line more than the page: whether another page follows, without a second query.
+        if after is None:
+            rows = self.rows(METRICS_SQL, self._bind(period, limit=limit + 1, skip=0))
         else:
-            count = int(self.rows(COUNT_SQL, self._bind(period))[0][0]) if offset else 0
+            values = self._bind(period, limit=limit + 1, skip=after.seen, **self._after(after))
+            rows = self.rows(METRICS_AFTER_SQL, values)
+        more, rows = len(rows) > limit, rows[:limit]
         fields = list(CostLine.model_fields)
-        data = [CostLine(**dict(zip(fields, row[:-1], strict=True))) for row in rows]
-        next_offset = offset + len(data)
-        cursor = encode_cursor(self.query, period, next_offset) if next_offset < count else None
+        data = [CostLine(**dict(zip(fields, row, strict=True))) for row in rows]
+        total = int(count()[0][0])
+        cursor = None
+        if more:
+            last = tuple(rows[-1])
+            seen = sum(1 for _ in takewhile(lambda row: tuple(row) == last, reversed(rows)))
+            if after is not None and seen == len(rows) and last == after.line:
+                seen += after.seen  # the whole page repeats the cursor's line
+            cursor = encode_cursor(self.query, period, PageKey(last, seen))
         return CostLinesPage(
             **self._scope(),
             period=PeriodPublic.of(period),
             data=data,
-            count=count,
-            next_cursor=cursor if data else None,
+            count=total,
+            next_cursor=cursor,
         )
+
+    def _after(self, after: PageKey) -> dict[str, Any]:
+        """The cursor's line as METRICS_AFTER_SQL binds it (its sort key, see METRICS_ORDER)."""
+        day, provider, account, service, resource, region, category = after.line[:7]
+        billed, effective, listed, contracted, currency = after.line[7:]
+        metric = {"BilledCost": billed, "EffectiveCost": effective, "ListCost": listed}.get(
+            self.query.column, contracted
+        )
+
+        def money(value: Decimal | None) -> tuple[int, Decimal]:
+            return (1, Decimal(0)) if value is None else (0, value)
+
+        metric_null, metric_value = money(metric)
+        values = {
+            "day": -(day - EPOCH).days,
+            "metric_null": metric_null,
+            "metric": -metric_value,
+            "provider": provider,
+            "account": account,
+            "service": service,
+            "resource": resource,
+            "region": region,
+            "category": category,
+            "currency": currency,
+            "billed": billed,
+        }
+        for name, value in (("effective", effective), ("list", listed), ("contracted", contracted)):
+            values[f"{name}_null"], values[name] = money(value)
+        bound = {f"after_{name}": values[name] for name, _ in AFTER_TYPES}
+        bound["after_next_day"] = datetime.combine(day + timedelta(days=1), time.min)
+        return bound
 
     def require_metric(self, period: Period) -> None:
         """Refuse (422 naming them) when a source in the period does not supply the metric."""
@@ -278,6 +376,7 @@ class CostReader(ClickHouseReader):
     def get_latest_costs(self) -> LatestCosts:
         """Per provider its own newest complete day with cost, by service and resource, and when
         it was collected; a provider whose newer days are still open says so."""
+        self.prefetch_state()
         state = self.data_state()
         picks = shaping.latest_days(state)
         stale = [p for p in state.providers if p not in picks]
@@ -300,6 +399,7 @@ class CostReader(ClickHouseReader):
     def get_cost_trends(self, period: Period, group_by: Grain) -> CostTrends:
         """Cost per day, ISO week or month bucket, zero-filled, per currency; a period without
         cost is zero in each currency the customer has for the provider in any period."""
+        self.prefetch_state()
         self.require_metric(period)
         values, converted = self._converted(PERIOD_WHERE, period, self._bind(period))
         rows = self.rows(DAILY_SQL[converted is not None], values)
@@ -314,6 +414,7 @@ class CostReader(ClickHouseReader):
 
     def get_cost_by_resource(self, period: Period, *, limit: int) -> ResourceCosts:
         """The `limit` most expensive resources of each currency, with their share."""
+        self.prefetch_state()
         self.require_metric(period)
         values, converted = self._converted(PERIOD_WHERE, period, self._bind(period, limit=limit))
         rows = self.rows(BY_RESOURCE_SQL[converted is not None], values)
@@ -321,6 +422,7 @@ class CostReader(ClickHouseReader):
 
     def get_cost_by_type(self, period: Period) -> TypeCosts:
         """Cost per FOCUS service category with its services, per currency."""
+        self.prefetch_state()
         self.require_metric(period)
         values, converted = self._converted(PERIOD_WHERE, period, self._bind(period))
         rows = self.rows(BY_TYPE_SQL[converted is not None], values)
@@ -328,6 +430,7 @@ class CostReader(ClickHouseReader):
 
     def get_total_cost(self, period: Period) -> TotalCost:
         """The period's total per currency and its number of lines."""
+        self.prefetch_state()
         self.require_metric(period)
         values, converted = self._converted(PERIOD_WHERE, period, self._bind(period))
         rows = self.rows(TOTAL_SQL[converted is not None], values)

@@ -27,6 +27,7 @@ from typing import Any, Protocol
 from clickhouse_connect.driver.client import Client
 
 from cost_api.params import Period, ProviderChoice, provider_members
+from cost_api.telemetry import timed_query
 
 
 class ExportFormat(StrEnum):
@@ -195,9 +196,10 @@ class ExportStream(AbstractContextManager["ExportStream"]):
             "timeout_overflow_mode": "throw",
             **_SETTINGS[export.fmt],
         }
-        body: Any = client.raw_stream(
-            EXPORT_SQL[export.fmt], parameters=export.parameters(), settings=settings
-        )
+        with timed_query("export"):  # until the warehouse starts answering; /metrics
+            body: Any = client.raw_stream(
+                EXPORT_SQL[export.fmt], parameters=export.parameters(), settings=settings
+            )
         self._body: _Body = body
 
     def chunks(self) -> Iterator[bytes]:

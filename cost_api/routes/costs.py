@@ -101,17 +101,19 @@ def get_cost_metrics(
     cursor: Annotated[
         str | None,
         Query(
-            max_length=512,
-            description="`next_cursor` of the previous page; it carries the first page's period "
-            "and is valid only for the same customer, provider and cost_metric",
+            # It carries a whole line (resource ids run to hundreds of characters).
+            max_length=8192,
+            description="`next_cursor` of the previous page: it names the line the next page "
+            "starts after and carries the first page's period; valid only for the same "
+            "customer, provider and cost_metric",
         ),
     ] = None,
 ) -> CostLinesPage:
     reader = CostReader(warehouse, query)
-    offset = 0
+    after = None
     if cursor is not None:
-        period, offset = decode_cursor(cursor, reader.query, settings.max_period_days)
-    return reader.get_cost_metrics(period, limit=limit, offset=offset)
+        period, after = decode_cursor(cursor, reader.query, settings.max_period_days)
+    return reader.get_cost_metrics(period, limit=limit, after=after)
 
 
 @router.get(

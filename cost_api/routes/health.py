@@ -15,6 +15,7 @@ from cost_api.control.client import DagsterClient
 from cost_api.dependencies import DagsterDep, SettingsDep
 from cost_api.errors import RETRY_AFTER_S, ServiceUnavailable
 from cost_api.schemas.health import ComponentHealth, Health, SupervisedProcess
+from cost_api.telemetry import timed_query
 from cost_api.warehouse import api_client
 from cost_pipelines.warehouse.connection import WarehouseSettings
 
@@ -26,7 +27,9 @@ router = APIRouter(tags=["health"])
 
 
 def _warehouse_version(settings: WarehouseSettings) -> str:
-    return str(api_client(settings).command("SELECT version()"))
+    client = api_client(settings)
+    with timed_query("health"):
+        return str(client.command("SELECT version()"))
 
 
 async def _check_warehouse(request: Request) -> ComponentHealth:

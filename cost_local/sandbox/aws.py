@@ -43,12 +43,15 @@ def reset_moto(endpoint_url: str) -> None:
     _post(endpoint_url, "/moto-api/reset")
 
 
-def queue_cost_and_usage(endpoint_url: str, results: Sequence[dict[str, Any]]) -> None:
-    """Queue GetCostAndUsage answers, in the order the requests will come."""
+def queue_cost_and_usage(
+    endpoint_url: str, results: Sequence[dict[str, Any]], account_id: str = MOTO_ACCOUNT
+) -> None:
+    """Queue GetCostAndUsage answers, in the order the requests will come, for the AWS account
+    whose keys will ask (moto's default account unless the keys belong to another)."""
     _post(
         endpoint_url,
         "/moto-api/static/ce/cost-and-usage-results",
-        {"results": list(results), "account_id": MOTO_ACCOUNT},
+        {"results": list(results), "account_id": account_id},
     )
 
 

@@ -15,7 +15,7 @@ import uuid
 from collections import defaultdict, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -28,12 +28,16 @@ from cost_local.sandbox.azure_query import (
     resource_group,
     skiptoken,
 )
+from cost_local.sandbox.azure_recommendations import reservation_recommendations
 from cost_local.sandbox.bills import GeneratedLine
 from cost_local.sandbox.simulator import Request, Response, Simulator
 
 API_VERSIONS = ("2025-03-01", "2024-08-01", "2023-11-01", "2023-03-01")
 QPU_RETRY_HEADER = "x-ms-ratelimit-microsoft.costmanagement-qpu-retry-after"
 _QUERY = re.compile(r"^(?P<scope>/.+)/providers/microsoft\.costmanagement/query/?$", re.I)
+_RECOMMENDATIONS = re.compile(
+    r"^(?P<scope>/.+)/providers/microsoft\.consumption/reservationrecommendations/?$", re.I
+)
 _TOKEN = re.compile(r"^/(?P<tenant>[^/]+)/oauth2(?P<v2>/v2\.0)?/token$")
 
 
@@ -72,8 +76,13 @@ class AzureCostManagement(Simulator):
         self.total_offsets: dict[date, Decimal] = {}
         self.set_lines(lines)
 
-    def set_lines(self, lines: Iterable[GeneratedLine]) -> None:
-        """Replace what the API reports with these bills' cost details (`cost_records`)."""
+    def set_lines(self, lines: Iterable[GeneratedLine], today: date | None = None) -> None:
+        """Replace what the API reports with these bills' cost details (`cost_records`), and
+        the reservation recommendations with those of these bills in the morning of `today`."""
+        lines = list(lines)
+        with self.lock:
+            self._lines = lines
+            self.today = today or datetime.now(UTC).date()
         self.set_records(cost_records(lines))
 
     def set_records(self, records: Iterable[CostRecord]) -> None:
@@ -102,6 +111,12 @@ class AzureCostManagement(Simulator):
                 return self._token(match["tenant"], bool(match["v2"]), request.form())
             if request.method == "POST" and (match := _QUERY.match(request.path)):
                 return self._query(match["scope"], request)
+            if request.method == "GET" and (match := _RECOMMENDATIONS.match(request.path)):
+                self._tenant_of(request)
+                with self.lock:
+                    lines, today = self._lines, self.today
+                answer = reservation_recommendations(match["scope"], request.query, lines, today)
+                return Response(200, answer)
             raise AzureError(404, "NotFound", f"No route for {request.method} {request.path}.")
         except AzureError as error:
             return error.response

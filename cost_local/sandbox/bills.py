@@ -78,14 +78,21 @@ def generate_bills(
     *,
     seed: int = 7,
     spike_on: date | None = None,
+    waste: bool = False,
 ) -> list[GeneratedLine]:
     """Every line item of these accounts for the days [start, end), ordered by day. `spike_on`
-    puts every account's spike on that day instead of its `spike_day`."""
+    puts every account's spike on that day instead of its `spike_day`; `waste` adds what the
+    recommendations find (an unused address, a stopped VM's disk, a fast-growing service:
+    sandbox/scenarios.py)."""
     if end <= start:
         raise ValueError(f"end {end} must be after start {start}")
     lines: list[GeneratedLine] = []
     for account in accounts:
         lines.extend(_account_lines(account, start, end, seed, spike_on))
+    if waste:
+        from cost_local.sandbox.scenarios import waste_lines  # it builds on this module
+
+        lines.extend(waste_lines(accounts, start, end))
     lines.sort(key=_order)
     return lines
 

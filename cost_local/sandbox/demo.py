@@ -57,6 +57,7 @@ def environment(urls: dict[str, str], demo: DemoSecrets, gcp_key_file: Path) -> 
     """The variables the demo customer's entry names, with their values."""
     return {
         "SANDBOX_AWS_ENDPOINT": urls["aws"],
+        "SANDBOX_AWS_CE_ENDPOINT": urls.get("aws_ce", urls["aws"]),
         "SANDBOX_AWS_ACCESS_KEY_ID": demo.aws_access_key_id,
         "SANDBOX_AWS_SECRET_ACCESS_KEY": demo.aws_secret_access_key,
         "SANDBOX_AZURE_ENDPOINT": urls["azure"],
@@ -113,6 +114,17 @@ def customers_document() -> dict[str, Any]:
                     {"name": "usd-total", "amount": "15000", "currency": "USD"},
                     {"amount": "7000", "currency": "EUR", "provider": "azure"},
                 ],
+                # Cost Explorer's recommendations from the sandbox's own server (moto has none);
+                # GCP's Recommender for the projects and regions the demo granted; the demo's
+                # Savings Plan is used ~87%: below this threshold, so it is reported.
+                "recommendations": {
+                    "aws": {"endpoint_url_env": "SANDBOX_AWS_CE_ENDPOINT"},
+                    "gcp": {
+                        "projects": [sub.id for sub in by_provider["gcp"].sub_accounts],
+                        "locations": list(by_provider["gcp"].regions),
+                    },
+                    "min_utilisation": "0.9",
+                },
                 # Set DEMO_ALERTS_WEBHOOK_URL before `make run` to receive the alert events.
                 "alerts": {"webhook_url_env": "DEMO_ALERTS_WEBHOOK_URL"},
             }

@@ -35,6 +35,8 @@ from cost_local.sandbox.gcp_export import (
     export_rows,
 )
 from cost_local.sandbox.gcp_query import BigQueryError, ParsedQuery, bytes_read, parse_query
+from cost_local.sandbox.gcp_recommender import PATH as RECOMMENDER_PATH
+from cost_local.sandbox.gcp_recommender import list_recommendations
 from cost_local.sandbox.simulator import Request, Response, Simulator
 
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
@@ -117,14 +119,19 @@ class BigQueryBilling(Simulator):
         self.net_skew = Decimal(0)
         self.lose_day: date | None = None
         self.jobs_log: list[JobRecord] = []
+        # Who may list recommendations (client emails); None: any authenticated caller.
+        self.recommender_readers: set[str] | None = None
         self._jobs: OrderedDict[str, tuple[ParsedQuery, list[list[Any]], bool]] = OrderedDict()
         self.set_lines(lines)
 
     def set_lines(self, lines: Iterable[GeneratedLine]) -> None:
         """Replace the export tables' content (e.g. with a restated, backfilled version)."""
+        lines = list(lines)
         rows = export_rows(lines, self.export_delay)
         with self.lock:
             self._rows = rows
+            self._lines = lines
+            self.today = self.clock().date()
 
     @property
     def rows(self) -> list[dict[str, Any]]:
@@ -161,6 +168,18 @@ class BigQueryBilling(Simulator):
         try:
             if request.method == "POST" and request.path == "/token":
                 return self._token(request.form())
+            if request.method == "GET" and (match := RECOMMENDER_PATH.match(request.path)):
+                email = self._caller(request)
+                if self.recommender_readers is not None and email not in self.recommender_readers:
+                    raise BigQueryError(
+                        403,
+                        "forbidden",
+                        "Permission 'recommender.commitmentUtilizationRecommendations.list' "
+                        f"denied on resource 'projects/{match['project']}'.",
+                    )
+                with self.lock:
+                    lines, today = self._lines, self.today
+                return Response(200, list_recommendations(match, request.query, lines, today))
             if match := _QUERIES.match(request.path):
                 email = self._caller(request)
                 if request.method == "POST" and not match["job"]:

@@ -77,6 +77,9 @@ class BigQueryError(Exception):
             401: "UNAUTHENTICATED",
             403: "PERMISSION_DENIED",
             404: "NOT_FOUND",
+            429: "RESOURCE_EXHAUSTED",
+            500: "INTERNAL",
+            503: "UNAVAILABLE",
         }
         body = {
             "error": {

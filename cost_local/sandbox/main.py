@@ -4,8 +4,10 @@ the demo customer's customers file, so `make run` collects real-looking costs wi
 AWS is moto's server (Cost Explorer answers queued through `/moto-api/`); Azure, GCP (BigQuery)
 and Vultr are this package's simulators, and so are the ECB's reference rates files. Ports:
 SANDBOX_AWS_PORT (5050), SANDBOX_AZURE_PORT (5051), SANDBOX_GCP_PORT (5052), SANDBOX_VULTR_PORT
-(5053), SANDBOX_ECB_PORT (5054). Writes $DATA_DIR/sandbox.env (the demo credentials and
-EXCHANGE_RATES_URL, mode 0600) and then $DATA_DIR/customers.yaml. Stops on SIGTERM or SIGINT."""
+(5053), SANDBOX_ECB_PORT (5054); Cost Explorer's purchase recommendations, which moto lacks,
+on SANDBOX_AWS_CE_PORT or a free port (its URL is in sandbox.env). Writes $DATA_DIR/sandbox.env
+(the demo credentials and EXCHANGE_RATES_URL, mode 0600) and then $DATA_DIR/customers.yaml.
+Stops on SIGTERM or SIGINT."""
 
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from moto.server import ThreadedMotoServer
 
 from cost_local.sandbox import demo
 from cost_local.sandbox.aws import reset_moto, seed_cost_explorer
+from cost_local.sandbox.aws_ce import CostExplorerRecommendations
 from cost_local.sandbox.azure import AzureCostManagement
 from cost_local.sandbox.bills import GeneratedLine, generate_bills
 from cost_local.sandbox.ecb import EcbReferenceRates
@@ -66,6 +69,15 @@ def _port(provider: str) -> int:
     return port
 
 
+def _optional_port(name: str) -> int:
+    """SANDBOX_<NAME>_PORT if set (checked like the others), else any free port."""
+    variable = f"SANDBOX_{name.upper()}_PORT"
+    if variable not in os.environ:
+        return 0
+    PORTS.setdefault(name, 0)
+    return _port(name)
+
+
 def bills_until(today: date) -> list[GeneratedLine]:
     """The demo customer's bills up to and including today (today's so far), each account
     spiking SPIKE_DAYS_AGO days ago."""
@@ -76,6 +88,7 @@ def bills_until(today: date) -> list[GeneratedLine]:
         today + timedelta(days=1),
         seed=SEED,
         spike_on=today - timedelta(days=SPIKE_DAYS_AGO),
+        waste=True,
     )
 
 
@@ -96,6 +109,11 @@ class Sandbox:
         vultr_account = demo.accounts()["vultr"].billing_account_id
         self.vultr = VultrBilling({self.secrets.vultr_api_key: vultr_account}, port=ports["vultr"])
         self.ecb = EcbReferenceRates(port=ports["ecb"])
+        # Cost Explorer's purchase recommendations (not in moto) on a port of their own.
+        self.aws_ce = CostExplorerRecommendations(
+            {self.secrets.aws_access_key_id: self.secrets.aws_secret_access_key},
+            port=_optional_port("aws_ce"),
+        )
         self.simulators: list[Simulator] = [self.azure, self.gcp, self.vultr, self.ecb]
 
     def start(self) -> dict[str, str]:
@@ -103,6 +121,7 @@ class Sandbox:
         urls = {"aws": f"http://127.0.0.1:{self.ports['aws']}"}
         for name, simulator in zip(("azure", "gcp", "vultr", "ecb"), self.simulators, strict=True):
             urls[name] = simulator.start()
+        urls["aws_ce"] = self.aws_ce.start()
         self.refresh(force=True)
         key_file = self.data_dir / "sandbox" / "gcp-service-account.json"
         demo.write_private(key_file, json.dumps(self.secrets.gcp_key, indent=2))
@@ -119,8 +138,10 @@ class Sandbox:
             self.today = today
             lines = bills_until(today)
             self.vultr.today = today
-            for simulator in (self.azure, self.gcp, self.vultr):
+            for simulator in (self.gcp, self.vultr):
                 simulator.set_lines(lines)
+            self.azure.set_lines(lines, today)
+            self.aws_ce.set_lines(lines, today)
             self._lines = lines
         aws = AwsConfig(billing_account_id=demo.accounts()["aws"].billing_account_id)
         window = trailing_window(today, aws)
@@ -144,7 +165,7 @@ class Sandbox:
 
     def stop(self) -> None:
         self.stopping.set()
-        for simulator in self.simulators:
+        for simulator in (*self.simulators, self.aws_ce):
             simulator.stop()
         self.moto.stop()
 

@@ -206,9 +206,11 @@ def _pages(session: AwsSession, ce: Any, request: dict[str, Any], what: str) -> 
 
 
 def _amount(metrics: dict[str, Any], name: str) -> Decimal:
-    # Amounts arrive as strings; Decimal keeps every digit Cost Explorer sent.
-    value = metrics.get(name, {}).get("Amount")
-    return Decimal(value) if value not in (None, "") else _ZERO
+    """A requested metric's amount. Cost Explorer answers every requested metric of every group
+    (amounts as strings; Decimal keeps every digit): one without it is a broken answer, never a
+    zero (a KeyError fails the run naming the field, and nothing is written)."""
+    value = metrics[name]["Amount"]
+    return Decimal(value) if value != "" else _ZERO
 
 
 def _account_rows(
@@ -221,12 +223,14 @@ def _account_rows(
 ) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for page in pages:
-        for period in page.get("ResultsByTime", []):
+        # ResultsByTime, Groups and Metrics are always in a grouped answer (empty when there is
+        # nothing): reading a missing one as empty would replace the window with nothing.
+        for period in page["ResultsByTime"]:
             day = period["TimePeriod"]["Start"]
             estimated = bool(period.get("Estimated", False))
-            for group in period.get("Groups", []):
+            for group in period["Groups"]:
                 service, key = [*group["Keys"], "", ""][:2]
-                metrics = group.get("Metrics", {})
+                metrics = group["Metrics"]
                 rows.append(
                     {
                         "ChargePeriodStart": day,
@@ -242,11 +246,9 @@ def _account_rows(
                         "x_ChargeType": USAGE_FAMILY if usage else key,
                         "BilledCost": _amount(metrics, "UnblendedCost"),
                         "EffectiveCost": _amount(metrics, "NetAmortizedCost"),
-                        "BillingCurrency": metrics.get("UnblendedCost", {}).get("Unit", "USD"),
+                        "BillingCurrency": metrics["UnblendedCost"]["Unit"],
                         "PricingQuantity": _amount(metrics, "UsageQuantity") if usage else None,
-                        "PricingUnit": metrics.get("UsageQuantity", {}).get("Unit", "")
-                        if usage
-                        else "",
+                        "PricingUnit": metrics["UsageQuantity"]["Unit"] if usage else "",
                         "x_Estimated": estimated,
                     }
                 )
@@ -262,14 +264,13 @@ def _linked_accounts(
     for page in pages:
         for attribute in page.get("DimensionValueAttributes", []):
             names[attribute["Value"]] = attribute.get("Attributes", {}).get("description", "")
-        for period in page.get("ResultsByTime", []):
+        for period in page["ResultsByTime"]:
             day = date.fromisoformat(period["TimePeriod"]["Start"])
-            for group in period.get("Groups", []):
+            for group in period["Groups"]:
                 names.setdefault(group["Keys"][0], "")
-                cost = group.get("Metrics", {}).get("UnblendedCost", {})
-                totals[(billing_account, day, cost.get("Unit", "USD"))] += _amount(
-                    group.get("Metrics", {}), "UnblendedCost"
-                )
+                metrics = group["Metrics"]
+                unit = metrics["UnblendedCost"]["Unit"]
+                totals[(billing_account, day, unit)] += _amount(metrics, "UnblendedCost")
     return names, dict(totals)
 
 

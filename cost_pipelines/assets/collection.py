@@ -39,6 +39,7 @@ from cost_pipelines.customers import (
     CustomerBook,
     ProviderConfig,
 )
+from cost_pipelines.logs import log_context
 from cost_pipelines.providers import ProviderKey
 from cost_pipelines.resources.retry import CollectionFailure
 from cost_pipelines.warehouse.writer import (
@@ -307,8 +308,11 @@ def build_cost_asset(spec: ProviderSpec, partitions: PartitionsDefinition) -> As
     )
     # Unsubscripted: Dagster reads this annotation and knows only the plain MaterializeResult.
     def _cost_asset(context: AssetExecutionContext, config: CollectionConfig) -> MaterializeResult:  # type: ignore[type-arg]
+        # Records of the clients and the writer (plain `logging`) name the run and the pair too.
+        pair = {"customer_id": context.partition_key, "provider": spec.provider}
         try:
-            return collect(context, spec, config)
+            with log_context(run_id=context.run_id, **pair):
+                return collect(context, spec, config)
         except OperationalError as exc:
             # The warehouse is unreachable (stopped, restarting): a later attempt writes the
             # window; nothing was replaced, so retrying is safe.

@@ -3,6 +3,7 @@ throttling retried in our one retry helper and rejected credentials turned into 
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -15,6 +16,7 @@ from botocore.config import Config as BotoConfig
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
+    HTTPClientError,
     NoCredentialsError,
     PartialCredentialsError,
     ProfileNotFound,
@@ -71,8 +73,32 @@ class CredentialsRejected(CollectionFailure):
     """AWS refused the customer's credentials, or none could be found."""
 
 
+class TruncatedAnswer(Exception):
+    """A JSON-protocol answer whose body does not parse: cut short on the way."""
+
+
+def require_complete_json(operation_model: Any, response_dict: dict[str, Any], **_: Any) -> None:
+    """botocore's JSON parser turns a body it cannot parse into an ignored message, so a Cost
+    Explorer page cut short on the way reads as a successful answer without any field: a window
+    without costs. A successful JSON-protocol answer must parse (registered on `before-parse`)."""
+    if response_dict.get("status_code") != 200 or operation_model.has_streaming_output:
+        return
+    if operation_model.service_model.resolved_protocol != "json":
+        return
+    body = response_dict.get("body")
+    if not isinstance(body, bytes):
+        return
+    try:
+        json.loads(body)
+    except ValueError:
+        raise TruncatedAnswer(
+            f"a truncated answer ({len(body)} bytes that are not complete JSON)"
+        ) from None
+
+
 def classify_aws_error(exc: BaseException) -> Retry | None:
-    """Throttling, 5xx and dropped connections are retried; everything else fails at once."""
+    """Throttling, 5xx, truncated answers, timeouts and dropped connections are retried (the
+    transient errors botocore's own standard retries cover); everything else fails at once."""
     if isinstance(exc, ClientError):
         error = exc.response.get("Error", {})
         meta = exc.response.get("ResponseMetadata", {})
@@ -81,7 +107,9 @@ def classify_aws_error(exc: BaseException) -> Retry | None:
         if code in THROTTLING_ERRORS:
             return Retry(code, retry_after_seconds(headers))
         return http_status_verdict(int(meta.get("HTTPStatusCode", 0) or 0), headers)
-    if isinstance(exc, BotoConnectionError):
+    if isinstance(exc, TruncatedAnswer):
+        return Retry(str(exc))
+    if isinstance(exc, BotoConnectionError | HTTPClientError):
         return Retry(type(exc).__name__)
     return None
 
@@ -98,14 +126,17 @@ class AwsSession:
     credentials_source: str
     _clients: list[Any] = field(default_factory=list)
 
-    def client(self, service: str, region: str | None = None) -> Any:
-        """A client for one service; closed with the session."""
+    def client(
+        self, service: str, region: str | None = None, endpoint_url: str | None = None
+    ) -> Any:
+        """A client for one service (at `endpoint_url` if given); closed with the session."""
         client = self.session.client(
             service,  # type: ignore[call-overload]
             region_name=region or self.session.region_name,
-            endpoint_url=self.endpoint_url,
+            endpoint_url=endpoint_url or self.endpoint_url,
             config=self.botocore_config,
         )
+        client.meta.events.register("before-parse", require_complete_json)
         self._clients.append(client)
         return client
 
@@ -133,6 +164,10 @@ class AwsSession:
             raise CredentialsRejected(
                 f"no usable AWS credentials for customer {self.customer_id!r} "
                 f"from {self.credentials_source}: {type(exc).__name__}"
+            ) from None
+        except BotoCoreError as exc:  # an answer botocore could not read; its text may hold URLs
+            raise CollectionFailure(
+                f"AWS: {what} failed for customer {self.customer_id!r}: {type(exc).__name__}"
             ) from None
 
 

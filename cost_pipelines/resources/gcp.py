@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cost_pipelines.customers import GcpConfig
 from cost_pipelines.resources.clickhouse import ClickHouseResource
 from cost_pipelines.resources.rest import (
+    ApiRefused,
     BearerToken,
     CredentialsRejected,
     RestApi,
@@ -57,11 +58,33 @@ def google_error_text(response: httpx.Response) -> str:
     return response.text[:200]
 
 
+def _google_reasons(response: httpx.Response) -> list[str]:
+    try:
+        body = response.json()
+    except ValueError:
+        return []
+    error = body.get("error") if isinstance(body, dict) else None
+    errors = error.get("errors", []) if isinstance(error, dict) else []
+    return [str(e.get("reason", "")) for e in errors if isinstance(e, dict)]
+
+
+def bigquery_throttled(response: httpx.Response) -> str | None:
+    """BigQuery answers a short-term rate limit with 403 and reason rateLimitExceeded; Google
+    says to retry it with exponential backoff."""
+    return "rateLimitExceeded" if "rateLimitExceeded" in _google_reasons(response) else None
+
+
+def bigquery_over_quota(response: httpx.Response) -> str | None:
+    """A longer-term quota (403 quotaExceeded): Google says to wait 10 minutes or more, so the
+    run fails (the next one collects the window), saying so rather than blaming the key."""
+    return "quotaExceeded" if "quotaExceeded" in _google_reasons(response) else None
+
+
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).decode().rstrip("=")
 
 
-def signed_assertion(key: Mapping[str, str], now: float) -> str:
+def signed_assertion(key: Mapping[str, str], now: float, scope: str = SCOPE) -> str:
     """The JWT a service account presents to the token endpoint, signed with its private key."""
     private = serialization.load_pem_private_key(key["private_key"].encode(), password=None)
     if not isinstance(private, rsa.RSAPrivateKey):
@@ -69,7 +92,7 @@ def signed_assertion(key: Mapping[str, str], now: float) -> str:
     header = {"alg": "RS256", "typ": "JWT", "kid": key.get("private_key_id", "")}
     claims = {
         "iss": key["client_email"],
-        "scope": SCOPE,
+        "scope": scope,
         "aud": key["token_uri"],
         "iat": int(now),
         "exp": int(now) + 3600,
@@ -144,9 +167,14 @@ class GcpSession:
         self.bytes_billed += int(page.get("totalBytesBilled") or 0)
 
     def query(self, project: str, body: dict[str, Any]) -> Iterator[dict[str, Any]]:
-        """Every page of one query's results (jobs.query, then getQueryResults by pageToken)."""
+        """Every page of one query's results (jobs.query, then getQueryResults by pageToken).
+        BigQuery leaves `rows` out of a page without rows, so the pages' rows are counted
+        against the job's totalRows: pages that lost theirs fail the collection instead of
+        reading as days without costs (which would replace the window with nothing)."""
         base = f"{self.bigquery_url}/bigquery/v2/projects/{project}/queries"
         job: dict[str, str] = {}
+        received = 0
+        total = 0
 
         def fetch(page_token: str | None) -> dict[str, Any]:
             if page_token is None:
@@ -159,7 +187,16 @@ class GcpSession:
             self._count(page)
             return dict(page)
 
-        yield from Paginator(fetch, lambda page: page.get("pageToken"))
+        for page in Paginator(fetch, lambda page: page.get("pageToken")):
+            total = int(page["totalRows"])  # in every answer of a complete job
+            received += len(page.get("rows", []))
+            yield page
+        if received != total:
+            raise ApiRefused(
+                f"BigQuery: job {job.get('jobId', '')} answered {received} of its {total} rows "
+                "(pages without their rows): nothing was written; the window keeps its "
+                "previous data"
+            )
 
     def _results(self, base: str, job: dict[str, str], params: dict[str, str]) -> Any:
         url = f"{base}/{job['jobId']}"
@@ -179,15 +216,25 @@ class GcpResource(RestResource):
     warehouse: ClickHouseResource | None = None
 
     @contextmanager
-    def session(self, customer_id: str, config: GcpConfig) -> Iterator[GcpSession]:
-        """One customer's BigQuery access for one collection; its HTTP client is closed after."""
+    def session(
+        self, customer_id: str, config: GcpConfig, scope: str = SCOPE
+    ) -> Iterator[GcpSession]:
+        """One customer's BigQuery access for one collection (or another API's, with its OAuth
+        `scope`); its HTTP client is closed after."""
         path = env_credential(customer_id, "gcp", config.credentials, "service_account_file")
         key = read_key_file(customer_id, path)
-        with self.open_api(customer_id, "BigQuery", error_text=google_error_text) as api:
+        with self.open_api(
+            customer_id,
+            "BigQuery",
+            error_text=google_error_text,
+            throttled=bigquery_throttled,
+            over_quota=bigquery_over_quota,
+        ) as api:
 
             def exchange() -> Mapping[str, Any]:
                 # A fresh signed assertion for each exchange: it is only valid for an hour.
-                form = {"grant_type": JWT_BEARER, "assertion": signed_assertion(key, time.time())}
+                assertion = signed_assertion(key, time.time(), scope)
+                form = {"grant_type": JWT_BEARER, "assertion": assertion}
                 kwargs: dict[str, Any] = {"authenticated": False, "token_exchange": True}
                 answer = api.request("POST", key["token_uri"], "Google OAuth2", data=form, **kwargs)
                 return dict(answer.json())

@@ -22,6 +22,7 @@ from cost_pipelines.resources.retry import (
     RetryPolicy,
     call_with_retries,
     http_status_verdict,
+    retry_after_seconds,
 )
 
 USER_AGENT = "cost-pipelines/0.1"
@@ -107,6 +108,11 @@ class RestApi:
     auth_headers: Callable[[], Mapping[str, str]] = dict
     # How the provider writes its error message in a body, for refusals users can act on.
     error_text: Callable[[httpx.Response], str] = lambda r: r.text[:300]
+    # A limit the provider answers with another status than 429, by its reason (None: not one).
+    # `throttled` is short-term and retried like a 429 (BigQuery's 403 rateLimitExceeded);
+    # `over_quota` is refused at once, but never as a credentials problem (403 quotaExceeded).
+    throttled: Callable[[httpx.Response], str | None] = lambda r: None
+    over_quota: Callable[[httpx.Response], str | None] = lambda r: None
     requests: int = field(default=0)
 
     def request(
@@ -132,8 +138,13 @@ class RestApi:
                 raise _HttpAnswer(response)
             return response
 
+        def classify(exc: BaseException) -> Retry | None:
+            if isinstance(exc, _HttpAnswer) and (reason := self.throttled(exc.response)):
+                return Retry(reason, retry_after_seconds(exc.response.headers))
+            return classify_http_error(exc)
+
         try:
-            return call_with_retries(attempt, classify_http_error, policy=self.policy, what=what)
+            return call_with_retries(attempt, classify, policy=self.policy, what=what)
         except _HttpAnswer as answer:
             if token_exchange and answer.response.status_code < 500:
                 raise CredentialsRejected(
@@ -147,7 +158,8 @@ class RestApi:
     def refuse(self, response: httpx.Response, what: str) -> NoReturn:
         status = response.status_code
         detail = self.error_text(response)
-        if status in (401, 403):
+        limit = self.over_quota(response) or self.throttled(response)
+        if status in (401, 403) and not limit:
             raise CredentialsRejected(
                 f"{self.title} rejected the credentials of customer {self.customer_id!r} "
                 f"(HTTP {status}: {detail}): renew or fix them"
@@ -174,6 +186,8 @@ class RestResource(ConfigurableResource):  # type: ignore[type-arg]
         title: str,
         *,
         error_text: Callable[[httpx.Response], str] = lambda r: r.text[:300],
+        throttled: Callable[[httpx.Response], str | None] = lambda r: None,
+        over_quota: Callable[[httpx.Response], str | None] = lambda r: None,
     ) -> Iterator[RestApi]:
         """One customer's HTTP client for one provider, closed when the collection is done."""
         timeout = httpx.Timeout(self.read_timeout_s, connect=self.connect_timeout_s)
@@ -185,6 +199,8 @@ class RestResource(ConfigurableResource):  # type: ignore[type-arg]
                 self.retry_attempts, self.retry_base_delay_s, self.retry_max_delay_s
             ),
             error_text=error_text,
+            throttled=throttled,
+            over_quota=over_quota,
         )
         try:
             yield api

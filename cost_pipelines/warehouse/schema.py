@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from clickhouse_connect.driver.client import Client
 
+from cost_pipelines.logs import configure_logging
 from cost_pipelines.warehouse.connection import WarehouseSettings, create_client
 
 log = logging.getLogger(__name__)
@@ -24,6 +25,7 @@ ANALYTICS_RUNS_TABLE = "analytics_runs"
 ANOMALIES_TABLE = "cost_anomalies"
 FORECASTS_TABLE = "cost_forecasts"
 BUDGETS_TABLE = "budget_status"
+RECOMMENDATIONS_TABLE = "cost_recommendations"
 
 # Decimal(38, 12): 26 integer digits for totals, 12 fractional for unit prices like 0.0000001 USD.
 MONEY = "Decimal(38, 12)"
@@ -311,6 +313,43 @@ ORDER BY (customer_id, run_id, budget)
     ]
 
 
+def _recommendations(ctx: DDLContext) -> list[str]:
+    """Recommendations per customer: the providers' own commitment advice (with their ids and
+    figures) and ours from the stored costs (with the lines behind them). Published like the
+    analyses: rows under a new run id, then the asset's pointer in `analytics_runs`; a
+    recommendation is known across runs by `key`, so its first sighting is kept in the history."""
+    return [
+        f"""
+CREATE TABLE IF NOT EXISTS {RECOMMENDATIONS_TABLE}{ctx.on_cluster}
+(
+    customer_id         LowCardinality(String),
+    asset               LowCardinality(String),
+    key                 String,
+    provider            LowCardinality(String),
+    kind                LowCardinality(String),
+    source              LowCardinality(String),
+    source_id           String,
+    scope               String,
+    resource_id         String,
+    term                LowCardinality(String),
+    payment_option      LowCardinality(String),
+    lookback            LowCardinality(String),
+    currency            LowCardinality(String),
+    monthly_saving      {MONEY},
+    upfront_cost        Nullable({MONEY}),
+    break_even_months   Nullable({MONEY}),
+    valid               Bool,
+    fetched_at          DateTime64(6, 'UTC'),
+    evidence            String,
+    run_id              String,
+    computed_at         DateTime64(6, 'UTC')
+)
+ENGINE = {ctx.everywhere("MergeTree", RECOMMENDATIONS_TABLE)}
+ORDER BY (customer_id, asset, run_id, provider, key)
+"""
+    ]
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "focus cost line items", _costs_table),
     Migration(
@@ -319,6 +358,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         _truthful_cost_columns,
     ),
     Migration(3, "exchange rates per day", _exchange_rates),
+    Migration(5, "provider and own cost recommendations per customer", _recommendations),
     Migration(6, "anomalies, forecasts and budget status per customer", _analytics),
 )
 
@@ -366,7 +406,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """`cost-migrate`: apply pending migrations to the configured warehouse."""
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging()
     settings = WarehouseSettings()
     client = create_client(settings)
     try:

@@ -84,19 +84,48 @@ def test_a_trigger_window_outside_the_date_range_is_a_422_naming_the_field(
     assert str(EARLIEST) in answer.text and str(LATEST) in answer.text
 
 
-def cursor_with(offset: Any) -> str:
+LINE = ["2026-11-03", "aws", "123456789012", "Amazon EC2", "i-1", "us-east-1", "Usage"]
+LINE += ["1.5", None, None, None, "USD"]
+
+
+def cursor_with(seen: Any = 0, line: Any = LINE) -> str:
+    """A cursor of the shape the API writes (paging in test_cost_reads uses real ones), with one
+    field changed by each case below."""
     raw = {"c": "acme", "p": "all", "m": "billed", "s": "2026-11-01", "e": "2026-11-08"}
-    raw["o"] = offset
+    raw["k"], raw["n"] = line, seen
     return base64.urlsafe_b64encode(json.dumps(raw).encode()).decode().rstrip("=")
 
 
-@pytest.mark.parametrize("offset", [True, False, 1.5, "3", None])
-def test_a_cursor_whose_offset_is_not_an_integer_is_a_422_on_cursor(
-    client: tuple[TestClient, dict[str, str]], offset: Any
+@pytest.mark.parametrize("seen", [True, False, 1.5, "3", None, -1])
+def test_a_cursor_whose_count_is_not_an_integer_is_a_422_on_cursor(
+    client: tuple[TestClient, dict[str, str]], seen: Any
 ) -> None:
     api, headers = client
     answer = api.get(
-        "/api/v2/costs/acme/all/metrics", params={"cursor": cursor_with(offset)}, headers=headers
+        "/api/v2/costs/acme/all/metrics", params={"cursor": cursor_with(seen)}, headers=headers
+    )
+    assert field_of(answer) == "cursor"
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        LINE[:-1],  # a column short
+        ["2026-11-03", 7, *LINE[2:]],  # a number where a text belongs
+        [*LINE[:7], None, *LINE[8:]],  # no billed cost
+        [*LINE[:7], "NaN", *LINE[8:]],
+        [*LINE[:7], "Infinity", *LINE[8:]],
+        [*LINE[:7], 1.5, *LINE[8:]],  # a float, not the exact text we write
+        ["2026-12-24", *LINE[1:]],  # a day outside the cursor's period
+        "not a line",
+    ],
+)
+def test_a_cursor_whose_line_is_not_one_we_wrote_is_a_422_on_cursor(
+    client: tuple[TestClient, dict[str, str]], line: Any
+) -> None:
+    api, headers = client
+    answer = api.get(
+        "/api/v2/costs/acme/all/metrics", params={"cursor": cursor_with(line=line)}, headers=headers
     )
     assert field_of(answer) == "cursor"
 

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from cost_api.params import CostMetric, CostQuery, Period
-from cost_api.readers.cursor import encode_cursor
+from cost_api.readers.cursor import PageKey, encode_cursor
 from cost_pipelines.warehouse.connection import WarehouseSettings, create_client
 from cost_pipelines.warehouse.writer import CostWindow, replace_window
 from tests.api import expected
@@ -255,6 +255,53 @@ def test_a_rise_after_a_credit_bucket_has_a_positive_change_percent(
     assert got == want == [None, Decimal(150), Decimal(-50)]
 
 
+def test_paging_returns_every_line_once_when_lines_repeat_across_page_ends(
+    api: Api, warehouse: WarehouseProcess
+) -> None:
+    """Pages start after the previous page's last line, so lines equal in every column the API
+    returns (they differ in SKU) must still come once each, also across a page end, and a cost
+    a source does not supply (null) sorts last."""
+    day = api.today - timedelta(days=3)
+    twins = 5
+    amounts = [Decimal("7.5")] * twins + [Decimal("9"), Decimal("7.5"), Decimal("1")]
+    listed = [Decimal("8")] * twins + [None, None, Decimal("2")]
+    rows = pd.DataFrame(
+        {
+            "ChargePeriodStart": [datetime.combine(day, time(), UTC)] * len(amounts),
+            "BilledCost": amounts,
+            "ListCost": listed,
+            "BillingCurrency": ["USD"] * len(amounts),
+            "ServiceName": ["Amazon EC2"] * len(amounts),
+            "ResourceId": ["i-twin"] * len(amounts),
+            "SkuId": [f"sku-{i}" for i in range(len(amounts))],
+        }
+    )
+    client = create_client(WarehouseSettings(warehouse_port=warehouse.port))
+    try:
+        window = CostWindow("twins", "aws", "555555555555", day, day + timedelta(days=1))
+        replace_window(client, window, rows, source="test")
+    finally:
+        client.close()
+
+    for metric, column in (("billed", amounts), ("list", listed)):
+        got, cursor, pages = [], None, 0
+        while True:
+            query: dict[str, Any] = {"cost_metric": metric, "limit": 2, "days": 7}
+            if cursor:
+                query["cursor"] = cursor
+            body = api.get("/api/v2/costs/twins/aws/metrics", **query).json()
+            assert body["count"] == len(amounts)
+            got += [line[f"{metric}_cost"] for line in body["data"]]
+            pages += 1
+            cursor = body["next_cursor"]
+            if cursor is None:
+                break
+        present = sorted((a for a in column if a is not None), reverse=True)
+        want = present + [None] * (len(column) - len(present))
+        assert [None if a is None else Decimal(a) for a in got] == want
+        assert pages == -(-len(amounts) // 2)
+
+
 @pytest.mark.parametrize(("customer", "provider", "period", "metric"), CASES[:3])
 def test_metrics_pages_through_every_line_newest_first(
     api: Api, lines: pd.DataFrame, customer: str, provider: str, period: str, metric: str
@@ -376,7 +423,10 @@ def test_a_page_past_the_end_is_empty_but_still_counts_the_lines(
 ) -> None:
     start, end = api.today - timedelta(days=20), api.today
     acme_billed = CostQuery("acme", "all", CostMetric.billed)
-    past_the_end = encode_cursor(acme_billed, Period(start, end), 10**6)
+    # After the period's oldest possible line: its first day, the smallest amount, every text
+    # sorted last.
+    last = (start, *["\uffff"] * 6, Decimal("-100000000000000000000"), None, None, None, "\uffff")
+    past_the_end = encode_cursor(acme_billed, Period(start, end), PageKey(last, 0))
     body = api.get("/api/v2/costs/acme/all/metrics", cursor=past_the_end).json()
     assert body["data"] == [] and body["next_cursor"] is None
     assert body["count"] == len(expected.select(lines, "acme", "all", start, end))

@@ -80,6 +80,7 @@ def _get(client: TestClient, token: str, endpoint: str) -> Any:
 
 def _assert_short_503(answer: Any) -> None:
     assert answer.status_code == 503, answer.text
+    assert int(answer.headers["Retry-After"]) >= 1  # a 503 says when to try again
     detail = answer.json()["detail"]
     assert detail.startswith("warehouse") and len(detail) < 120
     assert "Traceback" not in answer.text and "127.0.0.1" not in answer.text

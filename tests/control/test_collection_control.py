@@ -382,6 +382,7 @@ def test_with_dagster_stopped_status_history_and_health_answer_503(stack: Stack)
     for answer in (status, history, launch):
         assert answer.status_code == 503
         assert answer.json()["detail"].startswith("dagster unavailable")
+        assert int(answer.headers["Retry-After"]) >= 1  # a 503 says when to try again
     assert health.status_code == 503
     assert health.json()["dagster"]["status"] == "down"
     assert health.json()["warehouse"]["status"] == "up"

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cost_api.control.redaction import MASK, Redactor, env_names_in_customers_file
 from cost_api.control.runs import parse_failure, parse_run
 from cost_api.routes.collectors import freshness
+from cost_pipelines.redaction import MASK, Redactor, env_names_in_customers_file
 
 SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
 RUN = {

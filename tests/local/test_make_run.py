@@ -334,6 +334,40 @@ def test_latest_for_all_on_the_demo_names_one_day_per_provider(stack: RunningSta
             assert entry["totals"], f"{provider}: a day with cost"
 
 
+RECOMMENDATION_KINDS = {
+    "savings_plan",
+    "reserved_instance",
+    "reservation",
+    "committed_use_discount",
+    "idle_resource",
+    "low_commitment_utilisation",
+    "growing_service",
+}
+
+
+def test_the_demos_recommendations_follow_the_provider_assets_and_list_every_kind(
+    stack: RunningStack,
+) -> None:
+    query = "{ assetNodes { assetKey { path } dependencyKeys { path } } }"
+    dagster = f"http://127.0.0.1:{stack.ports['DAGSTER_PORT']}/graphql"
+    nodes = httpx.post(dagster, json={"query": query}, timeout=60).json()["data"]["assetNodes"]
+    parents = {n["assetKey"]["path"][0]: {d["path"][0] for d in n["dependencyKeys"]} for n in nodes}
+    providers = {f"{p}_costs" for p in PROVIDERS}
+    assert parents["provider_recommendations"] == parents["cost_recommendations"] == providers
+    headers = {"Authorization": f"Bearer {stack.demo_key()}"}
+    with httpx.Client(base_url=stack.api, headers=headers, timeout=60) as api:
+        collect_demo(api, list(PROVIDERS), timeout_s=420)
+        deadline, kinds, body = time.monotonic() + 300, set(), {}
+        while time.monotonic() < deadline and kinds != RECOMMENDATION_KINDS:
+            time.sleep(5)  # the automation sensor starts the assets after the collections
+            body = api.get("/api/v2/costs/demo/all/recommendations", params={"limit": 1000}).json()
+            kinds = {item["kind"] for item in body["data"]}
+        assert kinds == RECOMMENDATION_KINDS, body
+        assert {item["origin"] for item in body["data"]} == {"provider", "own"}
+        [vultr] = [s for s in body["sources"] if s["provider"] == "vultr"]
+        assert "Vultr offers no" in vultr["status"]
+
+
 def test_a_killed_dagster_is_restarted_while_cost_reads_keep_serving(stack: RunningStack) -> None:
     headers = {"Authorization": f"Bearer {stack.demo_key()}"}
     status_file = stack.data_dir / "stack-status.json"

@@ -34,6 +34,7 @@ from cost_pipelines.schedules import JOB_NAME, SCHEDULE_NAME
 from cost_pipelines.warehouse.writer import CostWindow, InvalidCostRows
 
 ANALYSES = ("cost_anomalies", "cost_forecast", "budget_status")
+RECOMMENDATIONS = ("provider_recommendations", "cost_recommendations")
 EXAMPLE_CUSTOMERS = Path(__file__).resolve().parents[2] / "config" / "customers.example.yaml"
 
 
@@ -51,9 +52,9 @@ def test_the_code_location_loads_with_its_job_schedule_and_one_asset_per_provide
     assert defs.resolve_job_def(JOB_NAME)
     assert defs.resolve_schedule_def(SCHEDULE_NAME).job_name == JOB_NAME
     keys = {key.to_user_string() for key in defs.resolve_asset_graph().get_all_asset_keys()}
-    assert keys == {f"{provider}_costs" for provider in PROVIDERS} | set(ANALYSES) | {
-        "exchange_rates"
-    }
+    assert keys == {f"{provider}_costs" for provider in PROVIDERS} | set(ANALYSES) | set(
+        RECOMMENDATIONS
+    ) | {"exchange_rates"}
 
 
 def test_the_analyses_read_every_provider_asset_per_customer_and_update_after_them(
@@ -64,7 +65,9 @@ def test_the_analyses_read_every_provider_asset_per_customer_and_update_after_th
     assert graph.get(AssetKey("cost_anomalies")).parent_keys == providers
     assert graph.get(AssetKey("cost_forecast")).parent_keys == providers
     assert graph.get(AssetKey("budget_status")).parent_keys == {AssetKey("cost_forecast")}
-    for name in ANALYSES:
+    for name in RECOMMENDATIONS:  # downstream of every provider asset, like the analyses
+        assert graph.get(AssetKey(name)).parent_keys == providers
+    for name in (*ANALYSES, *RECOMMENDATIONS):
         node = graph.get(AssetKey(name))
         assert node.partitions_def == definitions.partitions
         assert node.automation_condition is not None

@@ -1,5 +1,6 @@
 """A local AWS-protocol peer in front of moto: answers throttling and credential errors exactly as
-AWS does and forwards everything else."""
+AWS does and forwards everything else, each access key to its own account (moto's
+`x-moto-account-id`), as every AWS access key belongs to one account."""
 
 from __future__ import annotations
 
@@ -26,11 +27,13 @@ class AwsError:
 
 @dataclass
 class AwsPeer:
-    """What the peer does besides forwarding: fail some CE calls, reject some access keys."""
+    """What the peer does besides forwarding: fail some CE calls, reject some access keys, and
+    send each access key of `accounts` to its own moto account (others land in moto's default)."""
 
     url: str = ""
     fail_ce_calls: list[AwsError] = field(default_factory=list)
     rejected_keys: dict[str, AwsError] = field(default_factory=dict)
+    accounts: dict[str, str] = field(default_factory=dict)
     ce_calls: int = 0
     answered_errors: list[str] = field(default_factory=list)
 
@@ -75,6 +78,8 @@ def handler(peer: AwsPeer, upstream: str) -> type[BaseHTTPRequestHandler]:
                 return
             conn = http.client.HTTPConnection(target.hostname, target.port, timeout=30)
             headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+            if key in peer.accounts:
+                headers["x-moto-account-id"] = peer.accounts[key]
             conn.request(self.command, self.path, body=body, headers=headers)
             answer = conn.getresponse()
             payload = answer.read()

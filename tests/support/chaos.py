@@ -23,11 +23,14 @@ from cost_local.sandbox.simulator import dumps
 @dataclass
 class Fault:
     """What to do to a matching request: `kind` is status, slow, truncate, add_field or
-    drop_field; `times` how many matching requests it applies to (None: all of them)."""
+    drop_field; `times` how many matching requests it applies to (None: all of them). A status
+    fault answers `body` when given: the provider's own error document (AWS's `__type`,
+    Google's `error.errors[].reason`), so the client classifies it as it would the real one."""
 
     kind: str
     status: int = 0
     headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
     seconds: float = 0.0
     name: str = ""
     times: int | None = None
@@ -92,7 +95,9 @@ def _handler(chaos: Chaos, upstream: str) -> type[BaseHTTPRequestHandler]:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             fault = self._fault()
             if fault and fault.kind == "status":
-                payload = json.dumps({"error": "injected", "status": fault.status}).encode()
+                payload = (
+                    fault.body or json.dumps({"error": "injected", "status": fault.status}).encode()
+                )
                 headers = {"Content-Type": "application/json", **fault.headers}
                 self._reply(fault.status, payload, headers)
                 return

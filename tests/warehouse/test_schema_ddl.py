@@ -57,7 +57,12 @@ def test_cluster_ddl_runs_on_the_cluster_with_replicated_engines() -> None:
         "'/clickhouse/tables/{database}/analytics_runs', '{replica}', computed_at)",
         **{
             table: f"ReplicatedMergeTree('/clickhouse/tables/{{database}}/{table}', '{{replica}}')"
-            for table in ("cost_anomalies", "cost_forecasts", "budget_status")
+            for table in (
+                "cost_anomalies",
+                "cost_forecasts",
+                "budget_status",
+                "cost_recommendations",
+            )
         },
         # Sharded by customer: the rows per shard, replicated within it (server default path).
         "costs_local": "ReplicatedMergeTree",
@@ -94,6 +99,7 @@ def test_one_server_has_no_local_or_distributed_tables() -> None:
         "cost_anomalies",
         "cost_forecasts",
         "budget_status",
+        "cost_recommendations",
     }
     assert not any("Distributed" in s or "_local" in s for s in tables.values())
 

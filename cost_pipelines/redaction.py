@@ -1,4 +1,5 @@
-"""Scrubs secrets out of texts Dagster recorded (error messages) before the API returns them."""
+"""Scrubs secrets out of texts before anyone else sees them: what Dagster recorded (error
+messages) before the API returns it, and every log record of every process (cost_pipelines.logs)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ _SECRET_ENV_NAME = re.compile(r"SECRET|PASSWORD|TOKEN|API_?KEY|ACCESS_KEY|CREDEN
 _PATTERNS = (
     re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=\-]{8,}"),  # Authorization headers
     re.compile(r"\b(?:AKIA|ASIA)[A-Z0-9]{16}\b"),  # AWS access key ids
+    re.compile(r"\bcpk_[A-Za-z0-9_\-]{16,}"),  # the cost API's own keys (cost_api.auth.new_token)
     # AWS secret access keys: 40 base64 characters, mixed case (so hex digests stay readable).
     re.compile(
         r"(?<![A-Za-z0-9/+])(?=[a-z0-9/+]*[A-Z])(?=[A-Z0-9/+]*[a-z])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])"
