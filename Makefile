@@ -8,11 +8,13 @@ STAMP := $(VENV)/.installed
 .PHONY: run test test-fast lint types install hooks lock bench clean postgres-server screenshots
 
 $(STAMP): requirements.lock pyproject.toml
+	@echo "set-up: installing the pinned dependencies into $(VENV) (a few minutes, only when they change)"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=25"
 	$(BIN)/python -m pip install --quiet -r requirements.lock
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	@touch $(STAMP)
+	@echo "set-up: done"
 
 install: $(STAMP)
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from cost_api.auth import add_key, hash_key, read_keys, revoke_key
 from cost_local.dagster_dev import STOP_TIMEOUT_S, dagster_command, write_dagster_home
+from cost_local.first_start import FirstMinute, run_first_minute
 from cost_local.sandbox.demo import CUSTOMER_ID as DEMO_CUSTOMER
 from cost_local.sandbox.demo import ENV_FILE_NAME as SANDBOX_ENV_FILE
 from cost_local.sandbox.demo import read_environment_file
@@ -96,6 +97,11 @@ def demo_key(data_dir: Path, keys_file: Path) -> str:
     return token
 
 
+def _say(line: str) -> None:
+    """A progress line of the set-up, in LOG_FORMAT like the supervisor's."""
+    logging.getLogger("cost_local.run").info("make run: %s", line)
+
+
 def start(stack: Supervisor) -> None:
     data_dir = Path(os.environ.get("DATA_DIR", ".data")).resolve()
     ports = {
@@ -144,6 +150,7 @@ def start(stack: Supervisor) -> None:
     env.setdefault("DAGSTER_GRAPHQL_URL", f"{dagster_url}/graphql")
     env.setdefault("DAGSTER_UI_URL", dagster_url)
     dagster = dagster_command(ROOT / "workspace.yaml", ports["DAGSTER_PORT"])
+    _say("starting Dagster (webserver and daemon: a minute or two)")
     stack.start(
         Component(
             "dagster",
@@ -159,6 +166,21 @@ def start(stack: Supervisor) -> None:
     env.setdefault("PUBLIC_BASE_URL", api_url)
     api = [str(BIN / "cost-api"), "--port", str(ports["API_PORT"])]
     stack.start(Component("api", api, env, http_ok(f"{api_url}/openapi.json"), ROOT))
+
+    # Collect now rather than at the next quarter hour; at the first start, the demo's year too.
+    run_first_minute(
+        FirstMinute(
+            data_dir=data_dir,
+            graphql_url=env["DAGSTER_GRAPHQL_URL"],
+            ui_url=env["DAGSTER_UI_URL"],
+            customers_file=Path(env["CUSTOMERS_FILE"]),
+            sandboxed=sandboxed,
+            moto_url=env.get("SANDBOX_AWS_ENDPOINT") if sandboxed else None,
+            say=_say,
+            stop_requested=lambda: stack.stop_requested,
+        )
+    )
+    stack.sleep(0)  # raises StopRequested if a stop came meanwhile: no "up" banner then
 
     warehouse_line = (
         f"http://127.0.0.1:{ports['WAREHOUSE_PORT']}   (ClickHouse HTTP interface)\n"

@@ -227,6 +227,8 @@ class Supervisor:
             component.state = "up"
             if component.restarts:
                 self._log(f"{component.name} is up again (restart {component.restarts})")
+            else:
+                self._log(f"{component.name} is up ({now - component.started_at:.0f} s)")
             self._write_status()
         elif component.restarts and now > component.ready_by:
             self._log(f"{component.name} did not become ready in time")

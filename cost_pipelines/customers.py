@@ -331,6 +331,9 @@ class CustomerBook:
     customers: dict[str, Customer] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     invalid: dict[str, list[str]] = field(default_factory=dict)
+    # False when the file could not be read or has no `customers:` mapping: then the book says
+    # nothing about who was removed (the partitions of the customers it held are kept).
+    readable: bool = True
 
     @property
     def partition_keys(self) -> list[str]:
@@ -352,6 +355,7 @@ def parse_customers(document: Any, source: str) -> CustomerBook:
     entries = document.get("customers") if isinstance(document, dict) else None
     if not isinstance(entries, dict):
         book.errors.append(f"{source}: expected a top-level 'customers:' mapping of id -> entry")
+        book.readable = False
         return book
     for raw_id, entry in entries.items():
         customer_id = str(raw_id)
@@ -384,9 +388,11 @@ def load_customers(path: str | Path) -> CustomerBook:
     try:
         document = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except OSError as exc:
-        return CustomerBook(Path(path), errors=[f"{source}: cannot read: {exc.strerror}"])
+        errors = [f"{source}: cannot read: {exc.strerror}"]
+        return CustomerBook(Path(path), errors=errors, readable=False)
     except yaml.YAMLError as exc:
-        return CustomerBook(Path(path), errors=[f"{source}: not valid YAML: {exc}"])
+        errors = [f"{source}: not valid YAML: {exc}"]
+        return CustomerBook(Path(path), errors=errors, readable=False)
     return parse_customers(document, source)
 
 
@@ -399,5 +405,6 @@ def load_customers_from_env() -> CustomerBook:
     """The book CUSTOMERS_FILE points at; empty (with a reason) when it is unset."""
     path = customers_path_from_env()
     if path is None:
-        return CustomerBook(None, errors=[f"{CUSTOMERS_FILE_ENV} is not set: no customers"])
+        errors = [f"{CUSTOMERS_FILE_ENV} is not set: no customers"]
+        return CustomerBook(None, errors=errors, readable=False)
     return load_customers(path)

@@ -17,7 +17,7 @@ from cost_pipelines.assets.exchange_rates import (
 from cost_pipelines.assets.recommendations import build_recommendation_assets
 from cost_pipelines.freshness import FRESHNESS_CHECKS, freshness_job, freshness_schedule
 from cost_pipelines.logs import configure_logging
-from cost_pipelines.partitions import customer_partitions_from_env
+from cost_pipelines.partitions import customer_partitions
 from cost_pipelines.resources.clickhouse import ClickHouseResource
 from cost_pipelines.resources.customers import CustomersResource
 from cost_pipelines.resources.ecb import EcbRatesResource
@@ -32,7 +32,8 @@ configure_logging()
 # Dagster warns at every run that handlers from dagster.yaml are a beta feature (known, and
 # pinned with Dagster's release: tests/pipelines/test_run_logs.py shows they still work).
 warnings.filterwarnings("ignore", message="Handling yaml-defined logging configuration")
-partitions = customer_partitions_from_env()
+# Dynamic: the schedule keeps them equal to the customers file, no reload needed.
+partitions = customer_partitions
 
 defs = Definitions(
     assets=[

@@ -7,6 +7,10 @@ from __future__ import annotations
 # in GraphQL filters without importing Dagster.
 IN_FLIGHT: list[str] = ["QUEUED", "NOT_STARTED", "STARTING", "STARTED"]
 
+# The name of the customers' dynamic partitions (cost_pipelines/partitions.py): the API adds a
+# customer's partition through Dagster's GraphQL before it launches the customer's first run.
+CUSTOMER_PARTITIONS = "customers"
+
 # Manual and scheduled runs carry this tag; the run queue lets one run per value go at a time, so a
 # customer/provider pair is never collected twice at once (the windowed replace would race).
 PAIR_TAG = "cost_pipelines/pair"

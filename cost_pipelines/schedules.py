@@ -30,6 +30,7 @@ from dagster import (
 
 from cost_pipelines.assets.collection import GROUP
 from cost_pipelines.customers import CustomerBook, ProviderConfig
+from cost_pipelines.partitions import sync_customer_partitions
 from cost_pipelines.resources.customers import CustomersResource
 from cost_pipelines.runs import IN_FLIGHT, PAIR_TAG, pair_tag_value
 
@@ -193,8 +194,9 @@ def build_collection_schedule(cron: str | None = None) -> ScheduleDefinition:
         execution_timezone="UTC",
         default_status=DefaultScheduleStatus.RUNNING,
         job_name=JOB_NAME,
-        description="Every 15 minutes (or COLLECTION_SCHEDULE_CRON), collect each "
-        "customer/provider pair whose minimum poll "
+        description="Every 15 minutes (or COLLECTION_SCHEDULE_CRON), re-read the customers "
+        "file (its customers are the partitions), then collect each customer/provider pair "
+        "whose minimum poll "
         "interval has passed since its last successful collection; after failures a pair waits "
         "15 min, doubling per consecutive failure, at most its poll interval",
     )
@@ -204,6 +206,10 @@ def build_collection_schedule(cron: str | None = None) -> ScheduleDefinition:
         book = customers.load()
         for error in book.errors:
             context.log.warning(f"skipped: {error}")
+        # Before the run requests: a customer new in the file is collected at this very tick.
+        changes = sync_customer_partitions(context.instance, book)
+        if changes.describe():
+            context.log.info(changes.describe())
         now = context.scheduled_execution_time or datetime.now(UTC)
         requests = list(due_run_requests(context.instance, book, now, context.log))
         if not requests:

@@ -6,7 +6,8 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -28,7 +29,7 @@ from cost_api.control.runs import (
 )
 from cost_api.errors import ServiceUnavailable
 from cost_api.telemetry import observe_dagster
-from cost_pipelines.runs import PAIR_TAG, pair_tag_value
+from cost_pipelines.runs import CUSTOMER_PARTITIONS, PAIR_TAG, pair_tag_value
 
 REPOSITORY_NAME = "__repository__"
 JOB_NAME = "collect_costs"
@@ -65,6 +66,26 @@ class RunNotFound(Exception):
 
 def asset_name(provider: str) -> str:
     return f"{provider}_costs"
+
+
+@dataclass(frozen=True)
+class RequestedRun:
+    """A run a schedule's evaluation asks for: what its tick would launch."""
+
+    job_name: str
+    tags: dict[str, str]
+    asset_paths: list[list[str]]
+    run_config_yaml: str
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """A schedule evaluated now: the runs it asks for, or why it asks for none (its skip
+    reason, or the error its evaluation raised)."""
+
+    runs: list[RequestedRun]
+    skip_reason: str | None
+    error: str | None = None
 
 
 class DagsterClient:
@@ -158,6 +179,22 @@ class DagsterClient:
     def _repository(self) -> dict[str, str]:
         return {"repositoryLocationName": self._location, "repositoryName": REPOSITORY_NAME}
 
+    async def add_customer_partition(self, customer_id: str) -> bool:
+        """Make the customer a partition of the cost assets unless it is one already (a trigger
+        may come before the schedule's tick that adds a customer new in the file); True if it
+        was added now. A run of a partition Dagster does not know would fail."""
+        variables = {
+            "repository": self._repository(),
+            "name": CUSTOMER_PARTITIONS,
+            "key": customer_id,
+        }
+        data = await self._execute(q.ADD_PARTITION, variables)
+        result = data["addDynamicPartition"]
+        if result.get("__typename") == "DuplicateDynamicPartitionError":
+            return False
+        self._expect(result, "AddDynamicPartitionSuccess")
+        return True
+
     async def launch_collection(
         self,
         customer_id: str,
@@ -191,6 +228,84 @@ class DagsterClient:
         data = await self._execute(q.LAUNCH_RUN, {"params": params})
         result = self._expect(data["launchRun"], "LaunchRunSuccess")
         return str(result["run"]["runId"])
+
+    async def evaluate_schedule(self, schedule_name: str, at: datetime) -> Evaluation:
+        """Evaluate a schedule as its tick at `at` would (Dagster's dry run: nothing launched)."""
+        selector = {**self._repository(), "scheduleName": schedule_name}
+        data = await self._execute(
+            q.SCHEDULE_DRY_RUN, {"selector": selector, "timestamp": at.timestamp()}
+        )
+        tick = self._expect(data["scheduleDryRun"], "DryRunInstigationTick")
+        result = tick["evaluationResult"] or {}
+        error = (result.get("error") or {}).get("message")
+        runs = [
+            RequestedRun(
+                job_name=request.get("jobName") or JOB_NAME,
+                tags={tag["key"]: tag["value"] for tag in request["tags"]},
+                asset_paths=[key["path"] for key in request.get("assetSelection") or []],
+                run_config_yaml=request.get("runConfigYaml") or "{}",
+            )
+            for request in result.get("runRequests") or []
+        ]
+        return Evaluation(runs, result.get("skipReason"), self._redact(error) if error else None)
+
+    async def launch_requested(self, run: RequestedRun, tags: Mapping[str, str]) -> str:
+        """Launch a run a schedule's evaluation asked for, with its tags and these; its run id."""
+        params: dict[str, Any] = {
+            "selector": {
+                **self._repository(),
+                "jobName": run.job_name,
+                "assetSelection": [{"path": path} for path in run.asset_paths],
+            },
+            "runConfigData": run.run_config_yaml,
+            "executionMetadata": {
+                "tags": [{"key": k, "value": v} for k, v in {**run.tags, **tags}.items()]
+            },
+        }
+        data = await self._execute(q.LAUNCH_RUN, {"params": params})
+        return str(self._expect(data["launchRun"], "LaunchRunSuccess")["run"]["runId"])
+
+    async def launch_backfill(
+        self,
+        *,
+        partition: str,
+        provider: str,
+        window: tuple[date, date],
+        tags: Mapping[str, str],
+        title: str,
+        description: str,
+    ) -> str:
+        """A Dagster backfill of one customer's provider asset over an explicit window: one
+        `collect_costs` run tagged like every collection of that pair, so the pair's run queue,
+        the schedule and the API see it; returns the backfill id."""
+        start, end = (day.isoformat() for day in window)
+        all_tags = {
+            **tags,
+            "customer_id": partition,
+            "provider": provider,
+            PAIR_TAG: pair_tag_value(partition, provider),
+            WINDOW_START_TAG: start,
+            WINDOW_END_TAG: end,
+        }
+        params = {
+            # A backfill of the collection job (its runs are `collect_costs` runs, like every
+            # other collection of the pair), selecting the provider's asset.
+            "selector": {
+                "partitionSetName": f"{JOB_NAME}_partition_set",
+                "repositorySelector": self._repository(),
+            },
+            "partitionNames": [partition],
+            "assetSelection": [{"path": [asset_name(provider)]}],
+            "tags": [{"key": k, "value": v} for k, v in all_tags.items()],
+            "runConfigData": {
+                "ops": {asset_name(provider): {"config": {"start": start, "end": end}}}
+            },
+            "title": title,
+            "description": description,
+        }
+        data = await self._execute(q.LAUNCH_BACKFILL, {"params": params})
+        result = self._expect(data["launchPartitionBackfill"], "LaunchBackfillSuccess")
+        return str(result["backfillId"])
 
     async def cancel_run(self, run_id: str) -> bool:
         """Cancel a run (a queued one never starts); False if it had already finished."""

@@ -41,6 +41,46 @@ mutation LaunchCollection($params: ExecutionParams!) {
 }
 """
 
+ADD_PARTITION = """
+mutation AddPartition($repository: RepositorySelector!, $name: String!, $key: String!) {
+  addDynamicPartition(
+    repositorySelector: $repository, partitionsDefName: $name, partitionKey: $key
+  ) {
+    __typename
+    ... on Error { message }
+  }
+}
+"""
+
+# The collection schedule evaluated now (what its next tick would launch): `make run` launches
+# the answer at start instead of waiting for the next quarter hour.
+SCHEDULE_DRY_RUN = """
+mutation EvaluateSchedule($selector: ScheduleSelector!, $timestamp: Float) {
+  scheduleDryRun(selectorData: $selector, timestamp: $timestamp) {
+    __typename
+    ... on DryRunInstigationTick {
+      evaluationResult {
+        runRequests { runKey tags { key value } runConfigYaml assetSelection { path } jobName }
+        skipReason
+        error { message }
+      }
+    }
+    ... on Error { message }
+  }
+}
+"""
+
+LAUNCH_BACKFILL = """
+mutation LaunchBackfill($params: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $params) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on Error { message }
+    ... on RunConfigValidationInvalid { errors { message } }
+  }
+}
+"""
+
 RUN = (
     """
 query Run($runId: ID!) {

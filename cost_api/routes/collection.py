@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request, status
 
@@ -47,13 +47,17 @@ def status_url(request: Request, settings: ApiSettings, run_id: str) -> str:
     return settings.public_base_url.rstrip("/") + str(path)
 
 
+def _backfill_or_manual(trigger: str) -> Literal["backfill", "manual"]:
+    return "backfill" if trigger == "backfill" else "manual"
+
+
 def run_public(run: CollectionRun, request: Request, settings: ApiSettings) -> CollectionRunPublic:
     failure = run.failure
     return CollectionRunPublic(
         task_id=run.run_id,
         customer_id=run.customer_id or "",
         provider=run.provider,
-        trigger="scheduled" if run.trigger == "scheduled" else "manual",
+        trigger="scheduled" if run.trigger == "scheduled" else _backfill_or_manual(run.trigger),
         requested_by=run.requested_by,
         status=run.status,  # type: ignore[arg-type]  # STATUS maps onto RunStatus
         created_at=run.created_at,
@@ -161,6 +165,8 @@ async def trigger_collection(
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "end is in the future")
         window = (body.start, body.end)
     ui = settings.dagster_ui_url.rstrip("/")
+    # The customer is in the file (checked above); Dagster may not have its partition yet.
+    await dagster.add_customer_partition(body.customer_id)
     tasks = []
     for provider in providers:
         run_id, run_status, existing = await _collect(

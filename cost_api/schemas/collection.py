@@ -12,7 +12,8 @@ from cost_pipelines.customers import CUSTOMER_ID_MAX_LENGTH
 from cost_pipelines.providers import ProviderKey
 
 RunStatus = Literal["queued", "starting", "running", "canceling", "success", "failure", "canceled"]
-Trigger = Literal["scheduled", "manual"]
+# backfill: a run of a Dagster backfill (`make run` backfills the demo's history at its first start)
+Trigger = Literal["scheduled", "manual", "backfill"]
 Freshness = Literal["fresh", "due", "overdue", "failing"]
 
 
@@ -67,13 +68,15 @@ class FailurePublic(BaseModel):
 
 
 class CollectionRunPublic(BaseModel):
-    """A collection run of one customer/provider pair, scheduled or manual."""
+    """A collection run of one customer/provider pair: scheduled, manual or of a backfill."""
 
     task_id: str
     customer_id: str
     provider: str | None
     trigger: Trigger
-    requested_by: str | None = Field(description="The API key name of a manual trigger")
+    requested_by: str | None = Field(
+        description="The API key name of a manual trigger (`make run` for its own runs)"
+    )
     status: RunStatus
     created_at: datetime
     started_at: datetime | None

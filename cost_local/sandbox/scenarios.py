@@ -19,7 +19,7 @@ from cost_local.sandbox.catalog import Account
 
 STOPPED_DAYS_AGO = 21  # the batch VM's last compute day is this many days before the end
 RAMP_WEEKS = 6
-RAMP_FACTOR = Decimal("1.6")
+RAMP_FACTOR = Decimal("1.8")
 RAMP_TOKENS = Decimal(20_000_000)  # a day's tokens in the ramp's first week
 ADDRESS_PER_DAY = Decimal("0.24")  # $0.01 an hour for a reserved, unattached address
 CORE_HOURS = Decimal(192)  # 8 vCPU x 24 h

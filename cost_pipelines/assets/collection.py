@@ -21,8 +21,8 @@ from dagster import (
     Failure,
     MaterializeResult,
     MetadataValue,
+    PartitionsDefinition,
     RetryRequested,
-    StaticPartitionsDefinition,
     asset,
 )
 from pydantic import Field
@@ -317,9 +317,7 @@ def collect(
     )
 
 
-def build_cost_asset(
-    spec: ProviderSpec, partitions: StaticPartitionsDefinition
-) -> AssetsDefinition:
+def build_cost_asset(spec: ProviderSpec, partitions: PartitionsDefinition) -> AssetsDefinition:
     """The `<provider>_costs` asset, partitioned per customer."""
 
     @asset(

@@ -38,4 +38,6 @@ def test_the_batched_check_query_is_valid_for_several_checks(schema: GraphQLSche
 
 
 def test_every_document_is_checked() -> None:
-    assert {"LAUNCH_RUN", "RUN", "RUNS", "RUN_LOGS", "SCHEDULES", "PING"} <= DOCUMENTS.keys()
+    assert {"LAUNCH_RUN", "ADD_PARTITION", "RUN", "RUNS", "RUN_LOGS", "SCHEDULES", "PING"} <= (
+        DOCUMENTS.keys()
+    )

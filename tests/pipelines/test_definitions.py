@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import importlib
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from types import ModuleType
 from typing import get_args
@@ -15,6 +15,7 @@ from dagster import (
     DagsterInstance,
     DefaultSensorStatus,
     EvaluateAutomationConditionsResult,
+    build_schedule_context,
     evaluate_automation_conditions,
 )
 
@@ -26,7 +27,9 @@ from cost_pipelines.assets.exchange_rates import FIRST_LOAD_SENSOR
 from cost_pipelines.assets.exchange_rates import JOB_NAME as RATES_JOB
 from cost_pipelines.assets.exchange_rates import SCHEDULE_NAME as RATES_SCHEDULE
 from cost_pipelines.customers import _Providers, load_customers
+from cost_pipelines.partitions import PARTITIONS_NAME
 from cost_pipelines.providers import PROVIDERS, ProviderKey
+from cost_pipelines.resources.customers import CustomersResource
 from cost_pipelines.schedules import JOB_NAME, SCHEDULE_NAME
 from cost_pipelines.warehouse.writer import CostWindow, InvalidCostRows
 
@@ -81,6 +84,7 @@ def test_a_collection_makes_the_daemon_request_that_customers_analyses_only(
     acme, then nothing again once they ran."""
     defs = definitions.defs
     with DagsterInstance.ephemeral() as instance:
+        instance.add_dynamic_partitions(PARTITIONS_NAME, ["acme", "globex"])
         first = evaluate_automation_conditions(defs=defs, instance=instance)
         assert _requested(first) == set()
         instance.report_runless_asset_event(AssetMaterialization("aws_costs", partition="acme"))
@@ -116,10 +120,28 @@ def test_the_exchange_rates_asset_has_its_own_job_daily_schedule_and_first_load_
     }
 
 
-def test_each_customer_of_the_customers_file_is_a_partition(definitions: ModuleType) -> None:
+def test_each_customer_of_the_customers_file_is_a_partition_after_a_tick(
+    definitions: ModuleType, tmp_path: Path
+) -> None:
+    """The partitions are Dagster's dynamic ones: the code location reads no customers file when
+    it loads, and the collection schedule's tick makes them the file's customers."""
     book = load_customers(EXAMPLE_CUSTOMERS)
     assert not book.errors
-    assert sorted(definitions.partitions.get_partition_keys()) == sorted(book.customers)
+    defs = definitions.defs
+    assert definitions.partitions.name == PARTITIONS_NAME
+    instance = DagsterInstance.local_temp(str(tmp_path))
+    try:
+        with build_schedule_context(
+            instance=instance,
+            scheduled_execution_time=datetime(2026, 11, 30, 12, 0, tzinfo=UTC),
+            resources={"customers": CustomersResource(path=str(EXAMPLE_CUSTOMERS))},
+            repository_def=defs.get_repository_def(),
+        ) as context:
+            defs.resolve_schedule_def(SCHEDULE_NAME).evaluate_tick(context)
+        keys = definitions.partitions.get_partition_keys(dynamic_partitions_store=instance)
+        assert sorted(keys) == sorted(book.customers)
+    finally:
+        instance.dispose()
 
 
 def test_each_provider_asset_requires_the_client_resource_bound_under_its_key(

@@ -15,7 +15,6 @@ from dagster import (
     DagsterRunStatus,
     DefaultScheduleStatus,
     Definitions,
-    StaticPartitionsDefinition,
     build_schedule_context,
     define_asset_job,
 )
@@ -32,6 +31,7 @@ from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 
 from cost_pipelines.assets import PROVIDER_SPECS
 from cost_pipelines.assets.collection import build_cost_asset
+from cost_pipelines.partitions import PARTITIONS_NAME, customer_partitions
 from cost_pipelines.resources.clickhouse import ClickHouseResource
 from cost_pipelines.resources.customers import CustomersResource
 from cost_pipelines.schedules import (
@@ -70,11 +70,11 @@ def customers_file(tmp_path: Path) -> Path:
 
 
 def _definitions(customers_file: Path) -> Definitions:
-    """The cost assets, job and schedule; the schedule never executes an asset, so the assets
-    are declared without their provider client resources."""
-    partitions = StaticPartitionsDefinition(["acme", "globex", "broken"])
-    job = define_asset_job("collect_costs", partitions_def=partitions)
-    assets = [build_cost_asset(spec, partitions) for spec in PROVIDER_SPECS]
+    """The cost assets, job and schedule over the code location's customer partitions; the
+    schedule never executes an asset, so the assets are declared without their provider client
+    resources."""
+    job = define_asset_job("collect_costs", partitions_def=customer_partitions)
+    assets = [build_cost_asset(spec, customer_partitions) for spec in PROVIDER_SPECS]
     return Definitions(
         assets=assets,
         jobs=[job],
@@ -271,6 +271,60 @@ def test_a_success_ends_the_failure_streak(instance: DagsterInstance, customers_
 
     # One failure since the success: 15 minutes, not the hour four in a row would cost.
     assert ("acme", "vultr") in _due(instance, customers_file, NOW)
+
+
+def test_the_tick_makes_the_customers_of_the_file_its_partitions(
+    instance: DagsterInstance, customers_file: Path
+) -> None:
+    """The invalid entry too: its runs then fail naming the bad field."""
+    assert instance.get_dynamic_partitions(PARTITIONS_NAME) == []
+    _tick(instance, customers_file, NOW)
+    assert sorted(instance.get_dynamic_partitions(PARTITIONS_NAME)) == ["acme", "broken", "globex"]
+
+
+def test_a_customer_added_to_the_file_is_collected_at_the_next_tick(
+    instance: DagsterInstance, customers_file: Path
+) -> None:
+    for pair in (("acme", "aws"), ("acme", "vultr"), ("globex", "aws")):
+        _collected(instance, *pair, NOW - timedelta(minutes=5))
+    assert _due(instance, customers_file, NOW) == set()
+    write_customers(
+        customers_file,
+        {
+            "acme": {"providers": {"aws": AWS, "vultr": VULTR}},
+            "globex": {"providers": {"aws": {**AWS, "min_poll_interval": "30m"}}},
+            "initech": {"providers": {"vultr": VULTR}},
+        },
+    )
+    # The same tick adds the partition and asks for its run (the request resolves against it).
+    assert _due(instance, customers_file, NOW + timedelta(minutes=15)) == {("initech", "vultr")}
+    assert "initech" in instance.get_dynamic_partitions(PARTITIONS_NAME)
+
+
+def test_a_customer_removed_from_the_file_loses_its_partition_not_its_history(
+    instance: DagsterInstance, customers_file: Path
+) -> None:
+    _tick(instance, customers_file, NOW)
+    _collected(instance, "globex", "aws", NOW)
+    write_customers(customers_file, {"acme": {"providers": {"aws": AWS}}})
+
+    assert _due(instance, customers_file, NOW + timedelta(hours=1)) == {("acme", "aws")}
+    assert instance.get_dynamic_partitions(PARTITIONS_NAME) == ["acme"]
+    records = instance.fetch_materializations(AssetKey("aws_costs"), limit=10).records
+    assert [r.partition_key for r in records] == ["globex"]
+
+
+@pytest.mark.parametrize("content", ["customers: [unclosed", "not_customers: {}"])
+def test_a_customers_file_that_cannot_be_read_removes_no_partition(
+    instance: DagsterInstance, customers_file: Path, content: str
+) -> None:
+    _tick(instance, customers_file, NOW)
+    customers_file.write_text(content, encoding="utf-8")
+
+    _tick(instance, customers_file, NOW + timedelta(minutes=15))
+    _tick(instance, customers_file.with_name("gone.yaml"), NOW + timedelta(minutes=30))
+
+    assert sorted(instance.get_dynamic_partitions(PARTITIONS_NAME)) == ["acme", "broken", "globex"]
 
 
 def test_an_unreadable_customers_file_skips_the_tick_with_the_reason(

@@ -6,7 +6,7 @@ from dagster import (
     AssetSelection,
     AutomationConditionSensorDefinition,
     DefaultSensorStatus,
-    StaticPartitionsDefinition,
+    PartitionsDefinition,
 )
 
 from cost_pipelines.assets.analytics.anomalies import build_anomalies_asset
@@ -17,7 +17,7 @@ from cost_pipelines.assets.analytics.store import GROUP
 AUTOMATION_SENSOR = "analytics_automation"
 
 
-def build_analytics_assets(partitions: StaticPartitionsDefinition) -> list[AssetsDefinition]:
+def build_analytics_assets(partitions: PartitionsDefinition) -> list[AssetsDefinition]:
     """`cost_anomalies`, `cost_forecast` and `budget_status` over the customer partitions."""
     return [
         build_anomalies_asset(partitions),

@@ -9,7 +9,7 @@ from dagster import (
     AssetsDefinition,
     MaterializeResult,
     MetadataValue,
-    StaticPartitionsDefinition,
+    PartitionsDefinition,
 )
 
 from cost_pipelines.assets.analytics.detect import Anomaly, Rule, detect
@@ -94,7 +94,7 @@ def markdown(anomalies: list[Anomaly]) -> str:
     return "\n".join([head, *rows])
 
 
-def build_anomalies_asset(partitions: StaticPartitionsDefinition) -> AssetsDefinition:
+def build_anomalies_asset(partitions: PartitionsDefinition) -> AssetsDefinition:
     @analysis_asset(
         ASSET,
         partitions,

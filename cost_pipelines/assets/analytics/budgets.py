@@ -13,7 +13,7 @@ from dagster import (
     AssetsDefinition,
     MaterializeResult,
     MetadataValue,
-    StaticPartitionsDefinition,
+    PartitionsDefinition,
 )
 
 from cost_pipelines.assets.analytics.forecast import month_bounds
@@ -128,7 +128,7 @@ def markdown(found: list[BudgetStatus]) -> str:
     return "\n".join([head + "|", *rows])
 
 
-def build_budget_asset(partitions: StaticPartitionsDefinition) -> AssetsDefinition:
+def build_budget_asset(partitions: PartitionsDefinition) -> AssetsDefinition:
     @analysis_asset(
         ASSET,
         partitions,

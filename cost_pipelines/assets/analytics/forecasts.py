@@ -10,7 +10,7 @@ from dagster import (
     AssetsDefinition,
     MaterializeResult,
     MetadataValue,
-    StaticPartitionsDefinition,
+    PartitionsDefinition,
 )
 
 from cost_pipelines.assets.analytics.forecast import (
@@ -69,7 +69,7 @@ def markdown(found: dict[tuple[str, str], Forecast]) -> str:
     return "\n".join([head, *rows])
 
 
-def build_forecast_asset(partitions: StaticPartitionsDefinition) -> AssetsDefinition:
+def build_forecast_asset(partitions: PartitionsDefinition) -> AssetsDefinition:
     @analysis_asset(
         ASSET,
         partitions,
