@@ -102,6 +102,14 @@ def _say(line: str) -> None:
     logging.getLogger("cost_local.run").info("make run: %s", line)
 
 
+def forget_demo_key(data_dir: Path, keys_file: Path) -> None:
+    """Without the sandbox there is no demo customer: a demo key an earlier start left (older
+    versions made one that reads every customer) is revoked, and its token file removed."""
+    if keys_file.exists() and revoke_key(keys_file, DEMO_KEY_NAME):
+        _say(f"revoked the demo API key an earlier start left in {keys_file}")
+    (data_dir / "demo-api-key").unlink(missing_ok=True)
+
+
 def start(stack: Supervisor) -> None:
     data_dir = Path(os.environ.get("DATA_DIR", ".data")).resolve()
     ports = {
@@ -141,7 +149,11 @@ def start(stack: Supervisor) -> None:
 
     keys_file = Path(env.setdefault("API_KEYS_FILE", str(data_dir / "api_keys.yaml")))
     # A demo key only beside the demo customer: with real customers, keys are made on purpose.
-    token = demo_key(data_dir, keys_file) if sandboxed else None
+    if sandboxed:
+        token: str | None = demo_key(data_dir, keys_file)
+    else:
+        token = None
+        forget_demo_key(data_dir, keys_file)
 
     dagster_home = data_dir / "dagster"
     write_dagster_home(dagster_home)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cost_api.auth import read_keys
+from cost_api.auth import add_key, read_keys
 from tests.local.test_make_run import start_stack, stop, wait_for
 from tests.support.customers import write_customers
 from tests.support.ports import free_ports
@@ -17,6 +17,11 @@ pytestmark = pytest.mark.slow
 
 
 def test_with_real_customers_no_key_is_made_or_printed(tmp_path: Path) -> None:
+    # What an earlier version left in this DATA_DIR: a demo key that reads every customer.
+    data = tmp_path / "data"
+    data.mkdir()
+    token = add_key(data / "api_keys.yaml", "demo", ["*"])
+    (data / "demo-api-key").write_text(token + "\n")
     [closed] = free_ports(1)  # nothing listens: no collection leaves the machine
     nowhere = f"http://127.0.0.1:{closed}"
     customers = write_customers(
@@ -51,5 +56,6 @@ def test_with_real_customers_no_key_is_made_or_printed(tmp_path: Path) -> None:
     assert code == 0, log[-4000:]
     assert "Demo API key" not in log and "Bearer" not in log
     assert "cost-keys --file" in log  # how to make one instead
+    assert "revoked the demo API key" in log and token not in log
     assert not (running.data_dir / "demo-api-key").exists()
     assert read_keys(running.data_dir / "api_keys.yaml") == []
