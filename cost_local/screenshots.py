@@ -88,9 +88,10 @@ def shots(dagster: str, customer: str) -> list[Shot]:
             "lineage",
             f"{location}/asset-groups/analytics",
             "the analyses downstream of the provider assets",
+            window="1600,1800",
         ),
         Shot("runs", f"{dagster}/runs", "collection runs, scheduled and triggered"),
-        Shot("backfills", f"{dagster}/runs?tab=backfills", "the first start's history backfill"),
+        Shot("backfills", f"{dagster}/overview/backfills", "the first start's history backfills"),
         Shot("automation", f"{dagster}/automation", "the 15-minute schedule and the sensors"),
         Shot(
             "asset-aws",
