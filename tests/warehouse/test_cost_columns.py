@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
@@ -16,17 +15,6 @@ from cost_pipelines.warehouse.writer import CostWindow, InvalidCostRows, replace
 from tests.support.processes import WarehouseProcess
 
 OCTOBER = (date(2026, 10, 1), date(2026, 10, 8))
-
-
-@pytest.fixture
-def client(warehouse: WarehouseProcess, database: str) -> Iterator[Client]:
-    """A migrated database of this test's own."""
-    client = create_client(
-        WarehouseSettings(warehouse_port=warehouse.port, clickhouse_database=database)
-    )
-    migrate(client)
-    yield client
-    client.close()
 
 
 def _stored(client: Client, customer_id: str, columns: str) -> list[tuple[object, ...]]:

@@ -4,31 +4,16 @@ warehouse endpoint."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pandas as pd
-import pytest
 from clickhouse_connect.driver.client import Client
 
 from cost_pipelines.warehouse import ledger, retention
-from cost_pipelines.warehouse.connection import WarehouseSettings, create_client
-from cost_pipelines.warehouse.schema import migrate
 from cost_pipelines.warehouse.writer import CostWindow, clean_up, publish, replace_window, stage
-from tests.support.processes import WarehouseProcess
 
 WINDOW = CostWindow("ledger", "gcp", "0123-4567", date(2026, 10, 1), date(2026, 10, 3))
-
-
-@pytest.fixture
-def client(warehouse: WarehouseProcess, database: str) -> Iterator[Client]:
-    client = create_client(
-        WarehouseSettings(warehouse_port=warehouse.port, clickhouse_database=database)
-    )
-    migrate(client)
-    yield client
-    client.close()
 
 
 def lines(compute: str, storage: str | None, effective: str | None = None) -> pd.DataFrame:

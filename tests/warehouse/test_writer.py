@@ -8,7 +8,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -18,8 +17,6 @@ import pytest
 from clickhouse_connect.driver.client import Client
 
 from cost_pipelines.warehouse import ledger
-from cost_pipelines.warehouse.connection import WarehouseSettings, create_client
-from cost_pipelines.warehouse.schema import migrate
 from cost_pipelines.warehouse.writer import (
     CostWindow,
     InvalidCostRows,
@@ -31,17 +28,6 @@ from cost_pipelines.warehouse.writer import (
 from tests.support.processes import WarehouseProcess
 
 WINDOW = CostWindow("acme", "aws", "111122223333", date(2026, 10, 1), date(2026, 10, 8))
-
-
-@pytest.fixture
-def client(warehouse: WarehouseProcess, database: str) -> Iterator[Client]:
-    """A client on this test's own migrated database: no test sees another's windows."""
-    client = create_client(
-        WarehouseSettings(warehouse_port=warehouse.port, clickhouse_database=database)
-    )
-    migrate(client)
-    yield client
-    client.close()
 
 
 def line_set(label: str, days: int, per_day: int, unit: str) -> pd.DataFrame:

@@ -4,7 +4,6 @@ times in UTC, blanks as NULL) hold for every input kind."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import date
 from decimal import ROUND_HALF_EVEN, Decimal
 
@@ -13,15 +12,12 @@ import pyarrow as pa
 import pytest
 from clickhouse_connect.driver.client import Client
 
-from cost_pipelines.warehouse.connection import WarehouseSettings, create_client
-from cost_pipelines.warehouse.schema import migrate
 from cost_pipelines.warehouse.writer import (
     MONEY_QUANTUM,
     CostWindow,
     InvalidCostRows,
     replace_window,
 )
-from tests.support.processes import WarehouseProcess
 
 WINDOW = CostWindow("batches", "aws", "111122223333", date(2026, 10, 1), date(2026, 10, 8))
 STORED = (
@@ -30,16 +26,6 @@ STORED = (
     "ResourceId, ChargeClass, Tags, x_Estimated "
     "FROM costs_current(customer_id={c:String}) ORDER BY ResourceId"
 )
-
-
-@pytest.fixture
-def client(warehouse: WarehouseProcess, database: str) -> Iterator[Client]:
-    client = create_client(
-        WarehouseSettings(warehouse_port=warehouse.port, clickhouse_database=database)
-    )
-    migrate(client)
-    yield client
-    client.close()
 
 
 def lines(n: int) -> pd.DataFrame:
