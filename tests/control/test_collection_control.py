@@ -25,6 +25,7 @@ from cost_local.sandbox.aws import cost_explorer_results, queue_cost_and_usage
 from cost_local.sandbox.bills import generate_bills
 from cost_local.sandbox.catalog import demo_accounts
 from cost_pipelines.assets.aws import MONTHLY_FEES
+from cost_pipelines.definitions import defs
 from tests.control.stack import (
     GOOD_SECRET,
     REJECTED_KEY_ID,
@@ -312,11 +313,9 @@ def test_collectors_status_reports_the_schedule_state_and_next_tick(stack: Stack
     stopped = stack.api.get("/api/v2/collectors/status", headers=stack.headers()).json()
 
     schedules = {s["name"]: s for s in running["schedules"]}
-    assert set(schedules) == {
-        "collect_costs_every_15_minutes",
-        "check_freshness_every_15_minutes",
-        "collect_exchange_rates_daily",
-    }
+    # Every schedule of the code location, as the API reads them from Dagster.
+    assert set(schedules) == {schedule.name for schedule in defs.schedules or []}
+    assert "collect_costs_every_15_minutes" in schedules
     schedule = schedules["collect_costs_every_15_minutes"]
     assert (schedule["name"], schedule["cron"], schedule["running"]) == (
         "collect_costs_every_15_minutes",
