@@ -54,6 +54,20 @@ def processes_with(marker: str) -> list[int]:
     return found
 
 
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
+
+
+def _as_a_terminal_starts_it() -> None:
+    """In the child before exec: the stop signals at their defaults and unblocked, as a shell at
+    a terminal starts a command. Ignored signals survive exec, and this test process may ignore
+    SIGTERM: a suite started in the background ignores SIGINT, and Dagster code run in-process
+    by earlier tests maps SIGTERM to SIGINT's handler (dagster._utils.interrupts), so make would
+    inherit SIGTERM ignored and never forward it."""
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+
+
 def make_run(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     """`make run` as a user types it, with this interpreter's venv (already installed: `-o`)."""
     venv = Path(sys.prefix)
@@ -65,6 +79,7 @@ def make_run(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
             stdout=output,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # make leads a process group, as in a terminal
+            preexec_fn=_as_a_terminal_starts_it,  # signal calls only: safe between fork and exec
         )
 
 
