@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import errno
-import ipaddress
 import logging
 import os
 import signal
@@ -30,6 +29,7 @@ from cost_local.warehouse.protocol import (
     Reply,
     authenticate,
 )
+from cost_pipelines.warehouse.connection import is_loopback
 
 logger = logging.getLogger("cost_local.warehouse.server")
 
@@ -52,15 +52,6 @@ class PortInUseError(OSError):
 
 class InsecureBindError(ValueError):
     """Refusal to expose the warehouse beyond loopback without a password."""
-
-
-def is_loopback(host: str) -> bool:
-    """True if every address `host` resolves to is a loopback address."""
-    try:
-        infos = socket.getaddrinfo(host, None)
-    except OSError:
-        return False
-    return bool(infos) and all(ipaddress.ip_address(info[4][0]).is_loopback for info in infos)
 
 
 class WarehouseServer(ThreadingHTTPServer):

@@ -47,11 +47,12 @@ from cost_pipelines.resources.retry import CollectionFailure
 from cost_pipelines.warehouse import ledger
 from cost_pipelines.warehouse.writer import (
     CostWindow,
+    Inserter,
     InvalidCostRows,
     StagedLoad,
     Stager,
-    clean_up,
-    publish,
+    clean_up_loads,
+    publish_loads,
 )
 
 GROUP = "costs"
@@ -191,21 +192,24 @@ def _write(
 ) -> tuple[int, dict[str, Decimal], list[StagedLoad]]:
     """Replace the window of every configured billing account; unknown accounts fail loudly.
 
-    The rows are staged frame by frame (each account's share under its own new load), and only
-    when every frame has been stored do the windows flip to the new loads, so a refused frame or
-    an unknown account leaves every account as it was."""
+    The rows are staged frame by frame (each account's share under its own new load, through one
+    insert pipeline), and only when every frame has been stored do the windows flip to the new
+    loads, every account in one pointer insert, so a refused frame or an unknown account leaves
+    every account as it was, and readers never see one account's new numbers beside another's
+    old ones."""
     client = context.resources.warehouse.get_client()
     cluster = context.resources.warehouse.settings().clickhouse_cluster
+    inserter = Inserter(client)
     stagers = {
         account: Stager(
             client,
             CostWindow(customer_id, spec.provider, account, window.start, window.end),
             source=fetched.source,
             run_id=context.run_id,
+            inserter=inserter,
         )
         for account in accounts
     }
-    staged: list[StagedLoad] = []
     try:
         for frame in _frames(fetched.rows):
             if frame.empty:
@@ -224,17 +228,17 @@ def _write(
                     raise Failure(
                         f"{spec.title} rows for account {account} were rejected: {exc}"
                     ) from exc
-        staged = [stager.finish() for stager in stagers.values()]
+        inserter.wait()
     finally:
-        for stager in stagers.values():
-            stager.close()
-    written = 0
+        inserter.close()
+    staged = [stager.finish(wait=False) for stager in stagers.values()]
+    # An account with nothing in the window any more has its window replaced by nothing. Every
+    # account's days switch in one pointer insert.
+    publish_loads(client, staged, cluster)
+    clean_up_loads(client, staged, cluster)
+    written = sum(load.rows_written for load in staged)
     totals: dict[str, Decimal] = defaultdict(Decimal)
     for load in staged:
-        # Nothing in the window any more for an account: its window is replaced by nothing.
-        publish(client, load, cluster)
-        clean_up(client, load, cluster)
-        written += load.rows_written
         for currency, amount in load.billed_by_currency.items():
             totals[currency] += amount
     return written, dict(sorted(totals.items())), staged

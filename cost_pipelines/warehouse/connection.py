@@ -3,6 +3,8 @@ embedded cost-warehouse endpoint on loopback."""
 
 from __future__ import annotations
 
+import ipaddress
+import socket
 from functools import cached_property
 from typing import Any
 from urllib.parse import urlsplit
@@ -36,6 +38,11 @@ class WarehouseSettings(BaseSettings):
     warehouse_host: str = EMBEDDED_HOST
     warehouse_port: int = 8123
     clickhouse_query_timeout_s: int = QUERY_TIMEOUT_S
+    clickhouse_compress: bool | None = Field(
+        default=None,
+        description="Compress what goes to and comes from ClickHouse (lz4); unset = only when "
+        "the server is not on this machine (on loopback it costs CPU and saves nothing)",
+    )
     cost_retention_days: int = Field(
         default=90,
         ge=1,
@@ -56,10 +63,26 @@ class WarehouseSettings(BaseSettings):
         secure = parts.scheme == "https"
         return (parts.scheme, parts.hostname, parts.port or (8443 if secure else 8123), secure)
 
+    @property
+    def compress(self) -> bool:
+        if self.clickhouse_compress is not None:
+            return self.clickhouse_compress
+        _, host, _, _ = self.endpoint
+        return not is_loopback(host)
+
     def describe(self) -> str:
         """Where we connect, for logs: never includes the password."""
         scheme, host, port, _ = self.endpoint
         return f"{scheme}://{host}:{port}/{self.clickhouse_database}"
+
+
+def is_loopback(host: str) -> bool:
+    """True if every address `host` resolves to is a loopback address (this machine)."""
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except OSError:
+        return False
+    return bool(infos) and all(ipaddress.ip_address(info[4][0]).is_loopback for info in infos)
 
 
 # On a cluster (see schema.DDLContext) a window is published by inserting its rows, then its
@@ -96,7 +119,7 @@ def create_client(settings: WarehouseSettings | None = None, **overrides: Any) -
         "connect_timeout": CONNECT_TIMEOUT_S,
         "send_receive_timeout": settings.clickhouse_query_timeout_s,
         "autogenerate_session_id": False,
-        "compress": True,
+        "compress": settings.compress,
     }
     if cluster_settings := client_settings(settings):
         kwargs["settings"] = cluster_settings

@@ -11,9 +11,9 @@ where a side has no lines); the other columns stay NULL where a side has no valu
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, NamedTuple
 
@@ -29,6 +29,7 @@ from cost_pipelines.warehouse.schema import (
 COST_COLUMNS = ("BilledCost", "EffectiveCost", "ListCost", "ContractedCost")
 # Nullable in `costs` (NULL where the source does not supply them): NULL in the ledger too.
 NULLABLE_COST_COLUMNS = COST_COLUMNS[1:]
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _amounts() -> str:
@@ -76,20 +77,22 @@ LEDGER_COLUMNS = (
     "recorded_at",
 )
 
-# The days of the window whose current pointer (the load readers see now) is older than the
-# staged load: the load publishing will replace there. Days a later-staged load already owns
-# change nothing for readers, and days never loaded before restate nothing. Read first and bound
-# into RECORD_SQL (at most one row per day): on a cluster that query then reads only the
-# Distributed line items, never a second Distributed table inside it.
+# Per billing account of the window, per day: the load readers see there now (the newest
+# pointer) and that pointer's `loaded_at` in microseconds. A day whose newest pointer is older
+# than the load being published is one that publishing replaces; days a later-staged load
+# already owns change nothing for readers, and days never loaded before restate nothing (the
+# caller keeps the former, see `current`). One query for every account of a collection run; read
+# first and bound into RECORD_SQL (at most one row per day): on a cluster that query then reads
+# only the Distributed line items, never a second Distributed table inside it.
 PREVIOUS_SQL = f"""
-SELECT charge_date, argMax(load_id, loaded_at), toString(max(loaded_at)) AS newest
+SELECT BillingAccountId, charge_date, argMax(load_id, loaded_at), toString(max(loaded_at)),
+       toUnixTimestamp64Micro(max(loaded_at))
 FROM {LOADS_TABLE}
 WHERE customer_id = {{customer_id:String}} AND provider = {{provider:String}}
-  AND BillingAccountId = {{account:String}}
+  AND BillingAccountId IN {{accounts:Array(String)}}
   AND charge_date >= {{start:Date}} AND charge_date < {{end:Date}}
-GROUP BY charge_date
-HAVING max(loaded_at) < {{loaded_at:DateTime64(6, 'UTC')}}
-ORDER BY charge_date
+GROUP BY BillingAccountId, charge_date
+ORDER BY BillingAccountId, charge_date
 """  # noqa: S608 (identifiers only)
 
 # One scan of the window's rows of the old loads and of the staged one, grouped: both are
@@ -145,25 +148,36 @@ def current(
     *,
     customer_id: str,
     provider: str,
-    account: str,
     start: date,
     end: date,
-    loaded_at: datetime,
-) -> list[Current]:
-    """The days of [start, end) a load staged at `loaded_at` will replace, with the load readers
-    see there now (PREVIOUS_SQL); read once per publish, by the ledger and the writer's check
-    for unchanged days."""
+    loaded_at: Mapping[str, datetime],
+) -> dict[str, list[Current]]:
+    """Per billing account (the keys of `loaded_at`, each with the instant its load was staged),
+    the days of [start, end) that load will replace, with the load readers see there now
+    (PREVIOUS_SQL): read once per publish, by the ledger and the writer's check for unchanged
+    days."""
+    if not loaded_at:
+        return {}
     scope = {
         "customer_id": customer_id,
         "provider": provider,
-        "account": account,
+        "accounts": sorted(loaded_at),
         "start": start,
         "end": end,
-        # Bound as naive UTC text: the placeholder's type carries the zone.
-        "loaded_at": loaded_at.replace(tzinfo=None),
     }
-    rows = client.query(PREVIOUS_SQL, parameters=scope).result_rows
-    return [Current(row[0], uuid.UUID(str(row[1])), str(row[2])) for row in rows]
+    found: dict[str, list[Current]] = {account: [] for account in loaded_at}
+    staged_us = {account: _micros(at) for account, at in loaded_at.items()}
+    for account, day, load_id, newest, newest_us in client.query(
+        PREVIOUS_SQL, parameters=scope
+    ).result_rows:
+        if int(newest_us) < staged_us[account]:
+            found[account].append(Current(day, uuid.UUID(str(load_id)), str(newest)))
+    return found
+
+
+def _micros(instant: datetime) -> int:
+    """Microseconds since the epoch of an aware instant (as toUnixTimestamp64Micro counts)."""
+    return (instant - _EPOCH) // timedelta(microseconds=1)
 
 
 def record(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -78,6 +78,7 @@ STORED_COLUMNS = (
     "collected_at",
 )
 _ZERO = Decimal(0)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Lines normalised and inserted at once: bounds the write path's memory whatever the window holds.
 BATCH_ROWS = 100_000
 _DECIMAL = pa.decimal128(38, 12)
@@ -482,15 +483,61 @@ class StagedLoad:
     unchanged_days: list[date] = field(default_factory=list, compare=False)
 
 
+class Inserter:
+    """Sends Arrow tables to the line items with one insert in flight at a time: the caller
+    prepares the next batch (of the same window or the next one) while the server stores the
+    previous one. A failed insert raises from the next `send` or from `wait`."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: Future[Any] | None = None
+
+    def send(self, table: pa.Table) -> None:
+        self.wait()
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cost-insert")
+        self._pending = self._pool.submit(self.client.insert_arrow, COSTS_TABLE, table)
+
+    def wait(self) -> None:
+        """Until every table sent is stored."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def close(self) -> None:
+        """Wait for the insert in flight (its error is dropped: the load is abandoned)."""
+        with suppress(Exception):
+            self.wait()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+
+def _constant(value: str, n: int) -> pa.DictionaryArray:
+    """`n` times one text, as a one-entry dictionary: nothing repeated is built or sent."""
+    return pa.DictionaryArray.from_arrays(
+        pa.array(np.zeros(n, dtype=np.int32)), pa.array([value], pa.string())
+    )
+
+
 class Stager:
     """Stores a window's new rows batch by batch under a fresh load id that no reader follows
     yet; `finish()` gives the StagedLoad to publish. Nothing becomes visible before `publish`.
 
     One insert is in flight while the next batch is validated: the client's and the server's
-    work overlap. A failed insert raises from the next `add` or from `finish`."""
+    work overlap. Stagers of one collection run may share an `inserter`, so the next window's
+    rows are validated while the previous window's are stored. A failed insert raises from the
+    next `add` or from `finish`."""
 
     def __init__(
-        self, client: Client, window: CostWindow, *, source: str, run_id: str = ""
+        self,
+        client: Client,
+        window: CostWindow,
+        *,
+        source: str,
+        run_id: str = "",
+        inserter: Inserter | None = None,
     ) -> None:
         self.client, self.window, self.source, self.run_id = client, window, source, run_id
         self.load_id = uuid.uuid4()
@@ -500,8 +547,8 @@ class Stager:
         self.loaded_at = now + timedelta(microseconds=-now.microsecond % 1000)
         self.rows_written = 0
         self._totals: dict[str, Decimal] = defaultdict(lambda: _ZERO)
-        self._pool: ThreadPoolExecutor | None = None
-        self._pending: Future[Any] | None = None
+        self._own = inserter is None
+        self._inserter = inserter if inserter is not None else Inserter(client)
 
     def add(self, batch: Batch) -> int:
         """Validate one batch and send it; returns its line count."""
@@ -510,44 +557,36 @@ class Stager:
         if not n:
             return 0
         stamp = {
-            "customer_id": pa.repeat(self.window.customer_id, n),
-            "provider": pa.repeat(self.window.provider, n),
-            "BillingAccountId": pa.repeat(self.window.billing_account_id, n),
-            "source": pa.repeat(self.source, n),
-            "load_id": pa.repeat(str(self.load_id), n),
-            "collection_run_id": pa.repeat(self.run_id, n),
+            "customer_id": _constant(self.window.customer_id, n),
+            "provider": _constant(self.window.provider, n),
+            "BillingAccountId": _constant(self.window.billing_account_id, n),
+            "source": _constant(self.source, n),
+            "load_id": _constant(str(self.load_id), n),
+            "collection_run_id": _constant(self.run_id, n),
             "collected_at": pa.repeat(pa.scalar(self.loaded_at, pa.timestamp("ms", "UTC")), n),
         }
         data = {**columns, **stamp}
         table = pa.Table.from_arrays([data[c] for c in STORED_COLUMNS], names=list(STORED_COLUMNS))
         for currency, amount in _batch_totals(columns["BillingCurrency"], columns["BilledCost"]):
             self._totals[currency] += amount
-        self._wait()
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cost-insert")
-        self._pending = self._pool.submit(self.client.insert_arrow, COSTS_TABLE, table)
+        self._inserter.send(table)
         self.rows_written += n
         return n
 
-    def _wait(self) -> None:
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            pending.result()
-
     def close(self) -> None:
-        """Wait for the insert in flight (its error is dropped: the load is abandoned)."""
-        with suppress(Exception):
-            self._wait()
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
+        """Wait for this stager's insert in flight (its error is dropped: the load is
+        abandoned); a shared inserter is closed by its owner."""
+        if self._own:
+            self._inserter.close()
 
-    def finish(self) -> StagedLoad:
-        """Wait until every batch is stored; the load to publish."""
-        try:
-            self._wait()
-        finally:
-            self.close()
+    def finish(self, *, wait: bool = True) -> StagedLoad:
+        """The load to publish, once every batch is stored (`wait=False` with a shared inserter:
+        its owner waits before publishing)."""
+        if wait:
+            try:
+                self._inserter.wait()
+            finally:
+                self.close()
         return StagedLoad(
             self.window,
             self.load_id,
@@ -584,53 +623,163 @@ def _batch_totals(currencies: pa.Array, amounts: pa.Array) -> list[tuple[str, De
     ]
 
 
-# Per (day, load) of the staged load and of the loads readers see now on the days it replaces:
-# the number of lines and the sum of a hash of each whole line but for what differs between two
-# collections of the same lines (load, run, collection time). A sum is order-independent (a
-# multiset hash; UInt64 wraps, which keeps it one), the tuple hashes NULL as a value of its own.
+def _run_scope(loads: Sequence[StagedLoad]) -> CostWindow:
+    """The window the loads share (one customer, provider and [start, end): the loads of one
+    collection run, one per billing account), for the queries that serve them all at once."""
+    if not loads:
+        raise ValueError("no loads to publish")
+    first = loads[0].window
+    accounts = [load.window.billing_account_id for load in loads]
+    for load in loads:
+        window = load.window
+        if (window.customer_id, window.provider, window.start, window.end) != (
+            first.customer_id,
+            first.provider,
+            first.start,
+            first.end,
+        ):
+            raise ValueError(
+                f"loads published together must share customer, provider and window: "
+                f"{window} is not like {first}"
+            )
+    if len(set(accounts)) != len(accounts):
+        raise ValueError(f"loads published together must be of distinct accounts: {accounts}")
+    return first
+
+
+# Per (account, day, load) of the staged loads and of the loads readers see now on the days
+# they replace: the number of lines and the sum of a hash of each whole line but for what differs
+# between two collections of the same lines (load, run, collection time). A sum is
+# order-independent (a multiset hash; UInt64 wraps, which keeps it one), the tuple hashes NULL as
+# a value of its own. One query for every account of a collection run.
 FINGERPRINT_SQL = f"""
-SELECT toDate(ChargePeriodStart) AS day, load_id, count(),
+SELECT BillingAccountId, toDate(ChargePeriodStart) AS day, load_id, count(),
        sum(cityHash64(tuple(* EXCEPT (load_id, collection_run_id, collected_at))))
 FROM {COSTS_TABLE}
 WHERE customer_id = {{customer_id:String}} AND provider = {{provider:String}}
-  AND BillingAccountId = {{account:String}}
+  AND BillingAccountId IN {{accounts:Array(String)}}
   AND ChargePeriodStart >= {{start_time:DateTime('UTC')}}
   AND ChargePeriodStart < {{end_time:DateTime('UTC')}}
-  AND toDate(ChargePeriodStart) IN {{days:Array(Date)}}
-  AND (load_id = {{load_id:UUID}}
-       OR load_id = arrayElement({{loads:Array(UUID)}},
-                                 indexOf({{days:Array(Date)}}, toDate(ChargePeriodStart))))
-GROUP BY day, load_id
+  AND (load_id IN {{staged:Array(UUID)}}
+       OR (BillingAccountId, toDate(ChargePeriodStart), load_id)
+          IN {{current:Array(Tuple(String, Date, UUID))}})
+GROUP BY BillingAccountId, day, load_id
 """  # noqa: S608 (identifiers only; every value is bound)
 
 
 def _unchanged(
-    client: Client, staged: StagedLoad, current: list[ledger.Current]
-) -> dict[date, uuid.UUID]:
-    """The days whose staged lines are exactly the lines readers see there now (same count,
-    same multiset hash), with the load they see: publishing keeps that load's rows for them."""
-    if not current:
+    client: Client, loads: Sequence[StagedLoad], current: Mapping[str, list[ledger.Current]]
+) -> dict[str, dict[date, uuid.UUID]]:
+    """Per account, the days whose staged lines are exactly the lines readers see there now
+    (same count, same multiset hash), with the load they see: publishing keeps that load's rows
+    for them."""
+    replaced = [(account, c) for account, days in current.items() for c in days]
+    if not replaced:
         return {}
-    window = staged.window
+    window = loads[0].window
     rows = client.query(
         FINGERPRINT_SQL,
         parameters={
             "customer_id": window.customer_id,
             "provider": window.provider,
-            "account": window.billing_account_id,
+            "accounts": sorted(current),
             "start_time": datetime.combine(window.start, datetime.min.time()),
             "end_time": datetime.combine(window.end, datetime.min.time()),
-            "days": [c.day for c in current],
-            "loads": [str(c.load_id) for c in current],
-            "load_id": staged.load_id,
+            "staged": [str(load.load_id) for load in loads],
+            "current": [(account, c.day, str(c.load_id)) for account, c in replaced],
         },
     ).result_rows
-    prints = {(row[0], uuid.UUID(str(row[1]))): (int(row[2]), int(row[3])) for row in rows}
-    return {
-        c.day: c.load_id
-        for c in current
-        if prints.get((c.day, staged.load_id), (0, 0)) == prints.get((c.day, c.load_id), (0, 0))
+    prints = {
+        (str(account), day, uuid.UUID(str(load))): (int(count), int(digest))
+        for account, day, load, count, digest in rows
     }
+    staged = {load.window.billing_account_id: load.load_id for load in loads}
+    out: dict[str, dict[date, uuid.UUID]] = defaultdict(dict)
+    for account, c in replaced:
+        mine = prints.get((account, c.day, staged[account]), (0, 0))
+        if mine == prints.get((account, c.day, c.load_id), (0, 0)):
+            out[account][c.day] = c.load_id
+    return dict(out)
+
+
+def _pointers(
+    loads: Sequence[StagedLoad], unchanged: Mapping[str, Mapping[date, uuid.UUID]], at: datetime
+) -> pa.Table:
+    """Every day's pointer of every load, as one table (one insert, one block)."""
+    window = loads[0].window
+    days = len(window.days)
+    first = np.datetime64(window.start.isoformat(), "D")
+    n = days * len(loads)
+    load_ids: list[str] = []
+    for load in loads:
+        kept = unchanged.get(load.window.billing_account_id, {})
+        load_ids.extend(str(kept.get(day, load.load_id)) for day in window.days)
+    return pa.table(
+        {
+            "customer_id": pa.repeat(window.customer_id, n),
+            "provider": pa.repeat(window.provider, n),
+            "BillingAccountId": pa.array(
+                [load.window.billing_account_id for load in loads for _ in range(days)]
+            ),
+            "charge_date": pa.array(np.tile(first + np.arange(days), len(loads)), pa.date32()),
+            "load_id": pa.array(load_ids, pa.string()),
+            "loaded_at": pa.array(
+                [load.loaded_at for load in loads for _ in range(days)], pa.timestamp("us", "UTC")
+            ),
+            "published_at": pa.repeat(pa.scalar(at, pa.timestamp("us", "UTC")), n),
+            "source": pa.array([load.source for load in loads for _ in range(days)]),
+            "collection_run_id": pa.array([load.run_id for load in loads for _ in range(days)]),
+        }
+    )
+
+
+def publish_loads(
+    client: Client, loads: Sequence[StagedLoad], cluster: str | None = None
+) -> datetime:
+    """`publish` for the loads of one collection run (one per billing account, all of one
+    customer, provider and window): the ledger and the checks for unchanged days are asked for
+    every account at once, and every day of every account switches in one pointer insert, so
+    readers see the whole run's new numbers at once, or none of them."""
+    window = _run_scope(loads)
+    now = datetime.now(UTC)
+    published_at = now + timedelta(microseconds=-now.microsecond % 1000)
+    current = ledger.current(
+        client,
+        customer_id=window.customer_id,
+        provider=window.provider,
+        start=window.start,
+        end=window.end,
+        loaded_at={load.window.billing_account_id: load.loaded_at for load in loads},
+    )
+    unchanged = _unchanged(client, loads, current)
+    recorded: list[StagedLoad] = []
+    try:
+        for load in loads:
+            account = load.window.billing_account_id
+            kept = unchanged.get(account, {})
+            previous = [c for c in current.get(account, []) if c.day not in kept]
+            recorded.append(load)
+            ledger.record(
+                client,
+                customer_id=window.customer_id,
+                provider=window.provider,
+                account=account,
+                start=window.start,
+                end=window.end,
+                previous=previous,
+                load_id=load.load_id,
+                run_id=load.run_id,
+                recorded_at=published_at,
+            )
+        client.insert_arrow(LOADS_TABLE, _pointers(loads, unchanged, published_at))
+    except Exception:
+        for load in recorded:
+            with suppress(Exception):
+                ledger.forget(client, window.customer_id, load.load_id, cluster)
+        raise
+    for load in loads:
+        load.unchanged_days[:] = sorted(unchanged.get(load.window.billing_account_id, {}))
+    return published_at
 
 
 def publish(client: Client, staged: StagedLoad, cluster: str | None = None) -> datetime:
@@ -648,53 +797,7 @@ def publish(client: Client, staged: StagedLoad, cluster: str | None = None) -> d
 
     The ledger is computed first, while the rows readers see now are the current ones; if the
     pointers cannot be inserted, its rows are removed again (no reader saw that change)."""
-    window = staged.window
-    now = datetime.now(UTC)
-    published_at = now + timedelta(microseconds=-now.microsecond % 1000)
-    current = ledger.current(
-        client,
-        customer_id=window.customer_id,
-        provider=window.provider,
-        account=window.billing_account_id,
-        start=window.start,
-        end=window.end,
-        loaded_at=staged.loaded_at,
-    )
-    unchanged = _unchanged(client, staged, current)
-    ledger.record(
-        client,
-        customer_id=window.customer_id,
-        provider=window.provider,
-        account=window.billing_account_id,
-        start=window.start,
-        end=window.end,
-        previous=[c for c in current if c.day not in unchanged],
-        load_id=staged.load_id,
-        run_id=staged.run_id,
-        recorded_at=published_at,
-    )
-    days = len(window.days)
-    first = np.datetime64(window.start.isoformat(), "D")
-    load_ids = [str(unchanged.get(day, staged.load_id)) for day in window.days]
-    pointers = {
-        "customer_id": pa.repeat(window.customer_id, days),
-        "provider": pa.repeat(window.provider, days),
-        "BillingAccountId": pa.repeat(window.billing_account_id, days),
-        "charge_date": pa.array(first + np.arange(days), pa.date32()),
-        "load_id": pa.array(load_ids, pa.string()),
-        "loaded_at": pa.repeat(pa.scalar(staged.loaded_at, pa.timestamp("us", "UTC")), days),
-        "published_at": pa.repeat(pa.scalar(published_at, pa.timestamp("us", "UTC")), days),
-        "source": pa.repeat(staged.source, days),
-        "collection_run_id": pa.repeat(staged.run_id, days),
-    }
-    try:
-        client.insert_arrow(LOADS_TABLE, pa.table(pointers))
-    except Exception:
-        with suppress(Exception):
-            ledger.forget(client, window.customer_id, staged.load_id, cluster)
-        raise
-    staged.unchanged_days[:] = sorted(unchanged)
-    return published_at
+    return publish_loads(client, [staged], cluster)
 
 
 def _delete_text(cluster: str | None) -> str:
@@ -711,22 +814,72 @@ def _delete_text(cluster: str | None) -> str:
     )
 
 
-# Loads of the window staged before this one that were never published: no reader, now or at
-# any earlier instant, was shown their rows (a failed or abandoned write). On a cluster the
-# pointers are the shard's own (co-located with the rows), as in the costs_current view.
+# Per account of the run, the loads of the window staged before its own that were never
+# published: no reader, now or at any earlier instant, was shown their rows (a failed or
+# abandoned write). With the newest collection time of each, so the caller keeps only those
+# older than the account's own load. On a cluster the pointers are the shard's own (co-located
+# with the rows), as in the costs_current view.
 _UNPUBLISHED_SQL = f"""
-SELECT DISTINCT load_id
+SELECT BillingAccountId, load_id, toUnixTimestamp64Milli(max(collected_at))
 FROM {COSTS_TABLE}
 WHERE customer_id = {{customer_id:String}} AND provider = {{provider:String}}
-  AND BillingAccountId = {{account:String}}
+  AND BillingAccountId IN {{accounts:Array(String)}}
   AND ChargePeriodStart >= {{start:Date}} AND ChargePeriodStart < {{end:Date}}
-  AND collected_at < {{loaded_at:DateTime64(3, 'UTC')}} AND load_id != {{load_id:UUID}}
+  AND load_id NOT IN {{staged:Array(UUID)}}
   AND load_id NOT IN (
       SELECT load_id FROM {{loads:Identifier}}
       WHERE customer_id = {{customer_id:String}} AND provider = {{provider:String}}
-        AND BillingAccountId = {{account:String}}
+        AND BillingAccountId IN {{accounts:Array(String)}}
   )
+GROUP BY BillingAccountId, load_id
 """  # noqa: S608 (identifiers only)
+
+
+def clean_up_loads(client: Client, loads: Sequence[StagedLoad], cluster: str | None = None) -> None:
+    """`clean_up` for the published loads of one collection run, with one query for all."""
+    window = _run_scope(loads)
+    scope = {
+        "customer_id": window.customer_id,
+        "provider": window.provider,
+        "start": window.start,
+        "end": window.end,
+    }
+    found = client.query(
+        _UNPUBLISHED_SQL,
+        parameters={
+            **scope,
+            "accounts": [load.window.billing_account_id for load in loads],
+            "staged": [str(load.load_id) for load in loads],
+            "loads": DDLContext(cluster).local(LOADS_TABLE),
+        },
+    ).result_rows
+    # Per account: the loads it found and the newest collection time of each (milliseconds).
+    abandoned: dict[str, list[tuple[str, int]]] = defaultdict(list)
+    for account, load_id, collected_ms in found:
+        abandoned[str(account)].append((str(load_id), int(collected_ms)))
+    delete = _delete_text(cluster)
+    for load in loads:
+        account = load.window.billing_account_id
+        staged_ms = (load.loaded_at - _EPOCH) // timedelta(milliseconds=1)
+        older = [load_id for load_id, ms in abandoned.get(account, []) if ms < staged_ms]
+        deletes = [(window.days, older)]
+        if load.unchanged_days:
+            deletes.append((load.unchanged_days, [str(load.load_id)]))
+        for days, ids in deletes:
+            if not ids:
+                continue
+            for partition in sorted({day.year * 100 + day.month for day in days}):
+                client.command(
+                    delete,
+                    parameters={
+                        **scope,
+                        "account": account,
+                        "partition": partition,
+                        "days": days,
+                        "loads": ids,
+                    },
+                    settings={"lightweight_deletes_sync": 0},
+                )
 
 
 def clean_up(client: Client, staged: StagedLoad, cluster: str | None = None) -> None:
@@ -738,32 +891,7 @@ def clean_up(client: Client, staged: StagedLoad, cluster: str | None = None) -> 
     same time keeps its rows. The deletes run in the background (a synchronous one waited ~6 s
     for the mutation scheduler), one per month partition so only those parts are rewritten, and
     only when there is something to delete."""
-    window = staged.window
-    scope = {
-        "customer_id": window.customer_id,
-        "provider": window.provider,
-        "account": window.billing_account_id,
-        "start": window.start,
-        "end": window.end,
-        # Bound as naive UTC text: the placeholder's type carries the zone.
-        "loaded_at": staged.loaded_at.replace(tzinfo=None),
-        "load_id": staged.load_id,
-    }
-    pointers = {"loads": DDLContext(cluster).local(LOADS_TABLE)}
-    found = client.query(_UNPUBLISHED_SQL, parameters={**scope, **pointers}).result_rows
-    deletes = [(window.days, [str(row[0]) for row in found])]
-    if staged.unchanged_days:
-        deletes.append((staged.unchanged_days, [str(staged.load_id)]))
-    delete = _delete_text(cluster)
-    for days, loads in deletes:
-        if not loads:
-            continue
-        for partition in sorted({day.year * 100 + day.month for day in days}):
-            client.command(
-                delete,
-                parameters={**scope, "partition": partition, "days": days, "loads": loads},
-                settings={"lightweight_deletes_sync": 0},
-            )
+    clean_up_loads(client, [staged], cluster)
 
 
 def replace_window(
@@ -788,7 +916,39 @@ def replace_window(
     only after the last one, so a stream is as atomic as one frame. If a batch is refused, the
     batches already stored stay invisible and the next load of the window deletes them.
     """
-    staged = stage(client, window, rows, source=source, run_id=run_id)
-    publish(client, staged, cluster)
-    clean_up(client, staged, cluster)
-    return ReplaceResult(window, staged.load_id, staged.rows_written, staged.billed_by_currency)
+    [result] = replace_windows(
+        client, [(window, rows)], source=source, run_id=run_id, cluster=cluster
+    )
+    return result
+
+
+def replace_windows(
+    client: Client,
+    windows: Iterable[tuple[CostWindow, Rows]],
+    *,
+    source: str,
+    run_id: str = "",
+    cluster: str | None = None,
+) -> list[ReplaceResult]:
+    """`replace_window` for the windows of one collection run: one window per billing account,
+    all of one customer, provider and [start, end). Their rows are stored through one insert
+    pipeline (the next window is validated while the previous one is stored), and they are
+    published together: readers see every account's new numbers at once, or none of them."""
+    inserter = Inserter(client)
+    stagers: list[Stager] = []
+    try:
+        for window, rows in windows:
+            stager = Stager(client, window, source=source, run_id=run_id, inserter=inserter)
+            stagers.append(stager)
+            for batch in _batches(rows):
+                stager.add(batch)
+        inserter.wait()
+    finally:
+        inserter.close()
+    loads = [stager.finish(wait=False) for stager in stagers]
+    publish_loads(client, loads, cluster)
+    clean_up_loads(client, loads, cluster)
+    return [
+        ReplaceResult(load.window, load.load_id, load.rows_written, load.billed_by_currency)
+        for load in loads
+    ]

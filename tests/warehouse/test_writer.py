@@ -23,6 +23,7 @@ from cost_pipelines.warehouse.writer import (
     clean_up,
     publish,
     replace_window,
+    replace_windows,
     stage,
 )
 from tests.support.processes import WarehouseProcess
@@ -380,3 +381,49 @@ def test_cost_columns_a_provider_does_not_supply_are_null_not_the_billed_cost(
         (Decimal("12.5"), None, Decimal("14"), None),
         (Decimal("-3"), None, Decimal("0"), None),
     ]
+
+
+def test_the_windows_of_one_run_are_published_together(client: Client) -> None:
+    other = CostWindow("acme", "aws", "444455556666", WINDOW.start, WINDOW.end)
+    results = replace_windows(
+        client,
+        [(WINDOW, line_set("a", 7, 2, "1")), (other, line_set("b", 3, 1, "2"))],
+        source="test",
+        run_id="run-1",
+    )
+
+    assert [r.rows_written for r in results] == [14, 3]
+    assert [r.billed_by_currency for r in results] == [{"USD": Decimal(14)}, {"USD": Decimal(6)}]
+    assert sorted(set(current(client)["label"])) == ["a", "b"]
+    # One pointer insert: every day of both accounts carries the same instant of publication.
+    pointers = client.query(
+        "SELECT BillingAccountId, count(), uniqExact(published_at), any(collection_run_id) "
+        "FROM cost_loads WHERE customer_id = 'acme' GROUP BY BillingAccountId ORDER BY 1"
+    ).result_rows
+    assert [(a, n, r) for a, n, _, r in pointers] == [
+        ("111122223333", 7, "run-1"),
+        ("444455556666", 7, "run-1"),
+    ]
+    instants = client.query(
+        "SELECT uniqExact(published_at) FROM cost_loads WHERE customer_id = 'acme'"
+    ).result_rows
+    assert instants == [(1,)]
+
+
+def test_windows_published_together_must_share_the_window_and_differ_in_account(
+    client: Client,
+) -> None:
+    later = CostWindow("acme", "aws", "444455556666", WINDOW.start, WINDOW.end + timedelta(days=1))
+    with pytest.raises(ValueError, match="must share customer, provider and window"):
+        replace_windows(
+            client,
+            [(WINDOW, line_set("a", 1, 1, "1")), (later, line_set("b", 1, 1, "1"))],
+            source="test",
+        )
+    with pytest.raises(ValueError, match="distinct accounts"):
+        replace_windows(
+            client,
+            [(WINDOW, line_set("a", 1, 1, "1")), (WINDOW, line_set("b", 1, 1, "1"))],
+            source="test",
+        )
+    assert current(client).empty  # nothing was published
