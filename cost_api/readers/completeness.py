@@ -1,5 +1,6 @@
 """How complete each provider's data is, day by day, from the warehouse alone: which days were
-collected and when (`cost_loads`), which have cost and estimated lines (`costs_current`).
+collected and when (`cost_loads`), which have cost and estimated lines (`cost_daily_current`,
+the lines' daily sums behind the same pointers).
 
 A day D is complete for a provider when every billing account's current load of D was collected
 after D ended (UTC), and either the provider already has cost on a later day (it has moved on)
@@ -41,11 +42,10 @@ FROM (
     GROUP BY provider, day
 ) AS loads
 LEFT JOIN (
-    SELECT provider, toDate(ChargePeriodStart) AS day, count() AS lines,
-           max(x_Estimated) AS estimated
-    FROM costs_current(customer_id = {customer_id:String})
+    SELECT provider, charge_date AS day, sum(lines) AS lines, max(estimated) AS estimated
+    FROM cost_daily_current(customer_id = {customer_id:String})
     WHERE provider IN {providers:Array(String)}
-      AND ChargePeriodStart >= {lo:DateTime('UTC')} AND ChargePeriodStart < {hi:DateTime('UTC')}
+      AND charge_date >= toDate({lo:DateTime('UTC')}) AND charge_date < toDate({hi:DateTime('UTC')})
     GROUP BY provider, day
 ) AS costs ON costs.provider = loads.provider AND costs.day = loads.day
 ORDER BY loads.provider, loads.day

@@ -45,6 +45,24 @@ _CONVERTED_LINES = """(
     ) AS l
     INNER JOIN factors AS f ON f.fday = l.charge_day AND f.fcurrency = l.BillingCurrency
 )"""
+# The same over the daily sums (cost_daily: one row per account, day, load, currency and
+# service, the cost columns summed under their own names). A converted sum is the sum of the
+# converted lines to the last digit: the factor is the day's, and the products are exact.
+_NATIVE_DAILY = """(
+    SELECT *, {metric:Identifier} AS amount, BillingCurrency AS currency
+    FROM cost_daily_current(customer_id = {customer_id:String})
+    WHERE @WHERE@
+)"""
+_CONVERTED_DAILY = """(
+    SELECT l.*, toDecimal256(l.metric_amount, 12) * f.factor AS amount,
+           {target:String} AS currency
+    FROM (
+        SELECT *, {metric:Identifier} AS metric_amount
+        FROM cost_daily_current(customer_id = {customer_id:String})
+        WHERE @WHERE@
+    ) AS l
+    INNER JOIN factors AS f ON f.fday = l.charge_date AND f.fcurrency = l.BillingCurrency
+)"""
 
 # Rates of the base, deduplicated (ReplacingMergeTree: the newest load of a day wins), the rate
 # in force on every day of the read's calendar for the chosen basis, and each billing currency's
@@ -102,13 +120,15 @@ _MONEY = re.compile(r"@MONEY\((.*?)\)@")
 
 
 def render(template: str, where: str, *, converted: bool) -> str:
-    """The fixed SQL text of a read: `@LINES@` becomes its lines, `@MONEY(sum(...))@` a sum of
-    amounts (rounded half-even to 12 decimals when converted), `@WHERE@` the lines' filter."""
+    """The fixed SQL text of a read: `@LINES@` becomes its lines (`@DAILY@` the daily sums),
+    `@MONEY(sum(...))@` a sum of amounts (rounded half-even to 12 decimals when converted),
+    `@WHERE@` the lines' filter."""
     if converted:
         text = _CONVERSION_CTES + template.replace("@LINES@", _CONVERTED_LINES)
+        text = text.replace("@DAILY@", _CONVERTED_DAILY)
         text = _MONEY.sub(r"toDecimal128(roundBankers(\1, 12), 12)", text)
     else:
-        text = template.replace("@LINES@", _NATIVE_LINES)
+        text = template.replace("@LINES@", _NATIVE_LINES).replace("@DAILY@", _NATIVE_DAILY)
         text = _MONEY.sub(r"\1", text)
     return text.replace("@WHERE@", where)
 
@@ -134,8 +154,15 @@ ORDER BY n.day, n.currency
 """
 
 
-def rates_check_text(where: str) -> str:
-    return _CONVERSION_CTES + RATES_CHECK_TEMPLATE.replace("@WHERE@", where)
+DAILY_RATES_CHECK_TEMPLATE = RATES_CHECK_TEMPLATE.replace(
+    "toDate(ChargePeriodStart) AS day", "charge_date AS day"
+).replace("FROM costs_current(", "FROM cost_daily_current(")
+
+
+def rates_check_text(where: str, *, daily: bool = False) -> str:
+    """The rates check of a read over the lines (or, `daily`, over the daily sums)."""
+    template = DAILY_RATES_CHECK_TEMPLATE if daily else RATES_CHECK_TEMPLATE
+    return _CONVERSION_CTES + template.replace("@WHERE@", where)
 
 
 @dataclass(frozen=True)

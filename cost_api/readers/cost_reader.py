@@ -1,7 +1,9 @@
 """CostReader: every cost read the API serves, one method and one fixed SQL text per read.
 
-Every query reads only `costs_current(customer_id=...)`, `cost_loads` rows of that customer
-(collection times) and `exchange_rates` (conversion). Values, including the chosen cost column,
+Every query reads only `costs_current(customer_id=...)` (the lines: metrics, latest, by
+resource), `cost_daily_current(customer_id=...)` (their sums per day and service, behind the
+same pointers: total, trends, by type), `cost_loads` rows of that customer (collection times)
+and `exchange_rates` (conversion). Values, including the chosen cost column,
 are bound server-side; each read has two fixed SQL texts (native and converted), the request only
 chooses between them.
 """
@@ -114,6 +116,11 @@ WHERE provider IN {providers:Array(String)}
 PERIOD_WHERE = """provider IN {providers:Array(String)}
       AND ChargePeriodStart >= {start:DateTime('UTC')}
       AND ChargePeriodStart < {end:DateTime('UTC')}"""
+# The same period over the daily sums: a period is whole UTC days, so a line's start is in it
+# exactly when its charge date is.
+DAILY_WHERE = """provider IN {providers:Array(String)}
+      AND charge_date >= toDate({start:DateTime('UTC')})
+      AND charge_date < toDate({end:DateTime('UTC')})"""
 LATEST_WHERE = (
     PERIOD_WHERE
     + """
@@ -134,18 +141,18 @@ ORDER BY provider, currency, day_amount DESC, ServiceName, ResourceId
 
 DAILY_SQL = conversion.texts(
     """
-SELECT toDate(ChargePeriodStart) AS day, currency, @MONEY(sum(amount))@
-FROM @LINES@
+SELECT charge_date AS day, currency, @MONEY(sum(amount))@
+FROM @DAILY@
 GROUP BY day, currency
 ORDER BY day, currency
 """,
-    PERIOD_WHERE,
+    DAILY_WHERE,
 )
 
 # Only for a trend over a period without cost: the currencies to state its zeros in.
 CURRENCIES_SQL = """
 SELECT DISTINCT BillingCurrency
-FROM costs_current(customer_id = {customer_id:String})
+FROM cost_daily_current(customer_id = {customer_id:String})
 WHERE provider IN {providers:Array(String)}
 ORDER BY BillingCurrency
 """
@@ -173,39 +180,40 @@ LIMIT {limit:UInt32} BY currency
     PERIOD_WHERE,
 )
 
-# Which sources of the requested costs lack the chosen cost column (NULL) in the period.
-UNAVAILABLE_SQL = """
-SELECT provider, source, count()
-FROM costs_current(customer_id = {customer_id:String})
-WHERE provider IN {providers:Array(String)}
-  AND ChargePeriodStart >= {start:DateTime('UTC')} AND ChargePeriodStart < {end:DateTime('UTC')}
-  AND isNull({metric:Identifier})
+# Which sources of the requested costs lack the chosen cost column (NULL) in the period, with
+# their number of such lines (`missing`: the daily sums' count of them, <metric>_missing).
+UNAVAILABLE_SQL = f"""
+SELECT provider, source, sum({{missing:Identifier}}) AS missing_lines
+FROM cost_daily_current(customer_id = {{customer_id:String}})
+WHERE {DAILY_WHERE}
 GROUP BY provider, source
+HAVING missing_lines > 0
 ORDER BY provider, source
-"""
+"""  # noqa: S608 (a constant filter; every value is bound)
 
 BY_TYPE_SQL = conversion.texts(
     """
 SELECT currency, ServiceCategory, ServiceName, @MONEY(sum(amount))@
-FROM @LINES@
+FROM @DAILY@
 GROUP BY currency, ServiceCategory, ServiceName
 """,
-    PERIOD_WHERE,
+    DAILY_WHERE,
 )
 
 TOTAL_SQL = conversion.texts(
     """
-SELECT currency, @MONEY(sum(amount))@, count()
-FROM @LINES@
+SELECT currency, @MONEY(sum(amount))@, sum(lines)
+FROM @DAILY@
 GROUP BY currency
 ORDER BY currency
 """,
-    PERIOD_WHERE,
+    DAILY_WHERE,
 )
 
 RATES_CHECK_SQL = {
     PERIOD_WHERE: conversion.rates_check_text(PERIOD_WHERE),
     LATEST_WHERE: conversion.rates_check_text(LATEST_WHERE),
+    DAILY_WHERE: conversion.rates_check_text(DAILY_WHERE, daily=True),
 }
 
 
@@ -375,7 +383,9 @@ class CostReader(ClickHouseReader):
         """Refuse (422 naming them) when a source in the period does not supply the metric."""
         if self.query.metric is CostMetric.billed:  # required on every line
             return
-        missing = self.rows(UNAVAILABLE_SQL, self._bind(period))
+        missing = self.rows(
+            UNAVAILABLE_SQL, self._bind(period, missing=f"{self.query.column}_missing")
+        )
         if missing:
             raise MetricUnavailable(
                 self.query.metric.value, [(str(p), str(s), int(n)) for p, s, n in missing]
@@ -409,7 +419,7 @@ class CostReader(ClickHouseReader):
         cost is zero in each currency the customer has for the provider in any period."""
         self.prefetch_state()
         self.require_metric(period)
-        values, converted = self._converted(PERIOD_WHERE, period, self._bind(period))
+        values, converted = self._converted(DAILY_WHERE, period, self._bind(period))
         rows = self.rows(DAILY_SQL[converted is not None], values)
         if converted is not None:
             currencies = [converted.currency]
@@ -432,7 +442,7 @@ class CostReader(ClickHouseReader):
         """Cost per FOCUS service category with its services, per currency."""
         self.prefetch_state()
         self.require_metric(period)
-        values, converted = self._converted(PERIOD_WHERE, period, self._bind(period))
+        values, converted = self._converted(DAILY_WHERE, period, self._bind(period))
         rows = self.rows(BY_TYPE_SQL[converted is not None], values)
         return shaping.by_type(self._scope(), period, rows, self.data_state(period), converted)
 
@@ -440,6 +450,6 @@ class CostReader(ClickHouseReader):
         """The period's total per currency and its number of lines."""
         self.prefetch_state()
         self.require_metric(period)
-        values, converted = self._converted(PERIOD_WHERE, period, self._bind(period))
+        values, converted = self._converted(DAILY_WHERE, period, self._bind(period))
         rows = self.rows(TOTAL_SQL[converted is not None], values)
         return shaping.total(self._scope(), period, rows, self.data_state(period), converted)

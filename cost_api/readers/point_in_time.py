@@ -3,7 +3,8 @@
 A read without `as_of` runs its text unchanged (the fast path: `costs_current`, the newest
 pointers). With `as_of`, it runs a second fixed text derived once from the first, in which
 - `costs_current(customer_id = ...)` is `costs_as_of(customer_id = ..., as_of = ...)`: the line
-  items of the loads whose pointers were published by the instant (migration 4);
+  items of the loads whose pointers were published by the instant (migration 4), and
+  `cost_daily_current` is `cost_daily_as_of`, their daily sums (migration 7);
 - `cost_loads` is its pointers published by the instant (collection times, day states);
 - `exchange_rates` is the rates loaded by the instant;
 - `cost_restatements` is the ledger rows recorded by the instant.
@@ -25,6 +26,8 @@ from cost_pipelines.warehouse.retention import HORIZON_SQL
 AS_OF = "{as_of:DateTime64(6, 'UTC')}"
 _CURRENT = "costs_current(customer_id = {customer_id:String})"
 _AS_OF_VIEW = f"costs_as_of(customer_id = {{customer_id:String}}, as_of = {AS_OF})"
+_DAILY = "cost_daily_current(customer_id = {customer_id:String})"
+_DAILY_AS_OF = f"cost_daily_as_of(customer_id = {{customer_id:String}}, as_of = {AS_OF})"
 _TABLES = {
     "cost_loads": "(SELECT * FROM cost_loads WHERE published_at <= "  # noqa: S608 (constant)
     f"{AS_OF}) AS cost_loads",
@@ -39,9 +42,13 @@ _FROM_TABLE = re.compile(r"\bFROM\s+(cost_loads|exchange_rates|cost_restatements
 @cache
 def text_as_of(sql: str) -> str:
     """The point-in-time text of a read's fixed text (computed once per text)."""
-    text = sql.replace(_CURRENT, _AS_OF_VIEW)
+    text = sql.replace(_CURRENT, _AS_OF_VIEW).replace(_DAILY, _DAILY_AS_OF)
     text = _FROM_TABLE.sub(lambda m: "FROM " + _TABLES[m[1]], text)
-    if "costs_current" in text or re.search(r"\bFROM\s+costs\b(?!_)", text):
+    if (
+        "costs_current" in text
+        or "cost_daily_current" in text
+        or re.search(r"\bFROM\s+(costs|cost_daily)\b(?!_)", text)
+    ):
         raise ValueError("a read's text names the current data in a way as_of does not know")
     return text
 

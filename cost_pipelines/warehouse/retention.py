@@ -22,7 +22,13 @@ from datetime import UTC, datetime, timedelta
 
 from clickhouse_connect.driver.client import Client
 
-from cost_pipelines.warehouse.schema import COSTS_TABLE, HORIZON_TABLE, LOADS_TABLE, DDLContext
+from cost_pipelines.warehouse.schema import (
+    COSTS_TABLE,
+    DAILY_TABLE,
+    HORIZON_TABLE,
+    LOADS_TABLE,
+    DDLContext,
+)
 
 DEFAULT_RETENTION_DAYS = 90
 # A load without any pointer is a failed write once it is this old (no write takes as long);
@@ -93,13 +99,14 @@ def horizon(client: Client) -> datetime | None:
 
 
 def _deletes(cluster: str | None) -> list[str]:
-    """Lines no kept pointer needs, then the superseded pointers (so a failure half-way leaves
-    pointers that the next run finds again), then lines of days no pointer ever named for their
-    load, older than the grace (a load never published, or a day found unchanged whose copy
-    `clean_up` did not get to delete). On a cluster each runs on the local tables of every
-    shard, whose pointers are co-located."""
+    """Lines no kept pointer needs and their daily sums, then the superseded pointers (so a
+    failure half-way leaves pointers that the next run finds again), then lines and daily sums
+    of days no pointer ever named for their load, older than the grace (a load never published,
+    or a day found unchanged whose copy `clean_up` did not get to delete). On a cluster each
+    runs on the local tables of every shard, whose pointers are co-located."""
     ctx = DDLContext(cluster)
     costs, loads = ctx.local(COSTS_TABLE), ctx.local(LOADS_TABLE)
+    daily = ctx.local(DAILY_TABLE)
     local = {"{outer:Identifier}": loads, "{inner:Identifier}": loads}
     superseded, unreferenced = _SUPERSEDED, _UNREFERENCED
     for placeholder, table in local.items():
@@ -109,12 +116,20 @@ def _deletes(cluster: str | None) -> list[str]:
         f"DELETE FROM {costs}{ctx.on_cluster} "  # noqa: S608 (identifiers only)
         "WHERE (customer_id, provider, BillingAccountId, toDate(ChargePeriodStart), load_id) "
         f"IN ({unreferenced})",
+        f"DELETE FROM {daily}{ctx.on_cluster} "  # noqa: S608 (identifiers only)
+        "WHERE (customer_id, provider, BillingAccountId, charge_date, load_id) "
+        f"IN ({unreferenced})",
         f"DELETE FROM {loads}{ctx.on_cluster} "  # noqa: S608 (identifiers only)
         "WHERE (customer_id, provider, BillingAccountId, charge_date, load_id, loaded_at) "
         f"IN ({superseded})",
         f"DELETE FROM {costs}{ctx.on_cluster} "  # noqa: S608 (identifiers only)
         "WHERE collected_at < {stale:DateTime64(3, 'UTC')} "
         "AND (customer_id, provider, BillingAccountId, toDate(ChargePeriodStart), load_id) "
+        "NOT IN (SELECT customer_id, provider, BillingAccountId, charge_date, load_id "
+        f"FROM {loads})",
+        f"DELETE FROM {daily}{ctx.on_cluster} "  # noqa: S608 (identifiers only)
+        "WHERE collected_at < {stale:DateTime64(3, 'UTC')} "
+        "AND (customer_id, provider, BillingAccountId, charge_date, load_id) "
         "NOT IN (SELECT customer_id, provider, BillingAccountId, charge_date, load_id "
         f"FROM {loads})",
     ]

@@ -29,6 +29,10 @@ ANOMALIES_TABLE = "cost_anomalies"
 FORECASTS_TABLE = "cost_forecasts"
 BUDGETS_TABLE = "budget_status"
 RECOMMENDATIONS_TABLE = "cost_recommendations"
+DAILY_TABLE = "cost_daily"
+DAILY_VIEW = "cost_daily_current"
+DAILY_AS_OF_VIEW = "cost_daily_as_of"
+DAILY_MV = "cost_daily_mv"
 
 # Decimal(38, 12): 26 integer digits for totals, 12 fractional for unit prices like 0.0000001 USD.
 MONEY = "Decimal(38, 12)"
@@ -438,6 +442,107 @@ ORDER BY (customer_id, asset, run_id, provider, key)
     ]
 
 
+# The cost columns summed per day, in cost_daily under the line items' own names (a read binds
+# the same column name for either), and for the ones a source may not supply, how many lines had
+# none (the reads refuse such a metric, naming the source).
+DAILY_SUMS = ("BilledCost", "EffectiveCost", "ListCost", "ContractedCost")
+DAILY_MISSING = ("EffectiveCost", "ListCost", "ContractedCost")
+_DAILY_KEY = (
+    "customer_id, provider, BillingAccountId, charge_date, load_id, collected_at, source, "
+    "BillingCurrency, ServiceCategory, ServiceName"
+)
+
+
+def _daily_select(source: str) -> str:
+    """The line items of `source` summed per day, load, currency and service. The sums take the
+    columns' own names, so the lines are read under other names (`line_<column>`) first: a sum
+    named like a column must not be counted again inside another aggregate."""
+    renamed = ", ".join(f"{c} AS line_{c}" for c in DAILY_SUMS)
+    sums = ", ".join(f"sum(line_{c}) AS {c}" for c in DAILY_SUMS)
+    missing = ", ".join(f"countIf(isNull(line_{c})) AS {c}_missing" for c in DAILY_MISSING)
+    return (
+        "SELECT customer_id, provider, BillingAccountId, "
+        "toDate(ChargePeriodStart) AS charge_date, load_id, collected_at, source, "
+        "BillingCurrency, ServiceCategory, ServiceName, "
+        f"count() AS lines, max(x_Estimated) AS estimated, {sums}, {missing} "
+        f"FROM (SELECT *, {renamed} FROM {source}) GROUP BY {_DAILY_KEY}"
+    )
+
+
+def _daily(ctx: DDLContext) -> list[str]:
+    """What the period reads (total, trends, by type, which sources lack a metric, the day
+    states) aggregate: the line items summed per (account, day, load, currency, service), so a
+    read's cost grows with the days and services it covers, not with the lines.
+
+    Kept exactly consistent with the lines by construction: a materialized view sums every block
+    inserted into `costs` in the same insert, under the same load id, so the rows of a load are
+    in both tables before any pointer names it; readers filter both by the same pointers (views
+    `cost_daily_current` and `cost_daily_as_of`, like `costs_current` and `costs_as_of`), and
+    every delete of lines (writer clean-up, retention) deletes the same loads' days here. Several
+    rows may hold one key (one per inserted block); reads sum them.
+
+    The existing lines are summed once here. Run it, like every migration, before collections
+    start (`cost-migrate`, `make run`): lines inserted while it runs could be summed twice."""
+    money, nullable = MONEY, f"Nullable({MONEY})"
+    sums = ",\n    ".join(f"{c} {nullable if c in DAILY_MISSING else money}" for c in DAILY_SUMS)
+    missing = ",\n    ".join(f"{c}_missing UInt64" for c in DAILY_MISSING)
+    pointers = ctx.local(LOADS_TABLE)
+    view = """
+CREATE VIEW IF NOT EXISTS {name}{on_cluster} AS
+SELECT * FROM {table}
+WHERE customer_id = {{customer_id:String}}
+  AND (charge_date, load_id) IN (
+      SELECT charge_date, argMax(load_id, loaded_at)
+      FROM {pointers}
+      WHERE customer_id = {{customer_id:String}}{published}
+      GROUP BY provider, BillingAccountId, charge_date
+  )
+"""
+    as_of = "\n        AND published_at <= {as_of:DateTime64(6, 'UTC')}"
+    return [
+        f"""
+CREATE TABLE IF NOT EXISTS {ctx.local(DAILY_TABLE)}{ctx.on_cluster}
+(
+    customer_id         LowCardinality(String),
+    provider            LowCardinality(String),
+    BillingAccountId    String,
+    charge_date         Date,
+    load_id             UUID,
+    collected_at        DateTime64(3, 'UTC'),
+    source              LowCardinality(String),
+    BillingCurrency     LowCardinality(String),
+    ServiceCategory     LowCardinality(String),
+    ServiceName         LowCardinality(String),
+    lines               UInt64,
+    estimated           Bool,
+    {sums},
+    {missing}
+)
+ENGINE = {ctx.engine("MergeTree")}
+PARTITION BY toYYYYMM(charge_date)
+ORDER BY (customer_id, provider, charge_date, BillingAccountId, ServiceName, load_id)
+""",
+        *ctx.distributed(DAILY_TABLE),
+        f"CREATE MATERIALIZED VIEW IF NOT EXISTS {DAILY_MV}{ctx.on_cluster} "
+        f"TO {ctx.local(DAILY_TABLE)} AS {_daily_select(ctx.local(COSTS_TABLE))}",
+        f"INSERT INTO {DAILY_TABLE} {_daily_select(COSTS_TABLE)}",
+        view.format(
+            name=DAILY_VIEW,
+            on_cluster=ctx.on_cluster,
+            table=DAILY_TABLE,
+            pointers=pointers,
+            published="",
+        ),
+        view.format(
+            name=DAILY_AS_OF_VIEW,
+            on_cluster=ctx.on_cluster,
+            table=DAILY_TABLE,
+            pointers=pointers,
+            published=as_of,
+        ),
+    ]
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "focus cost line items", _costs_table),
     Migration(
@@ -449,6 +554,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(4, "pointer history, restatement ledger, point-in-time view", _history),
     Migration(5, "provider and own cost recommendations per customer", _recommendations),
     Migration(6, "anomalies, forecasts and budget status per customer", _analytics),
+    Migration(7, "daily cost sums per load, consistent with the line items", _daily),
 )
 
 

@@ -27,7 +27,7 @@ from clickhouse_connect.driver.client import Client
 
 from cost_pipelines.providers import PROVIDERS
 from cost_pipelines.warehouse import ledger
-from cost_pipelines.warehouse.schema import COSTS_TABLE, LOADS_TABLE, DDLContext
+from cost_pipelines.warehouse.schema import COSTS_TABLE, DAILY_TABLE, LOADS_TABLE, DDLContext
 
 MONEY_COLUMNS = ("BilledCost", "EffectiveCost", "ListCost", "ContractedCost", "PricingQuantity")
 # NULL when the source does not supply them: a read never presents BilledCost under another name.
@@ -800,17 +800,19 @@ def publish(client: Client, staged: StagedLoad, cluster: str | None = None) -> d
     return publish_loads(client, [staged], cluster)
 
 
-def _delete_text(cluster: str | None) -> str:
-    """The clean-up's DELETE: on a cluster it runs on the local tables of every shard (a
-    Distributed table takes no DELETE); only identifiers vary, validated by DDLContext."""
+def _delete_text(cluster: str | None, table: str = COSTS_TABLE) -> str:
+    """The clean-up's DELETE of some loads' days from the line items (or their daily sums, with
+    `table=DAILY_TABLE`): on a cluster it runs on the local tables of every shard (a Distributed
+    table takes no DELETE); only identifiers vary, validated by DDLContext."""
     ctx = DDLContext(cluster)
-    table = f"{ctx.local(COSTS_TABLE)}{ctx.on_cluster}"
+    day = "toDate(ChargePeriodStart)" if table == COSTS_TABLE else "charge_date"
+    first = "ChargePeriodStart" if table == COSTS_TABLE else "charge_date"
     return (
-        f"DELETE FROM {table} IN PARTITION {{partition:UInt32}} "  # noqa: S608 (identifiers only)
+        f"DELETE FROM {ctx.local(table)}{ctx.on_cluster} IN PARTITION {{partition:UInt32}} "  # noqa: S608 (identifiers only)
         "WHERE customer_id = {customer_id:String} AND provider = {provider:String} "
         "AND BillingAccountId = {account:String} "
-        "AND ChargePeriodStart >= {start:Date} AND ChargePeriodStart < {end:Date} "
-        "AND toDate(ChargePeriodStart) IN {days:Array(Date)} AND load_id IN {loads:Array(UUID)}"
+        f"AND {first} >= {{start:Date}} AND {first} < {{end:Date}} "
+        f"AND {day} IN {{days:Array(Date)}} AND load_id IN {{loads:Array(UUID)}}"
     )
 
 
@@ -857,7 +859,7 @@ def clean_up_loads(client: Client, loads: Sequence[StagedLoad], cluster: str | N
     abandoned: dict[str, list[tuple[str, int]]] = defaultdict(list)
     for account, load_id, collected_ms in found:
         abandoned[str(account)].append((str(load_id), int(collected_ms)))
-    delete = _delete_text(cluster)
+    delete = [_delete_text(cluster), _delete_text(cluster, DAILY_TABLE)]
     for load in loads:
         account = load.window.billing_account_id
         staged_ms = (load.loaded_at - _EPOCH) // timedelta(milliseconds=1)
@@ -869,17 +871,18 @@ def clean_up_loads(client: Client, loads: Sequence[StagedLoad], cluster: str | N
             if not ids:
                 continue
             for partition in sorted({day.year * 100 + day.month for day in days}):
-                client.command(
-                    delete,
-                    parameters={
-                        **scope,
-                        "account": account,
-                        "partition": partition,
-                        "days": days,
-                        "loads": ids,
-                    },
-                    settings={"lightweight_deletes_sync": 0},
-                )
+                for statement in delete:  # the lines, then their daily sums
+                    client.command(
+                        statement,
+                        parameters={
+                            **scope,
+                            "account": account,
+                            "partition": partition,
+                            "days": days,
+                            "loads": ids,
+                        },
+                        settings={"lightweight_deletes_sync": 0},
+                    )
 
 
 def clean_up(client: Client, staged: StagedLoad, cluster: str | None = None) -> None:

@@ -77,6 +77,10 @@ def test_cluster_ddl_runs_on_the_cluster_with_replicated_engines() -> None:
         "cityHash64(customer_id))",
         "cost_history_horizon": "ReplicatedMergeTree("
         "'/clickhouse/tables/{database}/cost_history_horizon', '{replica}')",
+        # The daily sums live with the lines they sum.
+        "cost_daily_local": "ReplicatedMergeTree",
+        "cost_daily": "Distributed(`finops`, currentDatabase(), cost_daily_local, "
+        "cityHash64(customer_id))",
     }
 
 
@@ -102,7 +106,13 @@ def test_on_a_cluster_a_customers_rows_and_pointers_share_a_shard_and_the_view_r
 
 def test_on_a_cluster_retention_deletes_from_every_shards_local_tables() -> None:
     deletes = retention._deletes("finops")
-    assert [d.split()[2] for d in deletes] == ["costs_local", "cost_loads_local", "costs_local"]
+    assert [d.split()[2] for d in deletes] == [
+        "costs_local",
+        "cost_daily_local",
+        "cost_loads_local",
+        "costs_local",
+        "cost_daily_local",
+    ]
     assert all("ON CLUSTER `finops`" in d and "cost_loads_local" in d for d in deletes)
     assert not any("{loads:Identifier}" in d for d in deletes)
 
@@ -123,8 +133,21 @@ def test_one_server_has_no_local_or_distributed_tables() -> None:
         "cost_forecasts",
         "budget_status",
         "cost_recommendations",
+        "cost_daily",
+        "cost_daily_current",
+        "cost_daily_as_of",
     }
     assert not any("Distributed" in s or "_local" in s for s in tables.values())
+
+
+def test_on_a_cluster_each_shard_sums_its_own_lines_and_filters_by_its_own_pointers() -> None:
+    statements = all_statements(DDLContext("finops"))
+    [view] = [s for s in statements if "MATERIALIZED VIEW" in s]
+    assert "ON CLUSTER `finops` TO cost_daily_local AS" in view
+    assert "FROM costs_local)" in view
+    tables = created(statements)
+    for name in ("cost_daily_current", "cost_daily_as_of"):
+        assert "FROM cost_daily\n" in tables[name] and "FROM cost_loads_local" in tables[name]
 
 
 def test_costs_table_is_ordered_for_per_customer_reads() -> None:

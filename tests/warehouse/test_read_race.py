@@ -1,0 +1,100 @@
+"""Every period read of the API sees one whole set of a window at a time while the window is
+replaced: the daily sums and the lines they sum flip together, never a partial window.
+
+A reader in another process runs the API's own readers (CostReader) in a loop while this
+process replaces one window three times; each answer is reduced to a few figures and must equal
+the figures of exactly one of the three sets, read the same way from a customer holding only
+that set."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from clickhouse_connect.driver.client import Client
+
+from cost_pipelines.warehouse.writer import CostWindow, replace_window
+from tests.support.processes import WarehouseProcess
+from tests.support.read_figures import figures
+from tests.warehouse.test_writer import WINDOW, WRITE_ORDER, is_subsequence, line_set
+
+READER = textwrap.dedent(
+    """
+    import json, sys, pathlib
+    from tests.support.read_figures import figures
+    from cost_pipelines.warehouse.connection import WarehouseSettings, create_client
+    port, stop_file, out_file, ready_file = int(sys.argv[1]), *map(pathlib.Path, sys.argv[2:5])
+    client = create_client(WarehouseSettings(warehouse_port=port))
+    seen = []
+    while not stop_file.exists():
+        if len(seen) == 1:
+            ready_file.touch()
+        seen.append(figures(client, "race-reads"))
+    out_file.write_text(json.dumps(seen))
+    """
+)
+
+
+def figures_of(client: Client, customer: str) -> dict[str, Any]:
+    """The figures as the reader sees them (through JSON, like its report)."""
+    answer: dict[str, Any] = json.loads(json.dumps(figures(client, customer)))
+    return answer
+
+
+@pytest.mark.slow
+def test_every_period_read_sees_one_whole_set_at_a_time(
+    client: Client, warehouse: WarehouseProcess, database: str, tmp_path: Path
+) -> None:
+    sets = {
+        "a": line_set("a", 7, 3000, "1"),
+        "b": line_set("b", 5, 1000, "2"),
+        "c": line_set("c", 7, 2000, "3"),
+    }
+    expected = {}
+    for label, rows in sets.items():
+        alone = CostWindow(f"race-{label}", "aws", "999", WINDOW.start, WINDOW.end)
+        replace_window(client, alone, rows, source="test")
+        expected[label] = figures_of(client, f"race-{label}")
+    reads = list(expected["a"])
+    for read in reads:  # the sets tell apart in every read
+        assert len({json.dumps(expected[label][read]) for label in sets}) == 3, read
+
+    window = CostWindow("race-reads", "aws", "999", WINDOW.start, WINDOW.end)
+    replace_window(client, window, sets["a"], source="test")
+    stop_file, out_file, ready_file = tmp_path / "stop", tmp_path / "seen.json", tmp_path / "ready"
+    reader = subprocess.Popen(
+        [sys.executable, "-c", READER, str(warehouse.port)]
+        + [str(path) for path in (stop_file, out_file, ready_file)],
+        env={**os.environ, "CLICKHOUSE_DATABASE": database},
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not ready_file.exists() and reader.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for label in WRITE_ORDER[1:]:
+            batches = (sets[label].iloc[i : i + 1000] for i in range(0, len(sets[label]), 1000))
+            replace_window(client, window, batches, source="test")
+            time.sleep(0.5)  # a few reads of each set
+        stop_file.touch()
+        assert reader.wait(timeout=120) == 0
+    finally:
+        if reader.poll() is None:
+            reader.kill()
+    seen = json.loads(out_file.read_text())
+    assert len(seen) >= 3, "the reader should have read while the writer worked"
+    for read in reads:
+        labels = []
+        for observation in seen:
+            matches = [label for label in sets if expected[label][read] == observation[read]]
+            assert matches, f"{read}: a partial or mixed window was seen: {observation[read]}"
+            labels.append(matches[0])
+        changes = [label for i, label in enumerate(labels) if i == 0 or labels[i - 1] != label]
+        assert is_subsequence(changes, WRITE_ORDER), f"{read}: sets out of write order: {changes}"
+    assert figures_of(client, "race-reads") == expected["c"]
