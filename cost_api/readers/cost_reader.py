@@ -104,11 +104,16 @@ METRICS_AFTER_SQL = _METRICS.format(
     order=METRICS_ORDER,
 )
 
-COUNT_SQL = """
-SELECT count()
-FROM costs_current(customer_id = {customer_id:String})
+# The period's lines per day, newest first, from the daily sums: the page's count, and the
+# oldest day a page can reach (see _scan_start), so a page reads the days it shows, not the
+# whole period.
+LINES_PER_DAY_SQL = """
+SELECT charge_date, sum(lines)
+FROM cost_daily_current(customer_id = {customer_id:String})
 WHERE provider IN {providers:Array(String)}
-  AND ChargePeriodStart >= {start:DateTime('UTC')} AND ChargePeriodStart < {end:DateTime('UTC')}
+  AND charge_date >= toDate({start:DateTime('UTC')}) AND charge_date < toDate({end:DateTime('UTC')})
+GROUP BY charge_date
+ORDER BY charge_date DESC
 """
 
 # The lines of the request's providers in its period (aggregated reads); `latest` narrows them to
@@ -217,6 +222,23 @@ RATES_CHECK_SQL = {
 }
 
 
+def _scan_start(
+    per_day: Sequence[tuple[date, int]], wanted: int, cursor_day: date | None, start: date
+) -> date:
+    """The oldest day a page needs to read. Lines sort newest day first, so going back from the
+    newest day, the first day by which `wanted` lines have been passed bounds the page. After a
+    cursor the page starts inside the cursor's day (read whole, its lines counted as none) and
+    needs `wanted` lines of the days before it. The period's start when there are not enough."""
+    passed = 0
+    for day, lines in per_day:  # newest first
+        if cursor_day is not None and day >= cursor_day:
+            continue
+        passed += lines
+        if passed >= wanted:
+            return max(day, start)
+    return start
+
+
 class CostReader(ClickHouseReader):
     """The costs of one customer and provider (or all), in the chosen FOCUS cost column, in
     billing currency or converted into one currency."""
@@ -322,17 +344,20 @@ class CostReader(ClickHouseReader):
     ) -> CostLinesPage:
         """One page of the period's stored lines, newest day first, biggest first within a day:
         the first page, or the page after the line a cursor names."""
-        count = self.soon(COUNT_SQL, self._bind(period))
+        per_day = [(day, int(n)) for day, n in self.rows(LINES_PER_DAY_SQL, self._bind(period))]
+        total = sum(n for _, n in per_day)
         # One line more than the page: whether another page follows, without a second query.
-        if after is None:
-            rows = self.rows(METRICS_SQL, self._bind(period, limit=limit + 1, skip=0))
-        else:
-            values = self._bind(period, limit=limit + 1, skip=after.seen, **self._after(after))
-            rows = self.rows(METRICS_AFTER_SQL, values)
+        wanted = limit + 1 + (after.seen if after is not None else 0)
+        cursor_day = after.line[0] if after is not None else None
+        first = _scan_start(per_day, wanted, cursor_day, period.start)
+        rows = self._page(period, first, limit, after)
+        if len(rows) <= limit and first > period.start:
+            # The lines changed between the two queries (a window was replaced): read the whole
+            # period rather than risk a short page.
+            rows = self._page(period, period.start, limit, after)
         more, rows = len(rows) > limit, rows[:limit]
         fields = list(CostLine.model_fields)
         data = [CostLine(**dict(zip(fields, row, strict=True))) for row in rows]
-        total = int(count()[0][0])
         cursor = None
         if more:
             last = tuple(rows[-1])
@@ -347,6 +372,16 @@ class CostReader(ClickHouseReader):
             count=total,
             next_cursor=cursor,
         )
+
+    def _page(
+        self, period: Period, first: date, limit: int, after: PageKey | None
+    ) -> Sequence[Sequence[Any]]:
+        """limit + 1 lines of the page (after the cursor's line), reading days from `first` on."""
+        scanned = Period(first, period.end)
+        if after is None:
+            return self.rows(METRICS_SQL, self._bind(scanned, limit=limit + 1, skip=0))
+        values = self._bind(scanned, limit=limit + 1, skip=after.seen, **self._after(after))
+        return self.rows(METRICS_AFTER_SQL, values)
 
     def _after(self, after: PageKey) -> dict[str, Any]:
         """The cursor's line as METRICS_AFTER_SQL binds it (its sort key, see METRICS_ORDER)."""
