@@ -623,15 +623,14 @@ def _batch_totals(currencies: pa.Array, amounts: pa.Array) -> list[tuple[str, De
     ]
 
 
-def _run_scope(loads: Sequence[StagedLoad]) -> CostWindow:
-    """The window the loads share (one customer, provider and [start, end): the loads of one
-    collection run, one per billing account), for the queries that serve them all at once."""
-    if not loads:
-        raise ValueError("no loads to publish")
-    first = loads[0].window
-    accounts = [load.window.billing_account_id for load in loads]
-    for load in loads:
-        window = load.window
+def _check_run(windows: Sequence[CostWindow]) -> CostWindow:
+    """The window the windows of one collection run share (one customer, provider and
+    [start, end), one per billing account), for the queries that serve them all at once."""
+    if not windows:
+        raise ValueError("no windows to publish")
+    first = windows[0]
+    accounts = [window.billing_account_id for window in windows]
+    for window in windows:
         if (window.customer_id, window.provider, window.start, window.end) != (
             first.customer_id,
             first.provider,
@@ -639,12 +638,17 @@ def _run_scope(loads: Sequence[StagedLoad]) -> CostWindow:
             first.end,
         ):
             raise ValueError(
-                f"loads published together must share customer, provider and window: "
+                f"windows published together must share customer, provider and window: "
                 f"{window} is not like {first}"
             )
     if len(set(accounts)) != len(accounts):
-        raise ValueError(f"loads published together must be of distinct accounts: {accounts}")
+        raise ValueError(f"windows published together must be of distinct accounts: {accounts}")
     return first
+
+
+def _run_scope(loads: Sequence[StagedLoad]) -> CostWindow:
+    """The window the loads of one collection run share (see _check_run)."""
+    return _check_run([load.window for load in loads])
 
 
 # Per (account, day, load) of the staged loads and of the loads readers see now on the days
@@ -937,10 +941,12 @@ def replace_windows(
     all of one customer, provider and [start, end). Their rows are stored through one insert
     pipeline (the next window is validated while the previous one is stored), and they are
     published together: readers see every account's new numbers at once, or none of them."""
+    runs = list(windows)
+    _check_run([window for window, _ in runs])  # before any row is stored
     inserter = Inserter(client)
     stagers: list[Stager] = []
     try:
-        for window, rows in windows:
+        for window, rows in runs:
             stager = Stager(client, window, source=source, run_id=run_id, inserter=inserter)
             stagers.append(stager)
             for batch in _batches(rows):
