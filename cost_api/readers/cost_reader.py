@@ -62,6 +62,7 @@ METRICS_ORDER = """-toInt32(toDate(ChargePeriodStart)), isNull({metric:Identifie
          isNull(ContractedCost), ifNull(ContractedCost, 0)"""
 _MONEY_PARAMETER = "Decimal(38, 12)"
 EPOCH = date(1970, 1, 1)  # toInt32 of a Date counts days from it
+LATEST_ATTEMPTS = 3
 # The bound values of a cursor's line, in METRICS_ORDER's order and types.
 AFTER_TYPES = (
     ("day", "Int32"),
@@ -257,6 +258,8 @@ class CostReader(ClickHouseReader):
         # "Today" of a point-in-time read is the instant's UTC date: what the read said then.
         self.today = today or (as_of.date() if as_of is not None else today_utc())
         self._loads_version: Callable[[], Sequence[Sequence[Any]]] | None = None
+        # The loads version each day state was read at, per providers (see get_latest_costs).
+        self._versions: dict[tuple[str, ...], tuple[Any, Any]] = {}
 
     def prefetch_state(self) -> None:
         """Ask for the customer's loads version now, beside the read's main query: with a cached
@@ -325,6 +328,7 @@ class CostReader(ClickHouseReader):
         [(newest_load, pointers)] = (
             version() if version is not None else self.rows(LOADS_VERSION_SQL, values)
         )
+        self._versions[tuple(values["providers"])] = (newest_load, pointers)
         key = (
             values["customer_id"],
             tuple(values["providers"]),
@@ -428,7 +432,24 @@ class CostReader(ClickHouseReader):
 
     def get_latest_costs(self) -> LatestCosts:
         """Per provider its own newest complete day with cost, by service and resource, and when
-        it was collected; a provider whose newer days are still open says so."""
+        it was collected; a provider whose newer days are still open says so.
+
+        Two queries answer it: the day states pick each provider's day, then that day's lines
+        are read. A window replaced between them could leave a picked day without its lines, so
+        the loads version is asked again after the lines: if a load was published meanwhile,
+        the read starts over (at most LATEST_ATTEMPTS times in all)."""
+        answer = self._latest()
+        for _ in range(LATEST_ATTEMPTS - 1):
+            if self.as_of is not None:  # the instant's loads do not change
+                break
+            before = self._versions.get(tuple(provider_members(self.query.provider)))
+            [after] = self.rows(LOADS_VERSION_SQL, self._bind())
+            if before == tuple(after):
+                break
+            answer = self._latest()
+        return answer
+
+    def _latest(self) -> LatestCosts:
         self.prefetch_state()
         state = self.data_state()
         picks = shaping.latest_days(state)

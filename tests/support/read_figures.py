@@ -16,8 +16,8 @@ PERIOD = Period(date(2026, 10, 1), date(2026, 10, 31))
 
 
 def figures(client: Client, customer: str) -> dict[str, Any]:
-    """What total, trends, by type, by resource and a metrics page answer for the customer's
-    AWS costs of October 2026 (each read with its own reader, as each request has)."""
+    """What total, trends, by type, by resource, a metrics page (for the customer's AWS costs of
+    October 2026) and latest answer, each read with its own reader, as each request has."""
 
     def reader() -> CostReader:
         return CostReader(client, CostQuery(customer, "aws", CostMetric.billed))
@@ -27,6 +27,7 @@ def figures(client: Client, customer: str) -> dict[str, Any]:
     by_type = reader().get_cost_by_type(PERIOD)
     by_resource = reader().get_cost_by_resource(PERIOD, limit=100_000)
     page = reader().get_cost_metrics(PERIOD, limit=50)
+    latest = reader().get_latest_costs()
     return {
         "total": [total.lines, [str(t.amount) for t in total.totals]],
         "trends": [
@@ -36,4 +37,7 @@ def figures(client: Client, customer: str) -> dict[str, Any]:
         "by_resource": [len(by_resource.data), [str(t.amount) for t in by_resource.totals]],
         "metrics_count": page.count,
         "metrics_page": sorted({str(line.billed_cost) for line in page.data}),
+        "latest": [
+            [str(p.day), len(p.items), [str(t.amount) for t in p.totals]] for p in latest.providers
+        ],
     }

@@ -1,5 +1,6 @@
-"""Every period read of the API sees one whole set of a window at a time while the window is
-replaced: the daily sums and the lines they sum flip together, never a partial window.
+"""Every cost read of the API sees one whole set of a window at a time while the window is
+replaced: the daily sums and the lines they sum flip together, never a partial window, and
+latest never pairs one set's day with another set's lines.
 
 A reader in another process runs the API's own readers (CostReader) in a loop while this
 process replaces one window three times; each answer is reduced to a few figures and must equal
@@ -14,12 +15,15 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 from clickhouse_connect.driver.client import Client
 
+from cost_api.params import CostMetric, CostQuery
+from cost_api.readers.cost_reader import LATEST_SQL, CostReader
 from cost_pipelines.warehouse.writer import CostWindow, replace_window
 from tests.support.processes import WarehouseProcess
 from tests.support.read_figures import figures
@@ -98,3 +102,28 @@ def test_every_period_read_sees_one_whole_set_at_a_time(
         changes = [label for i, label in enumerate(labels) if i == 0 or labels[i - 1] != label]
         assert is_subsequence(changes, WRITE_ORDER), f"{read}: sets out of write order: {changes}"
     assert figures_of(client, "race-reads") == expected["c"]
+
+
+def test_latest_starts_over_when_a_window_is_replaced_between_its_two_queries(
+    client: Client,
+) -> None:
+    window = CostWindow("race-latest", "aws", "999", WINDOW.start, WINDOW.end)
+    replace_window(client, window, line_set("a", 7, 30, "1"), source="test")  # newest day: 7th
+
+    class ReplacedMidRead(CostReader):
+        """Publishes a set without the 7th right after the day states picked the 7th."""
+
+        replaced = False
+
+        def rows(self, sql: str, parameters: Mapping[str, Any]) -> Sequence[Sequence[Any]]:
+            if sql in LATEST_SQL.values() and not self.replaced:
+                ReplacedMidRead.replaced = True
+                replace_window(client, window, line_set("b", 5, 10, "2"), source="test")
+            return super().rows(sql, parameters)
+
+    reader = ReplacedMidRead(client, CostQuery("race-latest", "aws", CostMetric.billed))
+    [provider] = reader.get_latest_costs().providers
+    assert ReplacedMidRead.replaced
+    # The 5th with set b's lines, not the 7th of set a with none.
+    assert (str(provider.day), len(provider.items)) == ("2026-10-05", 10)
+    assert [str(t.amount) for t in provider.totals] == ["20.000000000000"]
