@@ -64,14 +64,16 @@ _CONVERTED_DAILY = """(
     INNER JOIN factors AS f ON f.fday = l.charge_date AND f.fcurrency = l.BillingCurrency
 )"""
 
-# Rates of the base, deduplicated (ReplacingMergeTree: the newest load of a day wins), the rate
+# Rates of the base, deduplicated (ReplacingMergeTree: the newest load of a day wins; a stored
+# rate of the base against itself is ignored: the base is at exactly 1 below), the rate
 # in force on every day of the read's calendar for the chosen basis, and each billing currency's
 # factor into the target (the target itself at exactly 1, whether or not rates exist).
 _CONVERSION_CTES = """WITH
 rates AS (
     SELECT currency, rate_date, argMax(rate, loaded_at) AS rate
     FROM exchange_rates
-    WHERE base = {base:String} AND rate_date >= {rates_from:Date} AND rate_date < {rates_to:Date}
+    WHERE base = {base:String} AND currency != {base:String}
+      AND rate_date >= {rates_from:Date} AND rate_date < {rates_to:Date}
     GROUP BY currency, rate_date
     HAVING rate > 0
 ),
