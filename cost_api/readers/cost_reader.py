@@ -62,7 +62,7 @@ METRICS_ORDER = """-toInt32(toDate(ChargePeriodStart)), isNull({metric:Identifie
          isNull(ContractedCost), ifNull(ContractedCost, 0)"""
 _MONEY_PARAMETER = "Decimal(38, 12)"
 EPOCH = date(1970, 1, 1)  # toInt32 of a Date counts days from it
-LATEST_ATTEMPTS = 3
+READ_ATTEMPTS = 3  # reads of two queries that start over when a load lands between them
 # The bound values of a cursor's line, in METRICS_ORDER's order and types.
 AFTER_TYPES = (
     ("day", "Int32"),
@@ -167,6 +167,9 @@ ORDER BY BillingCurrency
 # under whichever service name happened to be the largest string. Per row: net, the sum of its
 # positive lines (gross) and of its negative ones (credits); per currency the same over every row
 # before LIMIT, so the shares (gross / currency gross) of all rows add up to 100.
+#
+# This exact text groups by the strings; the read answers with two cheaper queries instead (see
+# _resource_rows) and uses it only when they cannot give the same answer.
 BY_RESOURCE_SQL = conversion.texts(
     """
 SELECT provider, ResourceId, currency, max(ResourceName),
@@ -185,6 +188,53 @@ LIMIT {limit:UInt32} BY currency
 """,
     PERIOD_WHERE,
 )
+# The same groups by one 64-bit number: the line's stored ResourceKey (provider, resource and
+# unattributed service hashed, migration 8) mixed with its currency's hash. Grouping by it is
+# half the work of grouping by the strings, and no string is read: each currency's `limit` + 1
+# biggest groups (the one more shows whether the cut falls between equal amounts) with the
+# currency's totals, and each group's smallest and largest ResourceKey (equal unless two keys
+# collide after the mixing).
+BY_RESOURCE_TOP_SQL = conversion.texts(
+    """
+SELECT bitXor(ResourceKey, cityHash64(currency)) AS mixed_key, any(currency) AS key_currency,
+       min(ResourceKey), max(ResourceKey),
+       @MONEY(sum(amount))@ AS net,
+       @MONEY(sumIf(amount, amount > 0))@ AS gross,
+       @MONEY(sumIf(amount, amount < 0))@ AS credits,
+       sum(net) OVER per_currency,
+       sum(gross) OVER per_currency,
+       sum(credits) OVER per_currency
+FROM @LINES@
+GROUP BY mixed_key
+WINDOW per_currency AS (PARTITION BY key_currency)
+ORDER BY key_currency, net DESC
+LIMIT {limit:UInt32} BY key_currency
+""",
+    PERIOD_WHERE,
+)
+# What those groups are: every (ResourceKey, provider, resource, currency, unattributed
+# service) among the period's lines with one of the keys, with its names; exactly one per key and
+# currency unless two resources share a key. `costs_current_resources` is `costs_current` read
+# from the lines with those keys first (PREWHERE), so the current-load filter runs on them only.
+_BY_RESOURCE_NAMES = """
+SELECT ResourceKey, provider, ResourceId, {currency} AS key_currency,
+       if(ResourceId = '', ServiceName, '') AS unattributed_service,
+       max(ResourceName), if(ResourceId = '', unattributed_service, max(ServiceName))
+FROM costs_current_resources(customer_id = {{customer_id:String}}, keys = {{keys:Array(UInt64)}})
+WHERE {where}
+GROUP BY ResourceKey, provider, ResourceId, key_currency, unattributed_service
+"""
+BY_RESOURCE_NAMES_SQL = {
+    converted: _BY_RESOURCE_NAMES.format(
+        currency="{target:String}" if converted else "BillingCurrency", where=PERIOD_WHERE
+    )
+    for converted in (False, True)
+}
+# Keys per names query: their values travel in the request's URL (~20 bytes each). Past
+# NAMED_MAX kept groups (more than the API's largest limit in two currencies) the names queries
+# would cost what grouping by the strings does, and the exact text answers.
+NAMES_CHUNK = 500
+NAMED_MAX = 2_000
 
 # Which sources of the requested costs lack the chosen cost column (NULL) in the period, with
 # their number of such lines (`missing`: the daily sums' count of them, <metric>_missing).
@@ -238,6 +288,37 @@ def _scan_start(
         if passed >= wanted:
             return max(day, start)
     return start
+
+
+def _within_limit(top: Sequence[Sequence[Any]], limit: int) -> list[Sequence[Any]] | None:
+    """The groups each currency keeps of BY_RESOURCE_TOP_SQL's `limit` + 1 biggest per currency;
+    None when a currency's last kept group and the first one cut have the same amount (which of
+    them is kept then depends on the names), or when a group mixes two ResourceKeys."""
+    kept: list[Sequence[Any]] = []
+    per_currency: dict[str, list[Sequence[Any]]] = {}
+    for row in top:
+        per_currency.setdefault(row[1], []).append(row)
+    for rows in per_currency.values():
+        if len(rows) > limit and rows[limit][4] == rows[limit - 1][4]:
+            return None
+        kept.extend(rows[:limit])
+    if any(row[2] != row[3] for row in kept):
+        return None
+    return kept
+
+
+def _resource_result(
+    kept: Sequence[Sequence[Any]], names: dict[tuple[int, str], list[Sequence[Any]]]
+) -> list[tuple[Any, ...]]:
+    """BY_RESOURCE_SQL's rows, in its order, from the kept groups and their one names row each."""
+    rows = []
+    for _, currency, key, _, net, gross, credits, *totals in kept:
+        [(_, provider, resource, _, unattributed, name, service)] = names[key, currency]
+        amounts = (net, gross, credits, *totals)
+        rows.append((provider, resource, currency, name, service, *amounts, unattributed))
+    # ORDER BY currency, net DESC (NULLs last), provider, ResourceId, unattributed service
+    rows.sort(key=lambda r: (r[2], r[5] is None, -(r[5] or 0), r[0], r[1], r[-1]))
+    return [row[:-1] for row in rows]
 
 
 class CostReader(ClickHouseReader):
@@ -437,9 +518,9 @@ class CostReader(ClickHouseReader):
         Two queries answer it: the day states pick each provider's day, then that day's lines
         are read. A window replaced between them could leave a picked day without its lines, so
         the loads version is asked again after the lines: if a load was published meanwhile,
-        the read starts over (at most LATEST_ATTEMPTS times in all)."""
+        the read starts over (at most READ_ATTEMPTS times in all)."""
         answer = self._latest()
-        for _ in range(LATEST_ATTEMPTS - 1):
+        for _ in range(READ_ATTEMPTS - 1):
             if self.as_of is not None:  # the instant's loads do not change
                 break
             before = self._versions.get(tuple(provider_members(self.query.provider)))
@@ -488,11 +569,49 @@ class CostReader(ClickHouseReader):
 
     def get_cost_by_resource(self, period: Period, *, limit: int) -> ResourceCosts:
         """The `limit` most expensive resources of each currency, with their share."""
-        self.prefetch_state()
         self.require_metric(period)
         values, converted = self._converted(PERIOD_WHERE, period, self._bind(period, limit=limit))
-        rows = self.rows(BY_RESOURCE_SQL[converted is not None], values)
+        rows = self._resource_rows(values, converted is not None, limit)
         return shaping.by_resource(self._scope(), period, rows, self.data_state(period), converted)
+
+    def _resource_rows(
+        self, values: dict[str, Any], converted: bool, limit: int
+    ) -> Sequence[Sequence[Any]]:
+        """BY_RESOURCE_SQL's rows, from BY_RESOURCE_TOP_SQL (the groups by their 64-bit key) and
+        BY_RESOURCE_NAMES_SQL (what the returned keys are). Two queries may see two states of
+        the customer's loads, so the loads version is asked before the first and after the
+        second, and the read starts over when a load was published between them (at most
+        READ_ATTEMPTS times). The exact text answers instead when the cut at `limit` falls
+        between equal amounts, when two groups share a key, past NAMED_MAX groups, or after the
+        last attempt."""
+        for _ in range(READ_ATTEMPTS):
+            before = self._version()
+            top = self.rows(BY_RESOURCE_TOP_SQL[converted], {**values, "limit": limit + 1})
+            kept = _within_limit(top, limit)
+            if kept is None or len(kept) > NAMED_MAX:  # equal amounts at the cut, two keys
+                break  # mixed into one group, or too many groups to name
+            names: dict[tuple[int, str], list[Sequence[Any]]] = {}
+            keys = sorted({row[2] for row in kept})
+            for first in range(0, len(keys), NAMES_CHUNK):
+                chunk = {**values, "keys": keys[first : first + NAMES_CHUNK]}
+                for row in self.rows(BY_RESOURCE_NAMES_SQL[converted], chunk):
+                    names.setdefault((row[0], row[3]), []).append(row)
+            if before is not None and self._version() != before:
+                continue  # a load was published meanwhile: both queries again
+            if any(len(names.get((row[2], row[1]), ())) != 1 for row in kept):
+                break  # two resources share a key (or the lines changed): the strings decide
+            if before is not None:  # the day states need no other version than this one
+                self._loads_version = lambda version=before: [version]
+            return _resource_result(kept, names)
+        return self.rows(BY_RESOURCE_SQL[converted], values)
+
+    def _version(self) -> tuple[Any, ...] | None:
+        """The customer's loads version for the query's providers; None for a point-in-time read,
+        whose loads do not change."""
+        if self.as_of is not None:
+            return None
+        [version] = self.rows(LOADS_VERSION_SQL, self._bind())
+        return tuple(version)
 
     def get_cost_by_type(self, period: Period) -> TypeCosts:
         """Cost per FOCUS service category with its services, per currency."""

@@ -4,7 +4,8 @@ A read without `as_of` runs its text unchanged (the fast path: `costs_current`, 
 pointers). With `as_of`, it runs a second fixed text derived once from the first, in which
 - `costs_current(customer_id = ...)` is `costs_as_of(customer_id = ..., as_of = ...)`: the line
   items of the loads whose pointers were published by the instant (migration 4), and
-  `cost_daily_current` is `cost_daily_as_of`, their daily sums (migration 7);
+  `cost_daily_current` is `cost_daily_as_of`, their daily sums (migration 7), and
+  `costs_current_resources` is `costs_as_of_resources` (migration 8);
 - `cost_loads` is its pointers published by the instant (collection times, day states);
 - `exchange_rates` is the rates loaded by the instant;
 - `cost_restatements` is the ledger rows recorded by the instant.
@@ -26,6 +27,11 @@ from cost_pipelines.warehouse.retention import HORIZON_SQL
 AS_OF = "{as_of:DateTime64(6, 'UTC')}"
 _CURRENT = "costs_current(customer_id = {customer_id:String})"
 _AS_OF_VIEW = f"costs_as_of(customer_id = {{customer_id:String}}, as_of = {AS_OF})"
+_KEYS = "keys = {keys:Array(UInt64)}"
+_RESOURCES = f"costs_current_resources(customer_id = {{customer_id:String}}, {_KEYS})"
+_RESOURCES_AS_OF = (
+    f"costs_as_of_resources(customer_id = {{customer_id:String}}, as_of = {AS_OF}, {_KEYS})"
+)
 _DAILY = "cost_daily_current(customer_id = {customer_id:String})"
 _DAILY_AS_OF = f"cost_daily_as_of(customer_id = {{customer_id:String}}, as_of = {AS_OF})"
 _TABLES = {
@@ -43,6 +49,7 @@ _FROM_TABLE = re.compile(r"\bFROM\s+(cost_loads|exchange_rates|cost_restatements
 def text_as_of(sql: str) -> str:
     """The point-in-time text of a read's fixed text (computed once per text)."""
     text = sql.replace(_CURRENT, _AS_OF_VIEW).replace(_DAILY, _DAILY_AS_OF)
+    text = text.replace(_RESOURCES, _RESOURCES_AS_OF)
     text = _FROM_TABLE.sub(lambda m: "FROM " + _TABLES[m[1]], text)
     if (
         "costs_current" in text

@@ -33,6 +33,8 @@ DAILY_TABLE = "cost_daily"
 DAILY_VIEW = "cost_daily_current"
 DAILY_AS_OF_VIEW = "cost_daily_as_of"
 DAILY_MV = "cost_daily_mv"
+RESOURCES_VIEW = "costs_current_resources"
+RESOURCES_AS_OF_VIEW = "costs_as_of_resources"
 
 # Decimal(38, 12): 26 integer digits for totals, 12 fractional for unit prices like 0.0000001 USD.
 MONEY = "Decimal(38, 12)"
@@ -543,6 +545,52 @@ ORDER BY (customer_id, provider, charge_date, BillingAccountId, ServiceName, loa
     ]
 
 
+# The group a line belongs to in the by-resource read: its provider, resource and (for cost
+# without a resource) service, as one 64-bit hash. Grouping 2M lines by it takes half the time
+# of grouping by the strings themselves (108 vs 208 ms on 2 cores); the read checks every group
+# it returns against the strings (see cost_api/readers/cost_reader.py), so a collision can cost
+# time, never a wrong number.
+RESOURCE_KEY = "cityHash64(provider, ResourceId, if(ResourceId = '', ServiceName, ''))"
+
+
+def _resource_key(ctx: DDLContext) -> list[str]:
+    """`ResourceKey`, computed by the engine on every insert (a DEFAULT: the writer never sends
+    it) and stored for the existing lines; and `costs_current_resources` /
+    `costs_as_of_resources`, `costs_current` / `costs_as_of` of the lines with some keys: those
+    lines are found first (PREWHERE on the key), so the current-load filter runs on them alone
+    (200 resources of 2M lines: 38 ms, against 85 ms through costs_current)."""
+    tables = [ctx.local(COSTS_TABLE), *([COSTS_TABLE] if ctx.cluster else [])]
+    add = f"ADD COLUMN IF NOT EXISTS ResourceKey UInt64 DEFAULT {RESOURCE_KEY}"
+    view = """
+CREATE VIEW IF NOT EXISTS {name}{on_cluster} AS
+SELECT * FROM {costs}
+PREWHERE ResourceKey IN {{keys:Array(UInt64)}}
+WHERE customer_id = {{customer_id:String}}
+  AND (toDate(ChargePeriodStart), load_id) IN (
+      SELECT charge_date, argMax(load_id, loaded_at)
+      FROM {pointers}
+      WHERE customer_id = {{customer_id:String}}{published}
+      GROUP BY provider, BillingAccountId, charge_date
+  )
+"""
+    published = "\n        AND published_at <= {as_of:DateTime64(6, 'UTC')}"
+    return [
+        *(f"ALTER TABLE {table}{ctx.on_cluster} {add}" for table in tables),
+        f"ALTER TABLE {ctx.local(COSTS_TABLE)}{ctx.on_cluster} MATERIALIZE COLUMN ResourceKey "
+        "SETTINGS mutations_sync = 2",
+        *(
+            view.format(
+                name=name,
+                on_cluster=ctx.on_cluster,
+                costs=COSTS_TABLE,
+                pointers=ctx.local(LOADS_TABLE),
+                published=as_of,
+            )
+            for name, as_of in ((RESOURCES_VIEW, ""), (RESOURCES_AS_OF_VIEW, published))
+        ),
+    ]
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "focus cost line items", _costs_table),
     Migration(
@@ -555,6 +603,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(5, "provider and own cost recommendations per customer", _recommendations),
     Migration(6, "anomalies, forecasts and budget status per customer", _analytics),
     Migration(7, "daily cost sums per load, consistent with the line items", _daily),
+    Migration(8, "a stored key per resource for the by-resource read", _resource_key),
 )
 
 

@@ -23,10 +23,16 @@ import pytest
 from clickhouse_connect.driver.client import Client
 
 from cost_api.params import CostMetric, CostQuery
-from cost_api.readers.cost_reader import LATEST_SQL, CostReader
+from cost_api.readers.cost_reader import (
+    BY_RESOURCE_NAMES_SQL,
+    BY_RESOURCE_SQL,
+    BY_RESOURCE_TOP_SQL,
+    LATEST_SQL,
+    CostReader,
+)
 from cost_pipelines.warehouse.writer import CostWindow, replace_window
 from tests.support.processes import WarehouseProcess
-from tests.support.read_figures import figures
+from tests.support.read_figures import PERIOD, figures
 from tests.warehouse.test_writer import WINDOW, WRITE_ORDER, is_subsequence, line_set
 
 READER = textwrap.dedent(
@@ -127,3 +133,34 @@ def test_latest_starts_over_when_a_window_is_replaced_between_its_two_queries(
     # The 5th with set b's lines, not the 7th of set a with none.
     assert (str(provider.day), len(provider.items)) == ("2026-10-05", 10)
     assert [str(t.amount) for t in provider.totals] == ["20.000000000000"]
+
+
+def test_by_resource_starts_over_when_a_window_is_replaced_between_its_two_queries(
+    client: Client,
+) -> None:
+    window = CostWindow("race-resources", "aws", "999", WINDOW.start, WINDOW.end)
+    replace_window(client, window, line_set("a", 7, 30, "1"), source="test")
+    texts: list[str] = []
+
+    class ReplacedMidRead(CostReader):
+        """Publishes set b right after the groups of set a were read, before their names."""
+
+        replaced = False
+
+        def rows(self, sql: str, parameters: Mapping[str, Any]) -> Sequence[Sequence[Any]]:
+            texts.append(sql)
+            if sql in BY_RESOURCE_NAMES_SQL.values() and not self.replaced:
+                ReplacedMidRead.replaced = True
+                replace_window(client, window, line_set("b", 5, 10, "2"), source="test")
+            return super().rows(sql, parameters)
+
+    reader = ReplacedMidRead(client, CostQuery("race-resources", "aws", CostMetric.billed))
+    answer = reader.get_cost_by_resource(PERIOD, limit=1000)
+    assert ReplacedMidRead.replaced
+    # Set b's 50 resources at 2 each, not set a's groups with set b's names (or none).
+    assert {(r.resource_id[:2], str(r.amount)) for r in answer.data} == {("b-", "2.000000000000")}
+    assert len(answer.data) == 50
+    assert [str(t.amount) for t in answer.totals] == ["100.000000000000"]
+    # Started over with the two queries, not the exact text's string grouping.
+    assert texts.count(BY_RESOURCE_TOP_SQL[False]) == 2
+    assert BY_RESOURCE_SQL[False] not in texts

@@ -136,6 +136,8 @@ def test_one_server_has_no_local_or_distributed_tables() -> None:
         "cost_daily",
         "cost_daily_current",
         "cost_daily_as_of",
+        "costs_current_resources",
+        "costs_as_of_resources",
     }
     assert not any("Distributed" in s or "_local" in s for s in tables.values())
 
@@ -148,6 +150,13 @@ def test_on_a_cluster_each_shard_sums_its_own_lines_and_filters_by_its_own_point
     tables = created(statements)
     for name in ("cost_daily_current", "cost_daily_as_of"):
         assert "FROM cost_daily\n" in tables[name] and "FROM cost_loads_local" in tables[name]
+    for name in ("costs_current_resources", "costs_as_of_resources"):
+        assert "FROM costs\n" in tables[name] and "FROM cost_loads_local" in tables[name]
+    key_columns = [s for s in statements if "ADD COLUMN IF NOT EXISTS ResourceKey" in s]
+    assert [s.split(" ON CLUSTER")[0] for s in key_columns] == [
+        "ALTER TABLE costs_local",
+        "ALTER TABLE costs",
+    ]
 
 
 def test_costs_table_is_ordered_for_per_customer_reads() -> None:
