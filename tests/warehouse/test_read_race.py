@@ -146,6 +146,7 @@ def test_by_resource_starts_over_when_a_window_is_replaced_between_its_two_queri
         """Publishes set b right after the groups of set a were read, before their names."""
 
         replaced = False
+        keyed_min_lines = 0
 
         def rows(self, sql: str, parameters: Mapping[str, Any]) -> Sequence[Sequence[Any]]:
             texts.append(sql)

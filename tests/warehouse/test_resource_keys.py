@@ -50,7 +50,9 @@ def _write(client: Client, customer: str, lines: list[tuple[str, str, str, str]]
 
 
 class Recorded(CostReader):
-    """The API's reader, noting the texts it runs."""
+    """The API's reader, noting the texts it runs; it groups by key from the first line."""
+
+    keyed_min_lines = 0
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -214,6 +216,19 @@ def test_migration_8_stores_the_key_of_lines_written_before_it(
         ]
     finally:
         client.close()
+
+
+def test_below_keyed_min_lines_the_exact_text_answers_alone(client: Client) -> None:
+    _write(client, "small", [("a", "EC2", "USD", "5"), ("b", "EC2", "USD", "3")])
+    reader = Recorded(client, CostQuery("small", "all", CostMetric.billed))
+    reader.keyed_min_lines = 3
+    assert [r.resource_id for r in reader.get_cost_by_resource(PERIOD, limit=5).data] == ["a", "b"]
+    assert BY_RESOURCE_SQL[False] in reader.texts
+    assert BY_RESOURCE_TOP_SQL[False] not in reader.texts
+    reader = Recorded(client, CostQuery("small", "all", CostMetric.billed))
+    reader.keyed_min_lines = 2
+    assert [r.resource_id for r in reader.get_cost_by_resource(PERIOD, limit=5).data] == ["a", "b"]
+    assert BY_RESOURCE_SQL[False] not in reader.texts
 
 
 def test_past_the_groups_it_can_name_the_read_groups_by_the_strings(client: Client) -> None:
