@@ -529,9 +529,7 @@ class CostReader(ClickHouseReader):
         for _ in range(READ_ATTEMPTS - 1):
             if self.as_of is not None:  # the instant's loads do not change
                 break
-            before = self._versions.get(tuple(provider_members(self.query.provider)))
-            [after] = self.rows(LOADS_VERSION_SQL, self._bind())
-            if before == tuple(after):
+            if self._versions.get(tuple(provider_members(self.query.provider))) == self._version():
                 break
             answer = self._latest()
         return answer

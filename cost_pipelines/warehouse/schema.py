@@ -471,6 +471,19 @@ def _daily_select(source: str) -> str:
     )
 
 
+def _loads(ctx: DDLContext, as_of: bool) -> str:
+    """The (day, load id) pairs a view of one customer's current data keeps: each account-day's
+    newest pointer (with `as_of`, of those published by the instant), from the local pointers on
+    a cluster (co-located with the customer's rows)."""
+    published = "\n        AND published_at <= {as_of:DateTime64(6, 'UTC')}" if as_of else ""
+    return f"""
+      SELECT charge_date, argMax(load_id, loaded_at)
+      FROM {ctx.local(LOADS_TABLE)}
+      WHERE customer_id = {{customer_id:String}}{published}
+      GROUP BY provider, BillingAccountId, charge_date
+  """
+
+
 def _daily(ctx: DDLContext) -> list[str]:
     """What the period reads (total, trends, by type, which sources lack a metric, the day
     states) aggregate: the line items summed per (account, day, load, currency, service), so a
@@ -488,19 +501,12 @@ def _daily(ctx: DDLContext) -> list[str]:
     money, nullable = MONEY, f"Nullable({MONEY})"
     sums = ",\n    ".join(f"{c} {nullable if c in DAILY_MISSING else money}" for c in DAILY_SUMS)
     missing = ",\n    ".join(f"{c}_missing UInt64" for c in DAILY_MISSING)
-    pointers = ctx.local(LOADS_TABLE)
     view = """
 CREATE VIEW IF NOT EXISTS {name}{on_cluster} AS
 SELECT * FROM {table}
 WHERE customer_id = {{customer_id:String}}
-  AND (charge_date, load_id) IN (
-      SELECT charge_date, argMax(load_id, loaded_at)
-      FROM {pointers}
-      WHERE customer_id = {{customer_id:String}}{published}
-      GROUP BY provider, BillingAccountId, charge_date
-  )
+  AND (charge_date, load_id) IN ({loads})
 """
-    as_of = "\n        AND published_at <= {as_of:DateTime64(6, 'UTC')}"
     return [
         f"""
 CREATE TABLE IF NOT EXISTS {ctx.local(DAILY_TABLE)}{ctx.on_cluster}
@@ -528,19 +534,11 @@ ORDER BY (customer_id, provider, charge_date, BillingAccountId, ServiceName, loa
         f"CREATE MATERIALIZED VIEW IF NOT EXISTS {DAILY_MV}{ctx.on_cluster} "
         f"TO {ctx.local(DAILY_TABLE)} AS {_daily_select(ctx.local(COSTS_TABLE))}",
         f"INSERT INTO {DAILY_TABLE} {_daily_select(COSTS_TABLE)}",
-        view.format(
-            name=DAILY_VIEW,
-            on_cluster=ctx.on_cluster,
-            table=DAILY_TABLE,
-            pointers=pointers,
-            published="",
-        ),
-        view.format(
-            name=DAILY_AS_OF_VIEW,
-            on_cluster=ctx.on_cluster,
-            table=DAILY_TABLE,
-            pointers=pointers,
-            published=as_of,
+        *(
+            view.format(
+                name=name, on_cluster=ctx.on_cluster, table=DAILY_TABLE, loads=_loads(ctx, as_of)
+            )
+            for name, as_of in ((DAILY_VIEW, False), (DAILY_AS_OF_VIEW, True))
         ),
     ]
 
@@ -566,27 +564,17 @@ CREATE VIEW IF NOT EXISTS {name}{on_cluster} AS
 SELECT * FROM {costs}
 PREWHERE ResourceKey IN {{keys:Array(UInt64)}}
 WHERE customer_id = {{customer_id:String}}
-  AND (toDate(ChargePeriodStart), load_id) IN (
-      SELECT charge_date, argMax(load_id, loaded_at)
-      FROM {pointers}
-      WHERE customer_id = {{customer_id:String}}{published}
-      GROUP BY provider, BillingAccountId, charge_date
-  )
+  AND (toDate(ChargePeriodStart), load_id) IN ({loads})
 """
-    published = "\n        AND published_at <= {as_of:DateTime64(6, 'UTC')}"
     return [
         *(f"ALTER TABLE {table}{ctx.on_cluster} {add}" for table in tables),
         f"ALTER TABLE {ctx.local(COSTS_TABLE)}{ctx.on_cluster} MATERIALIZE COLUMN ResourceKey "
         "SETTINGS mutations_sync = 2",
         *(
             view.format(
-                name=name,
-                on_cluster=ctx.on_cluster,
-                costs=COSTS_TABLE,
-                pointers=ctx.local(LOADS_TABLE),
-                published=as_of,
+                name=name, on_cluster=ctx.on_cluster, costs=COSTS_TABLE, loads=_loads(ctx, as_of)
             )
-            for name, as_of in ((RESOURCES_VIEW, ""), (RESOURCES_AS_OF_VIEW, published))
+            for name, as_of in ((RESOURCES_VIEW, False), (RESOURCES_AS_OF_VIEW, True))
         ),
     ]
 
