@@ -170,8 +170,8 @@ class Supervisor:
         component.state = "starting"
         component.started_at = time.monotonic()
         component.ready_by = component.started_at + READY_TIMEOUT_S
-        self._log(f"started {component.name} (pid {component.proc.pid})")
         self._write_status()
+        self._log(f"started {component.name} (pid {component.proc.pid})")
 
     def start(self, component: Component) -> Component:
         """Start a component and wait until it is ready (supervised from then on). StartError if
@@ -225,11 +225,11 @@ class Supervisor:
                 component.failures_in_a_row = 0
         elif component.ready():
             component.state = "up"
+            self._write_status()
             if component.restarts:
                 self._log(f"{component.name} is up again (restart {component.restarts})")
             else:
                 self._log(f"{component.name} is up ({now - component.started_at:.0f} s)")
-            self._write_status()
         elif component.restarts and now > component.ready_by:
             self._log(f"{component.name} did not become ready in time")
             stop_group(component.proc, component.stop_timeout_s)
@@ -250,11 +250,11 @@ class Supervisor:
         )
         component.state = "backoff"
         component.retry_at = now + delay
+        self._write_status()
         self._log(
             f"{component.name} exited with code {code}; the others keep running; "
             f"restarting it in {delay:g} s"
         )
-        self._write_status()
 
     def serve(self) -> int:
         """Supervise until a stop signal arrives; returns the exit code of `make run`."""
@@ -283,6 +283,8 @@ class Supervisor:
         self._log("stopped")
 
     def _write_status(self) -> None:
+        """The status file, written before the log line of the change it records: whoever reads
+        the line finds the new state in the file."""
         if self.status_file is None:
             return
         document = {c.name: c.public() for c in self.components}

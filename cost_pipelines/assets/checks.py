@@ -45,56 +45,76 @@ LINE_KEY = (
     "BillingPeriodStart",  # one day's charge can be invoiced in two months (GCP late usage)
     "Tags",
 )
+_WINDOW = """
+FROM costs_current(customer_id = {customer_id:String})
+WHERE provider = {provider:String} AND BillingAccountId IN {accounts:Array(String)}
+  AND ChargePeriodStart >= {start:DateTime('UTC')} AND ChargePeriodStart < {end:DateTime('UTC')}
+"""
+_KEY_HASH = f"cityHash64(tuple({', '.join(LINE_KEY)}))"  # a tuple hashes NULL apart from ''
+# One pass over the window's lines, narrowed at once to a row per (account, source, day and
+# combination of problems): the null-cost rule needs a whole source's counts, which are then
+# summed over those few rows, not over the lines. Line keys that appear twice are found by
+# their 64-bit hash first, then confirmed on the key's own columns (a hash collision is never a
+# finding), so the exact grouping only holds the candidates.
 _CONFORMANCE_SQL = f"""
-SELECT BillingAccountId, toDate(ChargePeriodStart) AS day, problem, count() AS lines
+SELECT BillingAccountId, day, problem, sum(lines) AS lines
 FROM (
-    SELECT BillingAccountId, ChargePeriodStart, arrayJoin(arrayFilter(p -> p != '', [
-        if(ChargeCategory NOT IN {{categories:Array(String)}},
-           concat('ChargeCategory "', ChargeCategory, '" is not a FOCUS value'), ''),
-        if(ServiceCategory NOT IN {{service_categories:Array(String)}},
-           concat('ServiceCategory "', ServiceCategory, '" is not a FOCUS value'), ''),
-        if(ChargeClass IS NOT NULL AND ChargeClass NOT IN {{classes:Array(String)}},
-           concat('ChargeClass "', ChargeClass, '" is not a FOCUS value'), ''),
-        if(length(BillingCurrency) != 3, 'BillingCurrency is missing', ''),
-        if(ChargePeriodStart >= {{now:DateTime('UTC')}}, 'charge period starts in the future', ''),
-        if(ChargeCategory = 'Usage' AND ListCost < ContractedCost,
-           'ListCost is below ContractedCost on a usage line', ''),
-        -- FOCUS never has a null List or Contracted cost: a source that supplies them (not
-        -- every source does: Cost Explorer has none) supplies them on every line.
-        if(isNull(ListCost) AND listed > 0,
-           'ListCost is null on a line of a source that supplies it', ''),
-        if(isNull(ContractedCost) AND contracted > 0,
-           'ContractedCost is null on a line of a source that supplies it', '')
-    ])) AS problem
+    SELECT BillingAccountId, day, lines, arrayJoin(arrayFilter(p -> p != '', arrayConcat(
+        problems,
+        [if(no_list AND listed > 0,
+            'ListCost is null on a line of a source that supplies it', ''),
+         if(no_contracted AND contracted > 0,
+            'ContractedCost is null on a line of a source that supplies it', '')]
+    ))) AS problem
     FROM (
         SELECT *,
-            countIf(isNotNull(ListCost)) OVER (PARTITION BY BillingAccountId, source) AS listed,
-            countIf(isNotNull(ContractedCost)) OVER (PARTITION BY BillingAccountId, source)
+            sumIf(lines, NOT no_list) OVER (PARTITION BY BillingAccountId, source) AS listed,
+            sumIf(lines, NOT no_contracted) OVER (PARTITION BY BillingAccountId, source)
                 AS contracted
-        FROM costs_current(customer_id = {{customer_id:String}})
-        WHERE provider = {{provider:String}} AND BillingAccountId IN {{accounts:Array(String)}}
-          AND ChargePeriodStart >= {{start:DateTime('UTC')}}
-          AND ChargePeriodStart < {{end:DateTime('UTC')}}
+        FROM (
+            SELECT BillingAccountId, source, toDate(ChargePeriodStart) AS day,
+                arrayFilter(p -> p != '', [
+                    if(ChargeCategory NOT IN {{categories:Array(String)}},
+                       concat('ChargeCategory "', ChargeCategory, '" is not a FOCUS value'), ''),
+                    if(ServiceCategory NOT IN {{service_categories:Array(String)}},
+                       concat('ServiceCategory "', ServiceCategory, '" is not a FOCUS value'),
+                       ''),
+                    if(ChargeClass IS NOT NULL AND ChargeClass NOT IN {{classes:Array(String)}},
+                       concat('ChargeClass "', ChargeClass, '" is not a FOCUS value'), ''),
+                    if(length(BillingCurrency) != 3, 'BillingCurrency is missing', ''),
+                    if(ChargePeriodStart >= {{now:DateTime('UTC')}},
+                       'charge period starts in the future', ''),
+                    if(ChargeCategory = 'Usage' AND ListCost < ContractedCost,
+                       'ListCost is below ContractedCost on a usage line', '')
+                ]) AS problems,
+                -- FOCUS never has a null List or Contracted cost: a source that supplies them
+                -- (not every source does: Cost Explorer has none) supplies them on every line.
+                isNull(ListCost) AS no_list,
+                isNull(ContractedCost) AS no_contracted,
+                count() AS lines
+            {_WINDOW}
+            GROUP BY BillingAccountId, source, day, problems, no_list, no_contracted
+        )
     )
     UNION ALL
-    SELECT BillingAccountId, any(ChargePeriodStart), 'the same line key appears more than once'
-    FROM costs_current(customer_id = {{customer_id:String}})
-    WHERE provider = {{provider:String}} AND BillingAccountId IN {{accounts:Array(String)}}
-      AND ChargePeriodStart >= {{start:DateTime('UTC')}}
-      AND ChargePeriodStart < {{end:DateTime('UTC')}}
+    SELECT BillingAccountId, toDate(any(ChargePeriodStart)), 1,
+        'the same line key appears more than once'
+    {_WINDOW}
+      AND {_KEY_HASH} IN (
+        SELECT {_KEY_HASH} AS key {_WINDOW} GROUP BY key HAVING count() > 1
+      )
     GROUP BY {", ".join(LINE_KEY)}
     HAVING count() > 1
 )
 GROUP BY BillingAccountId, day, problem
 ORDER BY day, BillingAccountId, problem
 """  # noqa: S608 (the key columns are constants; every value is bound)
-_TOTALS_SQL = """
+_TOTALS_SQL = f"""
 SELECT BillingAccountId, toDate(ChargePeriodStart) AS day, BillingCurrency, sum(BilledCost)
-FROM costs_current(customer_id = {customer_id:String})
-WHERE provider = {provider:String} AND BillingAccountId IN {accounts:Array(String)}
-  AND ChargePeriodStart >= {start:DateTime('UTC')} AND ChargePeriodStart < {end:DateTime('UTC')}
+{_WINDOW}
 GROUP BY BillingAccountId, day, BillingCurrency
-"""
+"""  # noqa: S608 (constant text; every value is bound)
+
 
 # (billing account, charge day, currency) -> BilledCost
 DayTotals = Mapping[tuple[str, date, str], Decimal]

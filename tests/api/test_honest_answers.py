@@ -47,6 +47,14 @@ def steady(api: Api, warehouse: WarehouseProcess) -> date:
     return first
 
 
+def _inside_buckets(day: date) -> date:
+    """The day itself or the nearest before it that starts neither an ISO week nor a month, so a
+    period bounded by such days cuts its first and last week and month whatever today is."""
+    while day.weekday() == 0 or day.day == 1:
+        day -= timedelta(days=1)
+    return day
+
+
 @pytest.mark.parametrize("group_by", ["day", "week", "month"])
 @pytest.mark.parametrize(
     "period",
@@ -63,8 +71,8 @@ def test_constant_daily_spend_shows_no_change_at_any_grain(
     if "days" in period:
         params["days"] = period["days"]
     else:
-        params["start"] = str(api.today - timedelta(days=period["start_back"]))
-        params["end"] = str(api.today - timedelta(days=period["end_back"]))
+        params["start"] = str(_inside_buckets(api.today - timedelta(days=period["start_back"])))
+        params["end"] = str(_inside_buckets(api.today - timedelta(days=period["end_back"])))
 
     body = api.get("/api/v2/costs/steady/aws/trends", **params).json()
 
