@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -43,6 +44,15 @@ from cost_pipelines.warehouse.connection import WarehouseSettings
 UVICORN_LOGGERS = ("uvicorn", "uvicorn.error")
 
 
+def freeze_startup_objects() -> None:
+    """Moves what lives as long as the process (modules, classes, functions, settings, the
+    clients: ~230k objects once everything is imported) to the collector's permanent generation,
+    so a full collection scans only what requests allocate. Without it a full collection took
+    ~175 ms and came about every ninth `latest` answer of 5k items, its p99."""
+    gc.collect()
+    gc.freeze()
+
+
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Reads the settings once and owns every client: created here, closed here."""
@@ -72,6 +82,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.warehouse_pool = ThreadPoolExecutor(
         settings.warehouse_concurrency, thread_name_prefix="warehouse"
     )
+    freeze_startup_objects()
     try:
         yield
     finally:

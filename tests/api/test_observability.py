@@ -4,6 +4,7 @@ with its route, status, duration and key name; no API key ever shows in either."
 
 from __future__ import annotations
 
+import gc
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -127,3 +128,13 @@ def test_requests_log_json_with_route_status_and_key_name_and_no_key_is_ever_sho
     for secret in (token, wrong, token.removeprefix("cpk_")):
         assert secret not in output
         assert secret not in metrics
+
+
+def test_the_started_api_keeps_its_long_lived_objects_out_of_every_collection(api: Api) -> None:
+    """A full collection scans only what requests allocate: the modules, clients and settings
+    of the process sit in the permanent generation (a full scan of them took ~175 ms, the p99
+    of large answers)."""
+    gc.unfreeze()  # whatever an earlier start in this process froze
+    with TestClient(create_app()) as client:
+        assert client.get("/health").status_code in (200, 503)
+        assert gc.get_freeze_count() > len(gc.get_objects())
