@@ -113,7 +113,7 @@ _TOTALS_SQL = f"""
 SELECT BillingAccountId, toDate(ChargePeriodStart) AS day, BillingCurrency, sum(BilledCost)
 {_WINDOW}
 GROUP BY BillingAccountId, day, BillingCurrency
-"""  # noqa: S608 (constant text; every value is bound)
+"""
 
 
 # (billing account, charge day, currency) -> BilledCost
