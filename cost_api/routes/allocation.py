@@ -36,7 +36,7 @@ CONVERSION = (
 )
 
 
-def allocation_reader(
+async def allocation_reader(
     query: CostQueryDep,
     warehouse: WarehouseDep,
     convert: Annotated[ConversionRequest | None, Depends(conversion_request)],

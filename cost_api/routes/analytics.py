@@ -16,7 +16,7 @@ from cost_pipelines.providers import PROVIDERS
 router = APIRouter(prefix="/api/v2/costs/{customer_id}", tags=["analytics"], responses=COST_READS)
 
 
-def analytics_reader(request: Request, warehouse: WarehouseDep) -> AnalyticsReader:
+async def analytics_reader(request: Request, warehouse: WarehouseDep) -> AnalyticsReader:
     reject_unknown_query(request)
     return AnalyticsReader(warehouse)
 

@@ -36,7 +36,9 @@ router = APIRouter(
 CURRENCY_CODE = r"^[A-Z]{3}$"
 
 
-def conversion_request(
+# The dependencies of the reads are `async def` although they never wait: FastAPI runs a plain
+# `def` dependency on its thread pool, a hop to another thread and back on every request.
+async def conversion_request(
     settings: SettingsDep,
     currency: Annotated[
         str | None,
@@ -60,7 +62,7 @@ def conversion_request(
     )
 
 
-def cost_reader(
+async def cost_reader(
     query: CostQueryDep,
     warehouse: WarehouseDep,
     convert: Annotated[ConversionRequest | None, Depends(conversion_request)],

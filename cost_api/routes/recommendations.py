@@ -19,7 +19,9 @@ router = APIRouter(
 )
 
 
-def recommendations_reader(request: Request, warehouse: WarehouseDep) -> RecommendationsReader:
+async def recommendations_reader(
+    request: Request, warehouse: WarehouseDep
+) -> RecommendationsReader:
     reject_unknown_query(request)
     return RecommendationsReader(warehouse)
 
