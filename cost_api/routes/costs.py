@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Annotated, Protocol, TypeVar
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Response
 from starlette.concurrency import run_in_threadpool
 
 from cost_api.control.check_cache import CheckCache
@@ -125,11 +125,16 @@ def get_cost_metrics(
 
 @router.get(
     "/latest",
+    response_model=LatestCosts,
     summary="Per provider, its newest complete day by service and resource, and when it was "
     "collected",
 )
-async def get_latest_costs(reader: ReaderDep, cache: CheckCacheDep) -> LatestCosts:
-    return await with_checks(reader.get_latest_costs, reader, cache)
+async def get_latest_costs(reader: ReaderDep, cache: CheckCacheDep) -> Response:
+    # Serialised here rather than by FastAPI's response handling (a check of the returned model,
+    # then its own serialiser): on a day of 5,300 items that measured ~4 ms more. The declared
+    # response_model still documents the answer.
+    answer = await with_checks(reader.get_latest_costs, reader, cache)
+    return Response(answer.__pydantic_serializer__.to_json(answer), media_type="application/json")
 
 
 @router.get(

@@ -7,6 +7,7 @@ from decimal import Decimal
 from typing import Annotated
 
 from pydantic import BaseModel, Field, PlainSerializer, WithJsonSchema
+from typing_extensions import TypedDict
 
 from cost_api.params import CostMetric, Period, ProviderChoice
 
@@ -181,7 +182,11 @@ class Conversion(BaseModel):
     )
 
 
-class LatestItem(BaseModel):
+# A dict, not a model: a day has thousands of items, straight from the engine's typed rows, and
+# building a model of each cost more than the query (see shaping.latest).
+class LatestItem(TypedDict):
+    """The day's cost of one service and resource in one billing currency."""
+
     service_name: str
     resource_id: str
     currency: str

@@ -13,6 +13,7 @@ import pytest
 
 from cost_api.params import CostMetric, CostQuery, Period
 from cost_api.readers.cursor import PageKey, encode_cursor
+from cost_api.schemas.costs import LatestCosts
 from cost_pipelines.warehouse.connection import WarehouseSettings, create_client
 from cost_pipelines.warehouse.writer import CostWindow, replace_window
 from tests.api import expected
@@ -401,6 +402,19 @@ def test_latest_of_all_names_one_day_per_provider_each_from_its_own_completeness
     assert sorted(entries) == ["aws", "azure", "gcp"]
     assert all(date.fromisoformat(e["day"]) <= want[p] for p, e in entries.items())
     assert entries["aws"]["open_day"] == str(today)
+
+
+def test_latest_is_what_its_declared_model_says(api: Api) -> None:
+    """The route serialises its answer itself (FastAPI's check of the returned model is skipped
+    for its thousands of items): the body still parses as LatestCosts and says nothing more."""
+    response = api.get("/api/v2/costs/acme/all/latest")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    body = response.json()
+    parsed = LatestCosts.model_validate(body)
+    assert parsed.model_dump(mode="json") == body
+    items = [i for p in body["providers"] for i in p["items"]]
+    assert items and all(re.fullmatch(r"-?[0-9]+(\.[0-9]*[1-9])?", i["amount"]) for i in items)
 
 
 def test_latest_for_a_customer_without_costs_has_no_provider(api: Api) -> None:
